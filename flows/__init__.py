@@ -1,0 +1,1 @@
+"""flows: a compact Glow-style class-conditional generative classifier."""

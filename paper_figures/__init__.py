@@ -1,0 +1,1 @@
+"""paper_figures: regenerate the paper's figures and tables from stored results."""
