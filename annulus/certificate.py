@@ -18,7 +18,7 @@ from typing import Any
 import mpmath
 
 from annulus.construction import Construction
-from annulus.numeric import Ctx, Number, certify, num
+from annulus.numeric import Ctx, Number, certify, log_annulus_volume_ratio, num
 from annulus.proposition import (
     Params,
     admissible,
@@ -215,7 +215,8 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Fraction 
         q0_sh = con.q.posterior_on(mpmath.mp, shell, 0)
     prop1 = p0_shell_ok and q0_shell_ok
     yp_bar = 0 if p0_in > mpmath.mpf(1) / 2 else 1
-    q_wrong = certify(lambda ctx: num(ctx, Fraction(1, 2)) - con.q.posterior_on(ctx, inner, 0)).holds
+    q_wrong = certify(
+        lambda ctx: num(ctx, Fraction(1, 2)) - con.q.posterior_on(ctx, inner, 0)).holds
     prop2 = yp_bar == 0 and q_wrong
     q_true_small = _lt(lambda ctx: con.q.posterior_on(ctx, inner, 0), lambda ctx: num(ctx, delta),
                        strict=False)
@@ -224,10 +225,11 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Fraction 
     # ||x - xbar|| = r - s(r) < Delta for every 1 <= r < 1 + Delta.
     with mpmath.mp.workdps(dps + 10):
         mp = mpmath.mp
-        a, b = mp.mpf(1), 1 + num(mp, params.Delta)
-        log_ratio = (mp.log(mp.mpf(d) / (d + 1)) + (d + 1) * mp.log(b) + mp.log(-mp.expm1(-(d + 1) * mp.log(b)))
-                     - d * mp.log(b) - mp.log(-mp.expm1(-d * mp.log(b))))
-        mean_r = mp.exp(log_ratio)
+        # E[||x|| | shell] = d/(d+1) (b^(d+1) - 1)/(b^d - 1), b = 1 + Delta
+        b = 1 + params.Delta
+        mean_r = mp.exp(mp.log(mp.mpf(d) / (d + 1))
+                        + log_annulus_volume_ratio(mp, Fraction(1), b, d + 1)
+                        - log_annulus_volume_ratio(mp, Fraction(1), b, d))
         mean_dist = (mean_r - 1 + num(mp, params.Delta)) / 2 if params.Delta < 1 else None
         attack_mass = mp.exp(con.p.log_mass_on(mp, shell)) if prop1 else mp.mpf(0)
     prop4 = True  # strict for every r < 1 + Delta: r - s(r) = (r - 1 + Delta)/2 or r - 1/2

@@ -237,8 +237,8 @@ def exact_conditions_hold(params: Params, d: int) -> bool:
     works, this one does. Checked: joint KLs < eps, ``q(0|x) <= delta`` in the ball (confident
     mistake), ``lambda1 < 1/3`` (attack probability > 1/3); ``p(0|x) = 1 - delta`` there by the
     choice of lambda2. Both KLs at the witness decrease in ``d`` (the witness makes them the
-    Bernoulli divergences ``KL(Kb || b)`` and ``KL(b || Kb)``, ``b = (1+Delta)^-d``, increasing in b),
-    so the predicate is monotone in ``d``.
+    Bernoulli divergences ``KL(Kb || b)`` and ``KL(b || Kb)``, ``b = (1+Delta)^-d``, both
+    increasing in b), so the predicate is monotone in ``d``.
     """
     lam = exact_witness_lambda1(params, d)
     if lam is None:
