@@ -1,0 +1,123 @@
+"""``python -m annulus.verify``: certify the counter-example of Proposition 1 (Appendix D).
+
+Exit status: 0 when the construction is certified (both joint KLs < eps and properties 1-5
+hold), 1 when it is not, 2 on bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from fractions import Fraction
+
+from annulus.numeric import to_fraction
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line and exits 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _number(name: str, low: Fraction | None = None, high: Fraction | None = None,
+            low_open: bool = True, high_open: bool = True):
+    def parse(text: str) -> Fraction:
+        try:
+            value = to_fraction(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a finite number, got {text!r}") from None
+        if low is not None and (value <= low if low_open else value < low):
+            raise argparse.ArgumentTypeError(
+                f"{name} must be {'>' if low_open else '>='} {low}, got {text}")
+        if high is not None and (value >= high if high_open else value > high):
+            raise argparse.ArgumentTypeError(
+                f"{name} must be {'<' if high_open else '<='} {high}, got {text}")
+        return value
+    parse.__name__ = name
+    return parse
+
+
+def _dimension(text: str) -> int:
+    try:
+        value = to_fraction(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"dimension must be an integer, got {text!r}") from None
+    if value.denominator != 1 or value < 1:
+        raise argparse.ArgumentTypeError(f"dimension must be an integer >= 1, got {text}")
+    return int(value)
+
+
+def _precision(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"precision must be an integer, got {text!r}") from None
+    if not 5 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"precision must lie in [5, 1000] digits, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m annulus.verify", description=__doc__.splitlines()[0],
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--eps", required=True, type=_number("eps", Fraction(0)),
+                   help="bound on both KL divergences (> 0)")
+    p.add_argument("--delta", required=True,
+                   type=_number("delta", Fraction(0), Fraction(1, 2)),
+                   help="confidence of the mistakes, in (0, 1/2)")
+    p.add_argument("--Delta", default=Fraction(1, 10), type=_number("Delta", Fraction(0)),
+                   help="perturbation budget (> 0)")
+    p.add_argument("--dim", type=_dimension, default=None,
+                   help="dimension d (default: the minimal one for the proof's conditions)")
+    p.add_argument("--lambda1", type=_number("lambda1", Fraction(0), Fraction(1),
+                                             high_open=False),
+                   default=None, help="mixture weight lambda1 in (0, 1] (default: canonical)")
+    p.add_argument("--precision", type=_precision, default=30,
+                   help="decimal digits of the reported values")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--symbolic", action="store_true",
+                   help="also derive the closed forms with sympy and check them")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from annulus.certificate import build_certificate
+    from annulus.proposition import Params
+    from annulus.report import format_text, to_json
+
+    try:
+        params = Params(args.eps, args.delta, args.Delta)
+        cert = build_certificate(params, dim=args.dim, lambda1=args.lambda1,
+                                 dps=args.precision)
+    except (ValueError, OverflowError, ArithmeticError) as exc:
+        print(f"python -m annulus.verify: error: {exc}", file=sys.stderr)
+        return 2
+    symbolic = None
+    if args.symbolic:
+        from annulus.symbolic import check_against_exact
+        symbolic = check_against_exact(cert)
+    if args.json:
+        out = to_json(cert)
+        if symbolic is not None:
+            out["symbolic"] = symbolic
+        print(json.dumps(out, indent=2, allow_nan=False, default=str))
+    else:
+        print(format_text(cert, digits=min(args.precision, 8)))
+        if symbolic is not None:
+            from annulus.symbolic import format_symbolic
+            print()
+            print(format_symbolic(symbolic))
+    return 0 if cert.certified else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("python -m annulus.verify: interrupted", file=sys.stderr)
+        sys.exit(130)
