@@ -99,7 +99,7 @@ def _posterior_at_least(model: JointModel, piece: Piece, y: int, t: Fraction) ->
     try:
         return certify(lambda ctx: model.posterior_on(ctx, piece, y) - num(ctx, t),
                        strict=False).holds
-    except UndecidableError:  # equal to 2000 digits: an identity, take the tie
+    except UndecidableError:  # equal to CERTIFY_MAX_DPS digits: an identity, take the tie
         return True
 
 
