@@ -135,6 +135,7 @@ class PieceTable:
     log_q_mp: tuple[Any, ...]
     p0: np.ndarray
     q0: np.ndarray
+    q0_mp: tuple[Any, ...] = ()
 
     @classmethod
     def of(cls, con: Construction, delta: Fraction) -> PieceTable:
@@ -169,7 +170,8 @@ class PieceTable:
         return cls(breaks, yp, yq, conf_p, conf_q, q_small, rank,
                    np.array([float(v) for v in lq]), tuple(+v for v in lq),
                    np.array([np.nan if v is None else float(v) for v in p0]),
-                   np.array([np.nan if v is None else float(v) for v in q0]))
+                   np.array([np.nan if v is None else float(v) for v in q0]),
+                   tuple(mp.mpf("nan") if v is None else +v for v in q0))
 
     def index(self, r: np.ndarray) -> np.ndarray:
         """Piece index of radii ``r`` (a breakpoint belongs to the piece above it)."""
@@ -246,8 +248,8 @@ class KLEstimate:
     note: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"estimate": self.estimate, "stderr": self.stderr,
-                "exact": json_number(self.exact), "exact_stderr": self.exact_stderr,
+        return {"estimate": _finite(self.estimate), "stderr": _finite(self.stderr),
+                "exact": json_number(self.exact), "exact_stderr": _finite(self.exact_stderr),
                 "meaningful": self.meaningful, "note": self.note}
 
 
@@ -276,21 +278,28 @@ def _region_name(model: JointModel, k: int, y: int) -> str:
     return f"y={y}, {float(pc.lo):g}<=||x||<{float(pc.hi):g}"
 
 
-def kl_estimate(con: Construction, which: str, y: np.ndarray, k: np.ndarray,
-                exact: Any) -> KLEstimate:
-    """MC estimate of ``KL(a||b)`` (``which = "p_q"``: a = p; ``"q_p"``: a = q) from draws
-    ``(y, piece)`` of ``a``: the mean of ``log a(x,y) - log b(x,y)``, which depends on ``x``
-    only through its piece. ``meaningful`` is False when the regions rarer than
-    ``RARE_COUNT / n`` (typically unsampled) carry more than a tenth of the standard error
-    seen on the rest: the estimate would then miss them."""
+def kl_estimate(con: Construction, which: str, counts: np.ndarray, exact: Any) -> KLEstimate:
+    """MC estimate of ``KL(a||b)`` (``which = "p_q"``: a = p; ``"q_p"``: a = q) from ``n``
+    draws of ``a`` summarised by ``counts[y, piece]``: the mean of
+    ``log a(x,y) - log b(x,y)``, which depends on ``x`` only through its piece (so the counts
+    are sufficient and the estimate streams in constant memory). ``meaningful`` is False when
+    the regions rarer than ``RARE_COUNT / n`` (typically unsampled) carry more than a tenth of
+    the standard error seen on the rest: the estimate would then miss them."""
     a, b = (con.p, con.q) if which == "p_q" else (con.q, con.p)
     ratio, mass = _log_ratio_table(a, b)
-    n = len(y)
-    vals = ratio[y, k]
+    n = int(counts.sum())
     if n == 0:
         return KLEstimate(math.nan, math.nan, exact, math.nan, False, "no samples")
-    est = float(vals.mean())
-    se = float(vals.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+    seen = counts > 0
+    if np.isinf(ratio[seen]).any():
+        return KLEstimate(math.inf, math.nan, exact, math.inf, False, "infinite: a is not << b")
+    r_seen = np.where(seen, ratio, 0.0)
+    est = float((counts * r_seen).sum() / n)
+    if n > 1:
+        ss = float((counts * (r_seen - est) ** 2).sum())
+        se = math.sqrt(ss / (n - 1) / n)
+    else:
+        se = math.inf
     pos = mass > 0
     contrib = np.where(pos, mass * np.where(pos, ratio, 0.0), 0.0)
     var = float((mass * np.where(pos, ratio, 0.0) ** 2).sum() - contrib.sum() ** 2)
@@ -302,7 +311,7 @@ def kl_estimate(con: Construction, which: str, y: np.ndarray, k: np.ndarray,
     rare_total = float(np.abs(contrib[rare]).sum())
     notes = []
     if np.isinf(ratio[pos]).any():
-        return KLEstimate(est, se, exact, math.inf, False, "infinite: a is not << b")
+        return KLEstimate(est, se, exact, math.inf, False, "infinite where a > 0 = b")
     for yy, kk in zip(*np.nonzero(rare), strict=True):
         notes.append(f"{_region_name(a, int(kk), int(yy))} has mass {mass[yy, kk]:.3g} "
                      f"(expected count {n * mass[yy, kk]:.3g}) and contributes "
@@ -355,7 +364,7 @@ class SamplingResult:
         return {
             "n": self.n,
             "dimension": self.dimension,
-            "success_rate": self.success_rate,
+            "success_rate": _finite(self.success_rate),
             "ci99": [self.ci99[0], self.ci99[1]],
             "exact_probability": json_number(self.exact_probability),
             "kl_estimates": {"q_p_joint": self.kl["q_p_joint"].to_json(),
@@ -367,7 +376,7 @@ class SamplingResult:
             "success_rate_exact_median": (self.successes_exact_median / self.n
                                           if self.n else None),
             "per_property_failures": self.per_property,
-            "median_log_q": self.median,
+            "median_log_q": {k: _finite(v) for k, v in self.median.items()},
             "mismatches_vs_exact_radius": self.mismatches,
             "attack": "xbar = x (1 + max(||x|| - Delta, 0)) / (2 ||x||)",
             "demo": [{k: v for k, v in row.items() if k not in ("x", "xbar")}
@@ -410,11 +419,22 @@ class SamplingResult:
             for row in self.demo:
                 lines.append(
                     f"  {row['index']:>6d} {row['r']:.8f} {row['rbar']:.8f} {row['dist']:.8f} "
-                    f"{row['p0_x']:.8f} {row['q0_x']:.8f} {row['q0_xbar']:.3e}  "
+                    f"{row['p0_x']:.8f} {row['q0_x']:.8f} {_sci(row['q0_xbar']):>10}  "
                     f"{row['log_q_xbar']:.6g}")
         if self.saved:
             lines.append(f"  saved {len(self.demo)} attacks (x, xbar, ...) to {self.saved}")
         return "\n".join(lines)
+
+
+def _sci(v: float | str) -> str:
+    return mpmath.nstr(mpmath.mpf(v), 4) if isinstance(v, str) else f"{v:.3e}"
+
+
+def _finite(v: float) -> float | str | None:
+    """JSON-safe float: None for nan, a string for +-inf."""
+    if math.isnan(v):
+        return None
+    return str(v) if math.isinf(v) else v
 
 
 def run_sampling(params: Any, construction: Construction, exact_probability: Any, n: int,
@@ -450,7 +470,7 @@ def run_sampling(params: Any, construction: Construction, exact_probability: Any
     all_kb = np.zeros(K, dtype=np.int64)
     fails = dict.fromkeys(PROPS[:4], 0)
     mism = {"piece_of_x": 0, "properties_1_4": 0}
-    ys, ks = [], []
+    counts_p = np.zeros((2, len(RadialTable.of(con.p).pieces)), dtype=np.int64)
     # the sampler's piece k (of p's breakpoints) as an index of the table
     sampler_to_table = table.index(np.array([float(pc.lo) for pc in RadialTable.of(con.p).pieces]))
     demo_rows: list[dict[str, Any]] = []
@@ -486,8 +506,7 @@ def run_sampling(params: Any, construction: Construction, exact_probability: Any
         p14_ex = pr_ex["1"] & pr_ex["2"] & pr_ex["3"] & pr_ex["4"]
         mism["piece_of_x"] += int((kx != kx_ex).sum())
         mism["properties_1_4"] += int((p14 != p14_ex).sum())
-        ys.append(ch.y)
-        ks.append(ch.piece)
+        counts_p += _pair_counts(ch.y, ch.piece, counts_p.shape[1])
         if len(demo_rows) < demo:
             for i in np.nonzero(p14)[0][: demo - len(demo_rows)]:
                 xi = x[i] if isinstance(x, np.ndarray) else x[i].cpu().numpy()
@@ -496,7 +515,8 @@ def run_sampling(params: Any, construction: Construction, exact_probability: Any
                     "index": int(ch.start + i), "y": int(ch.y[i]), "r": float(rx[i]),
                     "rbar": float(rb[i]), "dist": float(dist[i]),
                     "p0_x": float(table.p0[kx[i]]), "q0_x": float(table.q0[kx[i]]),
-                    "q0_xbar": float(table.q0[kb[i]]), "log_q_x": float(table.log_q[kx[i]]),
+                    "q0_xbar": json_number(table.q0_mp[kb[i]]),
+                    "log_q_x": float(table.log_q[kx[i]]),
                     "log_q_xbar": float(table.log_q[kb[i]]),
                     "x": np.array(xi), "xbar": np.array(xb)})
         if progress:
@@ -515,17 +535,11 @@ def run_sampling(params: Any, construction: Construction, exact_probability: Any
     log_med_exact = float(table.log_q[table.level_rank == exact_rank][0])
     demo_rows = [r for r in demo_rows if r["log_q_xbar"] >= log_med]
 
-    y_all = np.concatenate(ys) if ys else np.empty(0, np.int8)
-    k_all = np.concatenate(ks) if ks else np.empty(0, np.int8)
-    kls = {"p_q_joint": kl_estimate(con, "p_q", y_all.astype(np.intp), k_all.astype(np.intp),
-                                    con.kl_p_q_joint())}
-    yq_, kq_ = [], []
+    kls = {"p_q_joint": kl_estimate(con, "p_q", counts_p, con.kl_p_q_joint())}
+    counts_q = np.zeros((2, len(RadialTable.of(con.q).pieces)), dtype=np.int64)
     for ch in sample(con.q, n, seed=ss_q, vectors=False, max_bytes=max_bytes):
-        yq_.append(ch.y)
-        kq_.append(ch.piece)
-    yq = np.concatenate(yq_).astype(np.intp) if yq_ else np.empty(0, np.intp)
-    kq = np.concatenate(kq_).astype(np.intp) if kq_ else np.empty(0, np.intp)
-    kls["q_p_joint"] = kl_estimate(con, "q_p", yq, kq, con.kl_q_p_joint())
+        counts_q += _pair_counts(ch.y, ch.piece, counts_q.shape[1])
+    kls["q_p_joint"] = kl_estimate(con, "q_p", counts_q, con.kl_q_p_joint())
 
     res = SamplingResult(
         n=n, dimension=d, seed=seed, Delta=con.Delta, lambda1=con.lambda1,
@@ -538,6 +552,12 @@ def run_sampling(params: Any, construction: Construction, exact_probability: Any
         res.saved = save_demo(res, params, save)
     res.seconds = time.perf_counter() - start
     return res
+
+
+def _pair_counts(y: np.ndarray, k: np.ndarray, K: int) -> np.ndarray:
+    """``counts[y, k]`` of label/piece pairs, shape ``[2, K]``."""
+    flat = y.astype(np.intp) * K + k.astype(np.intp)
+    return np.bincount(flat, minlength=2 * K).reshape(2, K)
 
 
 def save_demo(res: SamplingResult, params: Any, path: str) -> str:
