@@ -224,6 +224,26 @@ def exact_median_rank(con: Construction, table: PieceTable) -> int:
     return int(table.level_rank.max())
 
 
+def check_vectors(x: Any, table: PieceTable, Delta: float, xbar_out: Any = None,
+                  diff_out: Any = None) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray,
+                                                 np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Attack the rows of ``x`` and check properties 1-4 on the vectors.
+
+    Returns ``(xbar, ||x||, ||xbar||, ||x - xbar||, piece of x, piece of xbar, {"1".."4"})``;
+    property 5 needs the median: ``table.level_rank[kb] >= median_rank``."""
+    if isinstance(x, np.ndarray):
+        xbar = attack(x, Delta, out=xbar_out)
+        diff = np.subtract(x, xbar, out=diff_out)
+    else:
+        xbar = attack(x, Delta)
+        diff = x - xbar
+    rx = np.sqrt(row_sq_norms(x))
+    rb = np.sqrt(row_sq_norms(xbar))
+    dist = np.sqrt(row_sq_norms(diff))
+    kx, kb = table.index(rx), table.index(rb)
+    return xbar, rx, rb, dist, kx, kb, table.properties(kx, kb, dist, Delta)
+
+
 # -- statistics ------------------------------------------------------------------------------
 def wilson_interval(k: int, n: int, z: float = Z99) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion ``k/n`` (``z = 2.576``: 99%)."""
@@ -480,17 +500,8 @@ def run_sampling(params: Any, construction: Construction, exact_probability: Any
                      backend=backend, device=device):
         m = len(ch)
         x = ch.x
-        if isinstance(x, np.ndarray):
-            xbar = attack(x, Delta, out=xbar_buf[:m])
-            diff = np.subtract(x, xbar, out=diff_buf[:m])
-        else:
-            xbar = attack(x, Delta)
-            diff = x - xbar
-        rx = np.sqrt(row_sq_norms(x))
-        rb = np.sqrt(row_sq_norms(xbar))
-        dist = np.sqrt(row_sq_norms(diff))
-        kx, kb = table.index(rx), table.index(rb)
-        props = table.properties(kx, kb, dist, Delta)
+        xbar, rx, rb, dist, kx, kb, props = check_vectors(
+            x, table, Delta, xbar_buf[:m], diff_buf[:m])
         p14 = props["1"] & props["2"] & props["3"] & props["4"]
         for key in fails:
             fails[key] += int(m - props[key].sum())
