@@ -432,13 +432,14 @@ class SamplingResult:
             if e.note:
                 lines.append(f"    note: {e.note}")
         if self.demo:
-            lines.append("  demo attacks (y = 0 for all; log q(xbar) vs median "
+            lines.append("  demo attacks (log q(xbar) vs the empirical median "
                          f"{self.median['empirical']:.6g}):")
-            lines.append("     i   ||x||      ||xbar||   ||x-xbar||  p(0|x)     q(0|x)     "
+            lines.append("       i y ||x||      ||xbar||   ||x-xbar||  p(0|x)     q(0|x)     "
                          "q(0|xbar)   log q(xbar)")
             for row in self.demo:
                 lines.append(
-                    f"  {row['index']:>6d} {row['r']:.8f} {row['rbar']:.8f} {row['dist']:.8f} "
+                    f"  {row['index']:>6d} {row['y']} {row['r']:.8f} {row['rbar']:.8f} "
+                    f"{row['dist']:.8f} "
                     f"{row['p0_x']:.8f} {row['q0_x']:.8f} {_sci(row['q0_xbar']):>10}  "
                     f"{row['log_q_xbar']:.6g}")
         if self.saved:
