@@ -28,6 +28,7 @@ and nothing of size ``n`` is stored: the whole run is streamed with memory bound
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -38,6 +39,7 @@ import numpy as np
 
 from annulus.construction import Construction, JointModel
 from annulus.numeric import UndecidableError, certify, fmt, json_number, log_unit_ball_volume, num
+from annulus.proposition import Params
 from annulus.radial import Piece, pieces
 from annulus.sampling import (
     DEFAULT_MAX_BYTES,
@@ -458,7 +460,7 @@ def _finite(v: float) -> float | str | None:
     return str(v) if math.isinf(v) else v
 
 
-def run_sampling(params: Any, construction: Construction, exact_probability: Any, n: int,
+def run_sampling(params: Params, construction: Construction, exact_probability: Any, n: int,
                  seed: int, dimension: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
                  save: str | None = None, progress: bool = False, backend: str = "numpy",
                  device: str | None = None, demo: int = 5) -> SamplingResult:
@@ -532,9 +534,9 @@ def run_sampling(params: Any, construction: Construction, exact_probability: Any
                     "log_q_xbar": float(table.log_q[kb[i]]),
                     "x": np.array(xi), "xbar": np.array(xb)})
         if progress:
-            print(f"\r  sampled {ch.start + m}/{n}", end="", flush=True)
+            print(f"\r  sampled {ch.start + m}/{n}", end="", file=sys.stderr, flush=True)
     if progress:
-        print()
+        print(file=sys.stderr)
 
     med_rank = lower_median_rank(counts_x, table.level_rank) if n else 0
     exact_rank = exact_median_rank(con, table)
@@ -572,7 +574,7 @@ def _pair_counts(y: np.ndarray, k: np.ndarray, K: int) -> np.ndarray:
     return np.bincount(flat, minlength=2 * K).reshape(2, K)
 
 
-def save_demo(res: SamplingResult, params: Any, path: str) -> str:
+def save_demo(res: SamplingResult, params: Params, path: str) -> str:
     """Write the demo attacks to ``path`` (``.npz``): the vectors ``x, xbar`` and, per attack,
     ``y, r, rbar, dist, p0_x, q0_x, q0_xbar, log_q_xbar`` plus the parameters (as exact
     strings) and the empirical/exact median of ``log q(X)``."""
