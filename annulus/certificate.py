@@ -139,7 +139,7 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Fraction 
         bounds = {"lemma2": con.lemma2_bound(mp), "lemma3": con.lemma3_bound(mp)}
         log_v = d * mp.log1p(num(mp, params.Delta))
         adm = admissible(params, d)
-        inner, shell = con.inner, con.shell
+        inner = con.inner
         p0_in = con.p.posterior_on(mp, inner, 0)
         q0_in = con.q.posterior_on(mp, inner, 0)
 
@@ -206,14 +206,20 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Fraction 
     ]
 
     # ---- Proposition 1's properties (the attack x -> xbar: radial move into the ball) ----------
-    p0_shell_ok = certify(lambda ctx: con.p.posterior_on(ctx, shell, 0) - (1 - num(ctx, delta)),
-                          strict=False).holds
-    q0_shell_ok = certify(lambda ctx: con.q.posterior_on(ctx, shell, 0) - (1 - num(ctx, delta)),
-                          strict=False).holds
+    # The shell [1, 1+Delta) is one common piece when Delta <= 1; for Delta > 1 it overlaps the
+    # class-1 annulus [2, 3] and spans several pieces, on which property 1 must be checked
+    # separately (the attack set is the union of those where it holds).
+    shell_pcs = [pc for pc in con.pieces if pc.lo >= 1 and pc.hi <= 1 + params.Delta]
+
+    def _prop1_on(pc: Piece) -> bool:
+        return all(certify(lambda ctx, m=m: m.posterior_on(ctx, pc, 0) - (1 - num(ctx, delta)),
+                           strict=False).holds for m in (con.p, con.q))
+
+    attack_pcs = [pc for pc in shell_pcs if _prop1_on(pc)]
     with mpmath.mp.workdps(dps + 10):
-        p0_sh = con.p.posterior_on(mpmath.mp, shell, 0)
-        q0_sh = con.q.posterior_on(mpmath.mp, shell, 0)
-    prop1 = p0_shell_ok and q0_shell_ok
+        p0_sh = con.p.posterior_on(mpmath.mp, shell_pcs[0], 0)
+        q0_sh = con.q.posterior_on(mpmath.mp, shell_pcs[0], 0)
+    prop1 = bool(attack_pcs)
     yp_bar = 0 if p0_in > mpmath.mpf(1) / 2 else 1
     q_wrong = certify(
         lambda ctx: num(ctx, Fraction(1, 2)) - con.q.posterior_on(ctx, inner, 0)).holds
@@ -231,7 +237,7 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Fraction 
                         + log_annulus_volume_ratio(mp, Fraction(1), b, d + 1)
                         - log_annulus_volume_ratio(mp, Fraction(1), b, d))
         mean_dist = (mean_r - 1 + num(mp, params.Delta)) / 2 if params.Delta < 1 else None
-        attack_mass = mp.exp(con.p.log_mass_on(mp, shell)) if prop1 else mp.mpf(0)
+        attack_mass = sum((mp.exp(con.p.log_mass_on(mp, pc)) for pc in attack_pcs), mp.mpf(0))
     prop4 = True  # strict for every r < 1 + Delta: r - s(r) = (r - 1 + Delta)/2 or r - 1/2
     med_p = _median_piece(con, "p")
     med_q = _median_piece(con, "q")
@@ -278,7 +284,8 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Fraction 
     attack_p = attack_mass if attack_ok else mpmath.mpf(0)
     attack_check = Check(
         "P(attack)", "P_{x~p}(an attack with properties 1-5 exists) > 1/3",
-        attack_ok and certify(lambda ctx: ctx.exp(con.p.log_mass_on(ctx, shell))
+        attack_ok and certify(lambda ctx: sum((ctx.exp(con.p.log_mass_on(ctx, pc))
+                                               for pc in attack_pcs), ctx.mpf(0))
                               - num(ctx, Fraction(1, 3))).holds,
         attack_p, Fraction(1, 3))
 

@@ -23,8 +23,11 @@ Number = Any  # an mpf or an ivmpf
 
 #: Working precision (decimal digits) used first when certifying a sign.
 CERTIFY_DPS = 40
-#: Largest precision tried before a sign is declared undecidable.
-CERTIFY_MAX_DPS = 2000
+#: Largest precision tried before a sign is declared undecidable. Some true inequalities have
+#: gaps of order (1+Delta)^-d (e.g. Lemma 2's bound: KL(q(x|0)||p(x|0)) is below
+#: log(1/(1-lambda1)) by ~(1+Delta)^-d), i.e. d*log10(1+Delta) digits: 2000 digits made
+#: build_certificate raise UndecidableError from d ~ 48000 at Delta = 0.1.
+CERTIFY_MAX_DPS = 20000
 
 
 def to_fraction(value: str | float | int | Fraction) -> Fraction:
@@ -106,7 +109,7 @@ class Certified:
 
 class UndecidableError(ArithmeticError):
     """Raised when interval arithmetic cannot decide a sign up to ``CERTIFY_MAX_DPS`` digits
-    (the two sides are, or are within 10**-2000 of being, equal)."""
+    (the two sides are, or are within 10**-CERTIFY_MAX_DPS of being, equal)."""
 
 
 @contextmanager

@@ -30,7 +30,7 @@ from fractions import Fraction
 import mpmath
 
 from annulus.construction import Construction
-from annulus.numeric import Ctx, Number, certify, num
+from annulus.numeric import Ctx, Number, UndecidableError, certify, num
 
 #: Significant digits kept when a real lambda1 is turned into an exact rational.
 LAMBDA_DIGITS = 30
@@ -248,8 +248,18 @@ def exact_conditions_hold(params: Params, d: int) -> bool:
     return (
         certify(lambda ctx: num(ctx, eps) - con.kl_p_q_joint(ctx)).holds
         and certify(lambda ctx: num(ctx, eps) - con.kl_q_p_joint(ctx)).holds
-        and certify(lambda ctx: num(ctx, params.delta) - con.lemma1_q0(ctx), strict=False).holds
+        and _q0_at_most_delta(con, params.delta)
     )
+
+
+def _q0_at_most_delta(con: Construction, delta: Fraction) -> bool:
+    """``q(0|x) = 1/(1 + lambda2 (1+Delta)^d) <= delta`` in the ball. Certified by intervals;
+    an exact tie (the witness can make ``lambda2 (1+Delta)^d = (1-delta)/delta`` exactly, e.g.
+    ``Delta = 1``) is undecidable there and is settled in exact rational arithmetic."""
+    try:
+        return certify(lambda ctx: num(ctx, delta) - con.lemma1_q0(ctx), strict=False).holds
+    except UndecidableError:
+        return con.lambda2 * (1 + con.Delta) ** con.d >= (1 - delta) / delta
 
 
 def minimal_dimension_exact(params: Params) -> int:

@@ -1,0 +1,597 @@
+"""The attack of Proposition 1 on sampled vectors, Monte Carlo checks and estimates.
+
+**Attack map.** For ``x`` with ``r = ||x||`` the attacker moves radially,
+
+    xbar = x * s(r) / r,     s(r) = (1 + max(r - Delta, 0)) / 2,
+
+the midpoint between the unit sphere and the point ``r - Delta`` (``1/2`` when ``r < Delta``).
+For ``1 <= r < 1 + Delta``: ``||xbar|| = s(r) < 1`` (inside the unit ball, where the model
+predicts class 1 with confidence ``1 - q(0|x) >= 1 - delta``) and ``||x - xbar|| = r - s(r) =
+(r - 1 + Delta)/2 < Delta``. The map is applied to every sampled point; properties 1-5 are then
+checked on the actual vectors: ``||x||``, ``||xbar||`` and ``||x - xbar||`` are computed from the
+coordinates, and the posteriors, predictions and densities are those of the pieces (radial
+intervals) that these norms fall in.
+
+**Exact decisions per piece.** ``p``, ``q`` are constant on every piece, so each property
+ingredient (prediction ``argmax_y m(y|x)``, ``m(y|x) >= 1 - delta``, ``q(y|x) <= delta``, the
+order of the density levels) is decided once per piece, exactly: rational arithmetic when the
+numbers are small, else interval arithmetic (:func:`annulus.numeric.certify`). This matters:
+with the proof's ``lambda2``, ``p(0|x) = 1 - delta`` *exactly* in the unit ball, and a float64
+comparison would fail on rounding half of the time.
+
+**Property 5** compares ``q(xbar)`` with the lower median of ``q(X)`` over the sample
+(``X ~ p``). ``q`` takes finitely many values, so the median is computed from per-piece counts
+and nothing of size ``n`` is stored: the whole run is streamed with memory bounded by
+``max_bytes``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import mpmath
+import numpy as np
+
+from annulus.construction import Construction, JointModel
+from annulus.numeric import UndecidableError, certify, fmt, json_number, log_unit_ball_volume, num
+from annulus.proposition import Params
+from annulus.radial import Piece, pieces
+from annulus.sampling import (
+    DEFAULT_MAX_BYTES,
+    RadialTable,
+    chunk_rows,
+    row_sq_norms,
+    sample,
+    scale_rows,
+)
+
+#: Two-sided 99% normal quantile, z = Phi^{-1}(0.995).
+Z99 = 2.5758293035489004
+#: Integers above this many bits are not used for exact rational decisions (interval instead).
+MAX_EXACT_BITS = 20_000
+#: A region is "rare" for a Monte Carlo estimate when its expected count n*m is below this.
+RARE_COUNT = 10.0
+PROPS = ("1", "2", "3", "4", "5")
+
+
+# -- the attack map --------------------------------------------------------------------------
+def attack_radius(r: np.ndarray | float, Delta: float) -> np.ndarray:
+    """``s(r) = (1 + max(r - Delta, 0)) / 2``: the radius of ``xbar``."""
+    return (1.0 + np.maximum(np.asarray(r, dtype=float) - Delta, 0.0)) / 2.0
+
+
+def attack(x: Any, Delta: float, out: Any = None) -> Any:
+    """``xbar = x s(||x||) / ||x||`` row by row (numpy array or torch tensor)."""
+    r = np.sqrt(row_sq_norms(x))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(r > 0, attack_radius(r, Delta) / r, 0.0)
+    return scale_rows(x, scale, out=out)
+
+
+# -- exact per-piece decisions ---------------------------------------------------------------
+def _joint_fraction(model: JointModel, piece: Piece, y: int) -> Fraction | None:
+    """``C_d m(x, y)`` on the piece as an exact rational, ``None`` if it needs huge integers."""
+    total = Fraction(0)
+    d = model.d
+    for w, ann in model.conditionals[y].components:
+        if w == 0 or not ann.covers(piece.lo, piece.hi):
+            continue
+        bits = d * max(ann.b.numerator.bit_length(), ann.b.denominator.bit_length(),
+                       ann.a.numerator.bit_length(), ann.a.denominator.bit_length())
+        if ann.b == 1 and ann.a == 0:
+            vol = Fraction(1)
+        elif bits > MAX_EXACT_BITS:
+            return None
+        else:
+            vol = ann.b ** d - ann.a ** d
+        total += w / vol
+    return model.prior[y] * total
+
+
+def _posterior_at_least(model: JointModel, piece: Piece, y: int, t: Fraction) -> bool:
+    """Exactly decide ``m(y|x) >= t`` on the piece (``m(x) > 0`` there)."""
+    g = [_joint_fraction(model, piece, yy) for yy in (0, 1)]
+    if g[0] is not None and g[1] is not None:
+        return g[y] >= t * (g[0] + g[1])
+    try:
+        return certify(lambda ctx: model.posterior_on(ctx, piece, y) - num(ctx, t),
+                       strict=False).holds
+    except UndecidableError:  # equal to CERTIFY_MAX_DPS digits: an identity, take the tie
+        return True
+
+
+def _prediction(model: JointModel, piece: Piece) -> int:
+    """``argmax_y m(y|x)`` on the piece; -1 off the support or on a tie."""
+    if model.log_marginal_on(mpmath.mp, piece) is None:
+        return -1
+    if not _posterior_at_least(model, piece, 0, Fraction(1, 2)):
+        return 1
+    if not _posterior_at_least(model, piece, 1, Fraction(1, 2)):
+        return 0
+    return -1
+
+
+@dataclass(frozen=True)
+class PieceTable:
+    """Property ingredients of Prop. 1 on each piece ``[breaks[k], breaks[k+1])``; the last
+    index is ``r >= breaks[-1]`` (off every support).
+
+    ``yp, yq``: predictions (-1: undefined); ``conf_p, conf_q``: ``m(y_m|x) >= 1 - delta``;
+    ``q_true_small``: ``q(y_p(x)|x) <= delta``; ``level_rank``: rank of ``q(x)`` (equal levels
+    share a rank); ``log_q``: ``log q(x)`` (float64); ``p0, q0``: ``p(0|x), q(0|x)`` (float,
+    nan off support)."""
+
+    breaks: np.ndarray
+    yp: np.ndarray
+    yq: np.ndarray
+    conf_p: np.ndarray
+    conf_q: np.ndarray
+    q_true_small: np.ndarray
+    level_rank: np.ndarray
+    log_q: np.ndarray
+    log_q_mp: tuple[Any, ...]
+    p0: np.ndarray
+    q0: np.ndarray
+    q0_mp: tuple[Any, ...] = ()
+
+    @classmethod
+    def of(cls, con: Construction, delta: Fraction) -> PieceTable:
+        pcs = list(pieces(sorted(set(con.p.breakpoints) | set(con.q.breakpoints))))
+        breaks = np.array([float(pc.lo) for pc in pcs] + [float(pcs[-1].hi)])
+        top = pcs[-1].hi
+        pcs.append(Piece(top, top + 1))  # stands for r >= top (no density covers it)
+        mp = mpmath.mp
+        yp = np.array([_prediction(con.p, pc) for pc in pcs], dtype=np.int8)
+        yq = np.array([_prediction(con.q, pc) for pc in pcs], dtype=np.int8)
+        conf_p = np.array([yp[k] >= 0 and _posterior_at_least(con.p, pc, int(yp[k]), 1 - delta)
+                           for k, pc in enumerate(pcs)])
+        conf_q = np.array([yq[k] >= 0 and _posterior_at_least(con.q, pc, int(yq[k]), 1 - delta)
+                           for k, pc in enumerate(pcs)])
+        # q(y_p|x) <= delta  <=>  q(1 - y_p | x) >= 1 - delta (q(x) > 0)
+        q_small = np.array([
+            yp[k] >= 0 and con.q.log_marginal_on(mp, pc) is not None
+            and _posterior_at_least(con.q, pc, 1 - int(yp[k]), 1 - delta)
+            for k, pc in enumerate(pcs)])
+        with mp.workdps(60):
+            log_cd = log_unit_ball_volume(mp, con.d)
+            lq = [con.q.log_marginal_on(mp, pc) for pc in pcs]
+            lq = [mp.mpf("-inf") if v is None else v - log_cd for v in lq]
+            distinct: list[Any] = []
+            for v in sorted(lq):
+                if not distinct or not _same(v, distinct[-1]):
+                    distinct.append(v)
+            rank = np.array([next(i for i, u in enumerate(distinct) if _same(u, v))
+                             for v in lq], dtype=np.int16)
+            p0 = [con.p.posterior_on(mp, pc, 0) for pc in pcs]
+            q0 = [con.q.posterior_on(mp, pc, 0) for pc in pcs]
+        return cls(breaks, yp, yq, conf_p, conf_q, q_small, rank,
+                   np.array([float(v) for v in lq]), tuple(+v for v in lq),
+                   np.array([np.nan if v is None else float(v) for v in p0]),
+                   np.array([np.nan if v is None else float(v) for v in q0]),
+                   tuple(mp.mpf("nan") if v is None else +v for v in q0))
+
+    def index(self, r: np.ndarray) -> np.ndarray:
+        """Piece index of radii ``r`` (a breakpoint belongs to the piece above it)."""
+        return np.searchsorted(self.breaks, r, side="right") - 1
+
+    def properties(self, kx: np.ndarray, kb: np.ndarray, dist: np.ndarray,
+                   Delta: float) -> dict[str, np.ndarray]:
+        """Properties 1-4 from the pieces of ``x`` and ``xbar`` and ``||x - xbar||``."""
+        yp_x, yp_b = self.yp[kx], self.yp[kb]
+        return {
+            "1": (yp_x >= 0) & (self.yq[kx] == yp_x) & self.conf_p[kx] & self.conf_q[kx],
+            "2": (yp_b >= 0) & (yp_b == yp_x) & (self.yq[kb] != yp_b),
+            "3": (yp_b >= 0) & self.q_true_small[kb] & self.conf_p[kb],
+            "4": dist < Delta,
+        }
+
+
+def _same(a: Any, b: Any) -> bool:
+    if mpmath.isinf(a) or mpmath.isinf(b):
+        return a == b
+    return abs(a - b) <= mpmath.mpf(10) ** -40 * max(1, abs(a), abs(b))
+
+
+def lower_median_rank(counts: np.ndarray, rank: np.ndarray) -> int:
+    """Rank of the lower median of a sample with ``counts[k]`` values at level ``rank[k]``:
+    the ``ceil(n/2)``-th smallest value."""
+    n = int(counts.sum())
+    need = (n + 1) // 2
+    acc = 0
+    for rk in sorted(set(rank.tolist())):
+        acc += int(counts[rank == rk].sum())
+        if acc >= need:
+            return rk
+    return int(rank.max())
+
+
+def exact_median_rank(con: Construction, table: PieceTable) -> int:
+    """Rank of the lower median of ``q(X)``, ``X ~ p``, from the exact piece masses."""
+    masses = np.zeros(len(table.breaks))
+    rt = RadialTable.of(con.p)
+    for y in (0, 1):
+        w = float(con.p.prior[y])
+        m = np.diff(np.concatenate([[0.0], rt.cum[y]]))
+        masses[: len(m)] += w * m
+    acc = 0.0
+    for rk in sorted(set(table.level_rank.tolist())):
+        acc += masses[table.level_rank == rk].sum()
+        if acc >= 0.5:
+            return rk
+    return int(table.level_rank.max())
+
+
+def check_vectors(x: Any, table: PieceTable, Delta: float, xbar_out: Any = None,
+                  diff_out: Any = None) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray,
+                                                 np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Attack the rows of ``x`` and check properties 1-4 on the vectors.
+
+    Returns ``(xbar, ||x||, ||xbar||, ||x - xbar||, piece of x, piece of xbar, {"1".."4"})``;
+    property 5 needs the median: ``table.level_rank[kb] >= median_rank``."""
+    if isinstance(x, np.ndarray):
+        xbar = attack(x, Delta, out=xbar_out)
+        diff = np.subtract(x, xbar, out=diff_out)
+    else:
+        xbar = attack(x, Delta)
+        diff = x - xbar
+    rx = np.sqrt(row_sq_norms(x))
+    rb = np.sqrt(row_sq_norms(xbar))
+    dist = np.sqrt(row_sq_norms(diff))
+    kx, kb = table.index(rx), table.index(rb)
+    return xbar, rx, rb, dist, kx, kb, table.properties(kx, kb, dist, Delta)
+
+
+# -- statistics ------------------------------------------------------------------------------
+def wilson_interval(k: int, n: int, z: float = Z99) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion ``k/n`` (``z = 2.576``: 99%)."""
+    if n == 0:
+        return (0.0, 1.0)
+    ph = k / n
+    z2 = z * z
+    centre = (ph + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(ph * (1 - ph) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass
+class KLEstimate:
+    """A Monte Carlo estimate of a joint KL beside its exact value."""
+
+    estimate: float
+    stderr: float
+    exact: Any
+    exact_stderr: float
+    meaningful: bool
+    note: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"estimate": _finite(self.estimate), "stderr": _finite(self.stderr),
+                "exact": json_number(self.exact), "exact_stderr": _finite(self.exact_stderr),
+                "meaningful": self.meaningful, "note": self.note}
+
+
+def _log_ratio_table(a: JointModel, b: JointModel) -> tuple[np.ndarray, np.ndarray]:
+    """``log a(x,y) - log b(x,y)`` and the ``a``-mass per (y, piece) (float64)."""
+    rt = RadialTable.of(a)
+    K = len(rt.pieces)
+    ratio = np.zeros((2, K))
+    mass = np.zeros((2, K))
+    mp = mpmath.mp
+    with mp.workdps(40):
+        for y in (0, 1):
+            for k, pc in enumerate(rt.pieces):
+                la = a.log_joint_on(mp, pc, y)
+                if la is None:
+                    continue
+                lb = b.log_joint_on(mp, pc, y)
+                ratio[y, k] = np.inf if lb is None else float(la - lb)
+                lm = a.conditionals[y].log_mass(mp, pc)
+                mass[y, k] = float(a.prior[y]) * float(mp.exp(lm))
+    return ratio, mass
+
+
+def _region_name(model: JointModel, k: int, y: int) -> str:
+    pc = RadialTable.of(model).pieces[k]
+    return f"y={y}, {float(pc.lo):g}<=||x||<{float(pc.hi):g}"
+
+
+def kl_estimate(con: Construction, which: str, counts: np.ndarray, exact: Any) -> KLEstimate:
+    """MC estimate of ``KL(a||b)`` (``which = "p_q"``: a = p; ``"q_p"``: a = q) from ``n``
+    draws of ``a`` summarised by ``counts[y, piece]``: the mean of
+    ``log a(x,y) - log b(x,y)``, which depends on ``x`` only through its piece (so the counts
+    are sufficient and the estimate streams in constant memory). ``meaningful`` is False when
+    the regions rarer than ``RARE_COUNT / n`` (typically unsampled) carry more than a tenth of
+    the standard error seen on the rest: the estimate would then miss them."""
+    a, b = (con.p, con.q) if which == "p_q" else (con.q, con.p)
+    ratio, mass = _log_ratio_table(a, b)
+    n = int(counts.sum())
+    if n == 0:
+        return KLEstimate(math.nan, math.nan, exact, math.nan, False, "no samples")
+    seen = counts > 0
+    if np.isinf(ratio[seen]).any():
+        return KLEstimate(math.inf, math.nan, exact, math.inf, False, "infinite: a is not << b")
+    r_seen = np.where(seen, ratio, 0.0)
+    est = float((counts * r_seen).sum() / n)
+    if n > 1:
+        ss = float((counts * (r_seen - est) ** 2).sum())
+        se = math.sqrt(ss / (n - 1) / n)
+    else:
+        se = math.inf
+    pos = mass > 0
+    contrib = np.where(pos, mass * np.where(pos, ratio, 0.0), 0.0)
+    var = float((mass * np.where(pos, ratio, 0.0) ** 2).sum() - contrib.sum() ** 2)
+    exact_se = math.sqrt(max(var, 0.0) / n)
+    rare = pos & (n * mass < RARE_COUNT) & (contrib != 0)
+    bulk = pos & ~rare
+    var_bulk = float((mass[bulk] * ratio[bulk] ** 2).sum() - (contrib[bulk].sum()) ** 2)
+    bulk_se = math.sqrt(max(var_bulk, 0.0) / n)
+    rare_total = float(np.abs(contrib[rare]).sum())
+    notes = []
+    if np.isinf(ratio[pos]).any():
+        return KLEstimate(est, se, exact, math.inf, False, "infinite where a > 0 = b")
+    for yy, kk in zip(*np.nonzero(rare), strict=True):
+        notes.append(f"{_region_name(a, int(kk), int(yy))} has mass {mass[yy, kk]:.3g} "
+                     f"(expected count {n * mass[yy, kk]:.3g}) and contributes "
+                     f"{contrib[yy, kk]:.3g}")
+    meaningful = rare_total <= 0.1 * bulk_se
+    if notes:
+        notes.append("negligible beside the standard error" if meaningful else
+                     "NOT negligible: the estimate misses these rare regions")
+    return KLEstimate(est, se, exact, exact_se, meaningful, "; ".join(notes))
+
+
+# -- the run ---------------------------------------------------------------------------------
+@dataclass
+class SamplingResult:
+    """Monte Carlo verification of Prop. 1 on ``n`` sampled vectors (see :func:`run_sampling`)."""
+
+    n: int
+    dimension: int
+    seed: int
+    Delta: Fraction
+    lambda1: Fraction
+    lambda2: Fraction
+    successes: int
+    successes_exact_median: int
+    exact_probability: Any
+    ci99: tuple[float, float]
+    per_property: dict[str, int]
+    median: dict[str, float]
+    kl: dict[str, KLEstimate]
+    mismatches: dict[str, int]
+    demo: list[dict[str, Any]]
+    seconds: float
+    backend: str
+    chunk_rows: int
+    max_bytes: int
+    saved: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.n if self.n else math.nan
+
+    @property
+    def consistent(self) -> bool:
+        """The exact probability lies inside the 99% Wilson interval."""
+        lo, hi = self.ci99
+        return bool(lo <= float(self.exact_probability) <= hi)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "dimension": self.dimension,
+            "success_rate": _finite(self.success_rate),
+            "ci99": [self.ci99[0], self.ci99[1]],
+            "exact_probability": json_number(self.exact_probability),
+            "kl_estimates": {"q_p_joint": self.kl["q_p_joint"].to_json(),
+                             "p_q_joint": self.kl["p_q_joint"].to_json()},
+            "seconds": self.seconds,
+            "consistent": self.consistent,
+            "seed": self.seed,
+            "successes": self.successes,
+            "success_rate_exact_median": (self.successes_exact_median / self.n
+                                          if self.n else None),
+            "per_property_failures": self.per_property,
+            "median_log_q": {k: _finite(v) for k, v in self.median.items()},
+            "mismatches_vs_exact_radius": self.mismatches,
+            "attack": "xbar = x (1 + max(||x|| - Delta, 0)) / (2 ||x||)",
+            "demo": [{k: v for k, v in row.items() if k not in ("x", "xbar")}
+                     for row in self.demo],
+            "backend": self.backend,
+            "chunk_rows": self.chunk_rows,
+            "max_bytes": self.max_bytes,
+            "saved": self.saved,
+        }
+
+    def format_text(self) -> str:
+        lo, hi = self.ci99
+        ok = "inside" if self.consistent else "OUTSIDE"
+        lines = [
+            f"Sampling: n={self.n} draws (x, y) ~ p at d={self.dimension} (seed {self.seed}, "
+            f"{self.backend}, {self.chunk_rows} rows/chunk), {self.seconds:.2f} s",
+            "  attack: xbar = x s(r)/r, s(r) = (1 + max(r - Delta, 0))/2, r = ||x||",
+            f"  attack success (properties 1-5 on the vectors): {self.successes}/{self.n} = "
+            f"{self.success_rate:.5f}, 99% Wilson [{lo:.5f}, {hi:.5f}]; exact "
+            f"{fmt(self.exact_probability, 8)} ({ok})",
+            "  failures per property: " + ", ".join(f"{k}: {v}" for k, v in
+                                                    self.per_property.items())
+            + f"; with the exact median: {self.successes_exact_median} successes",
+            f"  median log q(X), X~p: empirical {self.median['empirical']:.6g}, exact "
+            f"{self.median['exact']:.6g}; vector vs exact-radius mismatches: "
+            + ", ".join(f"{k} {v}" for k, v in self.mismatches.items()),
+        ]
+        for key, label in (("q_p_joint", "KL(q||p)"), ("p_q_joint", "KL(p||q)")):
+            e = self.kl[key]
+            flag = "" if e.meaningful else "  [not meaningful]"
+            lines.append(f"  {label} MC {e.estimate:.6g} +- {e.stderr:.2g} (exact "
+                         f"{fmt(e.exact, 8)}, exact s.e. {e.exact_stderr:.2g}){flag}")
+            if e.note:
+                lines.append(f"    note: {e.note}")
+        if self.demo:
+            lines.append("  demo attacks (log q(xbar) vs the empirical median "
+                         f"{self.median['empirical']:.6g}):")
+            lines.append("       i y ||x||      ||xbar||   ||x-xbar||  p(0|x)     q(0|x)     "
+                         "q(0|xbar)   log q(xbar)")
+            for row in self.demo:
+                lines.append(
+                    f"  {row['index']:>6d} {row['y']} {row['r']:.8f} {row['rbar']:.8f} "
+                    f"{row['dist']:.8f} "
+                    f"{row['p0_x']:.8f} {row['q0_x']:.8f} {_sci(row['q0_xbar']):>10}  "
+                    f"{row['log_q_xbar']:.6g}")
+        if self.saved:
+            lines.append(f"  saved {len(self.demo)} attacks (x, xbar, ...) to {self.saved}")
+        return "\n".join(lines)
+
+
+def _sci(v: float | str) -> str:
+    return mpmath.nstr(mpmath.mpf(v), 4) if isinstance(v, str) else f"{v:.3e}"
+
+
+def _finite(v: float) -> float | str | None:
+    """JSON-safe float: None for nan, a string for +-inf."""
+    if math.isnan(v):
+        return None
+    return str(v) if math.isinf(v) else v
+
+
+def run_sampling(params: Params, construction: Construction, exact_probability: Any, n: int,
+                 seed: int, dimension: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+                 save: str | None = None, progress: bool = False, backend: str = "numpy",
+                 device: str | None = None, demo: int = 5) -> SamplingResult:
+    """Sample ``n`` points ``(x, y) ~ p``, attack each, check properties 1-5 on the vectors.
+
+    ``dimension`` (default ``construction.d``) rebuilds the construction with the same
+    ``lambda1, lambda2`` and recomputes the exact probability with the certificate. The
+    success count gets a 99% Wilson interval; KL(p||q) is estimated on the same draws,
+    KL(q||p) on ``n`` radial draws of ``q`` (the log-ratio depends on ``||x||`` only).
+    ``save`` writes ``demo`` concrete attacks (vectors included) to an ``.npz`` file.
+    """
+    start = time.perf_counter()
+    con = construction
+    if dimension is not None and dimension != con.d:
+        from annulus.certificate import build_certificate
+
+        con = Construction(dimension, con.Delta, con.lambda1, con.lambda2)
+        exact_probability = build_certificate(params, dim=dimension,
+                                              lambda1=con.lambda1).attack_probability
+    d = con.d
+    Delta = float(con.Delta)
+    table = PieceTable.of(con, Fraction(params.delta))
+    K = len(table.breaks)
+    rows = chunk_rows(d, max_bytes, buffers=3)
+    ss = np.random.SeedSequence(seed)
+    ss_p, ss_q = ss.spawn(2)
+
+    counts_x = np.zeros(K, dtype=np.int64)  # pieces of x (median of q(X))
+    pass14_kb = np.zeros(K, dtype=np.int64)  # pieces of xbar where properties 1-4 hold
+    all_kb = np.zeros(K, dtype=np.int64)
+    fails = dict.fromkeys(PROPS[:4], 0)
+    mism = {"piece_of_x": 0, "properties_1_4": 0}
+    counts_p = np.zeros((2, len(RadialTable.of(con.p).pieces)), dtype=np.int64)
+    # the sampler's piece k (of p's breakpoints) as an index of the table
+    sampler_to_table = table.index(np.array([float(pc.lo) for pc in RadialTable.of(con.p).pieces]))
+    demo_rows: list[dict[str, Any]] = []
+    xbar_buf = np.empty((rows, d))
+    diff_buf = np.empty((rows, d))
+    for ch in sample(con.p, n, seed=ss_p, max_bytes=max_bytes, chunk=rows, buffers=3,
+                     backend=backend, device=device):
+        m = len(ch)
+        x = ch.x
+        xbar, rx, rb, dist, kx, kb, props = check_vectors(
+            x, table, Delta, xbar_buf[:m], diff_buf[:m])
+        p14 = props["1"] & props["2"] & props["3"] & props["4"]
+        for key in fails:
+            fails[key] += int(m - props[key].sum())
+        counts_x += np.bincount(kx, minlength=K)
+        all_kb += np.bincount(kb, minlength=K)
+        pass14_kb += np.bincount(kb[p14], minlength=K)
+        # the same decisions from the exact radius (sampler's piece label, s(r) by algebra)
+        r_ex = ch.r
+        s_ex = attack_radius(r_ex, Delta)
+        kx_ex = sampler_to_table[ch.piece]
+        kb_ex = table.index(s_ex)
+        pr_ex = table.properties(kx_ex, kb_ex, np.abs(r_ex - s_ex), Delta)
+        p14_ex = pr_ex["1"] & pr_ex["2"] & pr_ex["3"] & pr_ex["4"]
+        mism["piece_of_x"] += int((kx != kx_ex).sum())
+        mism["properties_1_4"] += int((p14 != p14_ex).sum())
+        counts_p += _pair_counts(ch.y, ch.piece, counts_p.shape[1])
+        if len(demo_rows) < demo:
+            for i in np.nonzero(p14)[0][: demo - len(demo_rows)]:
+                xi = x[i] if isinstance(x, np.ndarray) else x[i].cpu().numpy()
+                xb = xbar[i] if isinstance(xbar, np.ndarray) else xbar[i].cpu().numpy()
+                demo_rows.append({
+                    "index": int(ch.start + i), "y": int(ch.y[i]), "r": float(rx[i]),
+                    "rbar": float(rb[i]), "dist": float(dist[i]),
+                    "p0_x": float(table.p0[kx[i]]), "q0_x": float(table.q0[kx[i]]),
+                    "q0_xbar": json_number(table.q0_mp[kb[i]]),
+                    "log_q_x": float(table.log_q[kx[i]]),
+                    "log_q_xbar": float(table.log_q[kb[i]]),
+                    "x": np.array(xi), "xbar": np.array(xb)})
+        if progress:
+            print(f"\r  sampled {ch.start + m}/{n}", end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+
+    med_rank = lower_median_rank(counts_x, table.level_rank) if n else 0
+    exact_rank = exact_median_rank(con, table)
+    ok5 = table.level_rank >= med_rank
+    ok5_exact = table.level_rank >= exact_rank
+    successes = int(pass14_kb[ok5].sum())
+    successes_exact = int(pass14_kb[ok5_exact].sum())
+    fails["5"] = int(all_kb[~ok5].sum())
+    log_med = float(table.log_q[table.level_rank == med_rank][0])
+    log_med_exact = float(table.log_q[table.level_rank == exact_rank][0])
+    demo_rows = [r for r in demo_rows if r["log_q_xbar"] >= log_med]
+
+    kls = {"p_q_joint": kl_estimate(con, "p_q", counts_p, con.kl_p_q_joint())}
+    counts_q = np.zeros((2, len(RadialTable.of(con.q).pieces)), dtype=np.int64)
+    for ch in sample(con.q, n, seed=ss_q, vectors=False, max_bytes=max_bytes):
+        counts_q += _pair_counts(ch.y, ch.piece, counts_q.shape[1])
+    kls["q_p_joint"] = kl_estimate(con, "q_p", counts_q, con.kl_q_p_joint())
+
+    res = SamplingResult(
+        n=n, dimension=d, seed=seed, Delta=con.Delta, lambda1=con.lambda1,
+        lambda2=con.lambda2, successes=successes, successes_exact_median=successes_exact,
+        exact_probability=exact_probability, ci99=wilson_interval(successes, n),
+        per_property=fails, median={"empirical": log_med, "exact": log_med_exact},
+        kl=kls, mismatches=mism, demo=demo_rows, seconds=0.0, backend=backend,
+        chunk_rows=rows, max_bytes=max_bytes)
+    if save:
+        res.saved = save_demo(res, params, save)
+    res.seconds = time.perf_counter() - start
+    return res
+
+
+def _pair_counts(y: np.ndarray, k: np.ndarray, K: int) -> np.ndarray:
+    """``counts[y, k]`` of label/piece pairs, shape ``[2, K]``."""
+    flat = y.astype(np.intp) * K + k.astype(np.intp)
+    return np.bincount(flat, minlength=2 * K).reshape(2, K)
+
+
+def save_demo(res: SamplingResult, params: Params, path: str) -> str:
+    """Write the demo attacks to ``path`` (``.npz``): the vectors ``x, xbar`` and, per attack,
+    ``y, r, rbar, dist, p0_x, q0_x, q0_xbar, log_q_xbar`` plus the parameters (as exact
+    strings) and the empirical/exact median of ``log q(X)``."""
+    rows = res.demo
+    d = res.dimension
+    arrays: dict[str, Any] = {
+        "x": np.array([r["x"] for r in rows]).reshape(len(rows), d),
+        "xbar": np.array([r["xbar"] for r in rows]).reshape(len(rows), d),
+    }
+    for key in ("index", "y", "r", "rbar", "dist", "p0_x", "q0_x", "q0_xbar", "log_q_x",
+                "log_q_xbar"):
+        arrays[key] = np.array([r[key] for r in rows])
+    arrays.update(
+        eps=str(params.eps), delta=str(params.delta), Delta=str(res.Delta),
+        lambda1=str(res.lambda1), lambda2=str(res.lambda2), dimension=d, seed=res.seed,
+        log_q_median_empirical=res.median["empirical"], log_q_median_exact=res.median["exact"],
+        attack="xbar = x * (1 + max(||x|| - Delta, 0)) / (2 ||x||)")
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    return path
