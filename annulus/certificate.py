@@ -169,7 +169,7 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Fraction 
                                                 "q0": con.lemma1_q0(mpmath.mp)},
         note=f"agreement to 1e-{dps} certified"))
     hyp2 = _lt(inv_v, L1) and _lt(L1, lambda ctx: -ctx.expm1(-num(ctx, eps)))
-    bound2 = _lt(con.kl_q_p_class0, con.lemma2_bound, strict=False)
+    bound2 = certify(con.lemma2_gap, strict=False).holds
     concl2 = _lt(con.kl_q_p_joint, E, strict=False)
     lemmas.append(Check(
         "Lemma 2", "if (1+Delta)^-d < lambda1 < 1-e^-eps then KL(q||p) <= log(1/(1-lambda1)) "
@@ -179,7 +179,7 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Fraction 
              f"{'<=' if concl2 else '>'} eps"))
     hyp3 = (_lt(inv_v, L1) and lam1 < 1
             and _lt(L1, lambda ctx: num(ctx, eps) / (d * ctx.log1p(num(ctx, params.Delta)))))
-    bound3 = _lt(con.kl_p_q_class0, con.lemma3_bound, strict=False)
+    bound3 = certify(con.lemma3_gap, strict=False).holds
     concl3 = _lt(con.kl_p_q_joint, E, strict=False)
     lemmas.append(Check(
         "Lemma 3", "if 1 > lambda1 > (1+Delta)^-d and lambda1 < eps/(d log(1+Delta)) then "

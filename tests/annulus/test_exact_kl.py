@@ -1,0 +1,163 @@
+"""Exact KL divergences and posteriors: quadrature, chain rule, symbolic derivation, lemma gaps."""
+
+from fractions import Fraction
+
+import mpmath
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from annulus.construction import Construction
+from annulus.numeric import certify, log_unit_ball_volume
+from annulus.radial import AnnulusMixture
+
+fractions = st.fractions
+
+
+def _construction(d: int, Delta: Fraction, lam1: Fraction, lam2: Fraction) -> Construction:
+    return Construction(d, Delta, lam1, lam2)
+
+
+small = st.builds(
+    _construction,
+    st.integers(1, 12),
+    fractions(Fraction(1, 1000), Fraction(99, 100), max_denominator=1000),
+    fractions(Fraction(1, 1000), Fraction(999, 1000), max_denominator=1000),
+    fractions(Fraction(1, 1000), Fraction(999, 1000), max_denominator=1000),
+)
+
+
+def _quad_kl(f: AnnulusMixture, g: AnnulusMixture) -> mpmath.mpf:
+    """KL(f||g) = int f log(f/g) dx by quadrature over the radius, from the pointwise densities
+    (``log_prob_radius``, the definition of U(a, b)) and the sphere area ``d C_d r^(d-1)``."""
+    d = f.d
+    log_area = mpmath.log(d) + log_unit_ball_volume(mpmath.mp, d)
+    breaks = sorted({Fraction(0), *f.breakpoints, *g.breakpoints})
+
+    def integrand(r: mpmath.mpf) -> mpmath.mpf:
+        rf = Fraction(mpmath.nstr(r, 40))
+        lf, lg = f.log_prob_radius(rf), g.log_prob_radius(rf)
+        if lf == mpmath.mpf("-inf"):
+            return mpmath.mpf(0)
+        return mpmath.exp(lf + log_area + (d - 1) * mpmath.log(r)) * (lf - lg)
+
+    return sum(mpmath.quad(integrand, [mpmath.mpf(a.numerator) / a.denominator,
+                                       mpmath.mpf(b.numerator) / b.denominator])
+               for a, b in zip(breaks[:-1], breaks[1:], strict=True))
+
+
+@settings(max_examples=40, deadline=None)
+@given(small)
+def test_kl_equals_radial_quadrature(con: Construction) -> None:
+    with mpmath.mp.workdps(30):
+        for f, g, value in (
+            (con.q.conditionals[0], con.p.conditionals[0], con.kl_q_p_class0()),
+            (con.p.conditionals[0], con.q.conditionals[0], con.kl_p_q_class0()),
+        ):
+            quad = _quad_kl(f, g)
+            assert value >= 0
+            assert abs(value - quad) <= mpmath.mpf(10) ** -20 * max(1, abs(quad))
+
+
+@settings(max_examples=40, deadline=None)
+@given(small)
+def test_chain_rule_joint_is_half_class0(con: Construction) -> None:
+    with mpmath.mp.workdps(30):
+        assert con.kl_q_p_joint() == pytest.approx(con.kl_q_p_class0() / 2, rel=1e-25)
+        assert con.kl_p_q_joint() == pytest.approx(con.kl_p_q_class0() / 2, rel=1e-25)
+        assert con.kl_q_p_joint() >= 0 and con.kl_p_q_joint() >= 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(small)
+def test_posteriors_are_probabilities(con: Construction) -> None:
+    for model in (con.p, con.q):
+        for piece in con.pieces:
+            post = [model.posterior_on(mpmath.mp, piece, y) for y in (0, 1)]
+            if post[0] is None:
+                continue
+            assert all(0 <= v <= 1 for v in post)
+            assert post[0] + post[1] == pytest.approx(1, rel=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(small)
+def test_lemma1_closed_forms_match_bayes(con: Construction) -> None:
+    with mpmath.mp.workdps(40):
+        assert con.p.posterior_on(mpmath.mp, con.inner, 0) == pytest.approx(
+            con.lemma1_p0(), rel=1e-30)
+        assert con.q.posterior_on(mpmath.mp, con.inner, 0) == pytest.approx(
+            con.lemma1_q0(), rel=1e-30)
+
+
+@settings(max_examples=40, deadline=None)
+@given(small)
+def test_lemma_gap_forms_equal_bound_minus_kl(con: Construction) -> None:
+    with mpmath.mp.workdps(60):
+        gap2 = con.lemma2_bound() - con.kl_q_p_class0()
+        gap3 = con.lemma3_bound() - con.kl_p_q_class0()
+        assert con.lemma2_gap() == pytest.approx(gap2, rel=1e-30, abs=1e-50)
+        assert con.lemma3_gap() == pytest.approx(gap3, rel=1e-30, abs=1e-50)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 10**6),
+    fractions(Fraction(1, 1000), Fraction(99, 100), max_denominator=1000),
+    fractions(Fraction(1, 10**6), Fraction(999, 1000), max_denominator=10**6),
+)
+def test_exact_kl_never_exceeds_lemma_bounds_under_hypotheses(d, Delta, lam1) -> None:
+    """Where lambda1 > (1+Delta)^-d (both lemmas' hypothesis), KL(q0||p0) <= log 1/(1-l1) and
+    KL(p0||q0) <= l1 d log(1+Delta), certified in interval arithmetic."""
+    con = Construction(d, Delta, lam1, Fraction(0))
+    hyp = certify(lambda ctx: ctx.log(ctx.mpf(lam1.numerator) / lam1.denominator)
+                  + d * ctx.log1p(ctx.mpf(Delta.numerator) / Delta.denominator))
+    if not hyp.holds:
+        return
+    assert certify(con.lemma2_gap, strict=False).holds
+    assert certify(con.lemma3_gap, strict=False).holds
+
+
+def test_lemma_bound_can_fail_without_hypothesis() -> None:
+    """Below (1+Delta)^-d the first term of Eq. (14) is positive: Lemma 2's bound fails."""
+    con = Construction(2, Fraction(1, 10), Fraction(1, 10**6), Fraction(0))
+    assert not certify(con.lemma2_gap, strict=False).holds
+
+
+def test_large_dimension_no_overflow() -> None:
+    con = Construction(10**6, Fraction(1, 10), Fraction(1, 100), Fraction(1, 10**5))
+    with mpmath.mp.workdps(30):
+        for v in (con.kl_q_p_joint(), con.kl_p_q_joint(), con.log_total_variation(),
+                  con.log_ball_probability_bound(), con.lemma2_gap(), con.lemma3_gap()):
+            assert mpmath.isfinite(v)
+        assert con.kl_p_q_joint() > 0
+
+
+def test_symbolic_derivation_matches_paper_and_evaluator() -> None:
+    pytest.importorskip("sympy")
+    from annulus.certificate import build_certificate
+    from annulus.proposition import Params
+    from annulus.symbolic import check_against_exact
+
+    cert = build_certificate(Params(Fraction(1, 10), Fraction(1, 1000), Fraction(1, 10)))
+    res = check_against_exact(cert)
+    agree = res["agrees_with_paper"]
+    assert agree["eq11"] and agree["eq12"] and agree["eq14_class0"] and agree["eq16_17_class0"]
+    assert agree["joint_is_half_class0"] and not agree["lemma2_joint_equals_class0"]
+    for v in res["numeric"].values():
+        assert mpmath.mpf(v["relative_difference"]) < mpmath.mpf(10) ** -25
+
+
+def test_symbolic_gap_identities() -> None:
+    """The cancellation-free Lemma gaps equal bound - KL as sympy identities."""
+    sp = pytest.importorskip("sympy")
+    from annulus.symbolic import _same, derive
+
+    der = derive()
+    s = der.symbols
+    l1, V = s["lambda1"], (1 + s["Delta"]) ** s["d"]
+    t = sp.log(V)  # = d log(1+Delta)
+    gap2 = (sp.log(l1) + t - sp.log(1 - l1)) / V - (1 - 1 / V) * sp.log(1 - 1 / V)
+    gap3 = -l1 * sp.log(l1) - (1 - l1) * sp.log(1 - l1) + (1 - l1) * sp.log(1 - 1 / V)
+    assert _same(-sp.log(1 - l1) - der.kl_q_p_class0, gap2)
+    assert _same(l1 * t - der.kl_p_q_class0, gap3)

@@ -1,0 +1,104 @@
+"""``python -m annulus.verify``: exit codes, one-line errors, JSON keys."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from annulus.verify import main
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "annulus.verify", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_default_command_certifies_and_prints_report() -> None:
+    res = _run("--eps", "0.1", "--delta", "1e-3")
+    assert res.returncode == 0, res.stderr
+    assert "CERTIFIED" in res.stdout and "Errata" in res.stdout and "Sampling" in res.stdout
+    assert res.stderr == ""
+
+
+def test_json_has_documented_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--eps", "0.1", "--delta", "1e-3", "--json", "--samples", "2000"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    for key in ("eps", "delta", "Delta", "dimension", "lambda1", "lambda2",
+                "minimal_dimension", "kl", "lemma_bounds", "attack_probability",
+                "properties", "errata", "certified", "sampling"):
+        assert key in out
+    assert set(out["minimal_dimension"]) == {"sufficient_conditions", "closed_form", "exact"}
+    assert set(out["kl"]) == {"q_p_joint", "p_q_joint", "q_p_class0", "p_q_class0"}
+    assert set(out["lemma_bounds"]) == {"lemma2", "lemma3"}
+    assert {p["id"] for p in out["properties"]} == {"1", "2", "3", "4", "5", "6", "7"}
+    for p in out["properties"]:
+        assert set(p) >= {"id", "statement", "holds", "value", "bound"}
+    for e in out["errata"]:
+        assert set(e) >= {"where", "paper_says", "correct_statement"}
+    assert out["certified"] is True and out["dimension"] == 201
+    assert set(out["sampling"]) >= {"n", "dimension", "success_rate", "ci99",
+                                    "exact_probability", "kl_estimates", "seconds"}
+
+
+def test_too_small_dimension_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--eps", "0.1", "--delta", "1e-3", "--dim", "150", "--samples", "0"]) == 1
+    assert "NOT CERTIFIED" in capsys.readouterr().out
+
+
+def test_huge_dimension_and_tiny_parameters(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--eps", "1e-12", "--delta", "1e-12", "--Delta", "0.01", "--samples", "0",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["certified"]
+    assert main(["--eps", "0.1", "--delta", "1e-3", "--dim", "1000000", "--samples", "0"]) == 0
+
+
+BAD = [
+    ["--eps", "abc", "--delta", "0.1"],
+    ["--eps", "nan", "--delta", "0.1"],
+    ["--eps", "inf", "--delta", "0.1"],
+    ["--eps", "0", "--delta", "0.1"],
+    ["--eps", "-1", "--delta", "0.1"],
+    ["--eps", "0.1", "--delta", "0.5"],
+    ["--eps", "0.1", "--delta", "0"],
+    ["--eps", "0.1", "--delta", "0.7"],
+    ["--eps", "0.1", "--delta", "0.1", "--Delta", "0"],
+    ["--eps", "0.1", "--delta", "0.1", "--Delta", "-0.1"],
+    ["--eps", "0.1", "--delta", "0.1", "--dim", "0"],
+    ["--eps", "0.1", "--delta", "0.1", "--dim", "2.5"],
+    ["--eps", "0.1", "--delta", "0.1", "--lambda1", "1.5"],
+    ["--eps", "0.1", "--delta", "0.1", "--precision", "x"],
+    ["--eps", "0.1", "--delta", "0.1", "--samples", "-3"],
+    ["--eps", "0.1"],
+]
+
+
+@pytest.mark.parametrize("argv", BAD)
+def test_bad_input_exits_2_with_one_line(argv: list[str],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error" in err and "Traceback" not in err
+
+
+def test_bad_input_subprocess_has_no_traceback() -> None:
+    res = _run("--eps", "nan", "--delta", "1e-3")
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.text(max_size=12))
+def test_arbitrary_text_for_eps_never_crashes(text: str) -> None:
+    try:
+        code = main(["--eps", text, "--delta", "1e-3", "--samples", "0", "--json"])
+    except SystemExit as exc:
+        assert exc.code == 2
+    else:
+        assert code in (0, 1)
