@@ -292,7 +292,7 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Fraction 
     errata = find_errata(params, con, d_search, kl, q0_in, yp_bar, tv_grows, tv_lower, log_tv)
     return Certificate(
         params=params, dimension=d, lambda1=lam1, lambda2=lam2,
-        dimension_source="minimal (sufficient conditions)" if dim is None else "user",
+        dimension_source="the minimal one for the proof's conditions" if dim is None else "user",
         lambda1_source="canonical" if lambda1 is None else "user",
         minimal_dimension={"sufficient_conditions": d_search, "closed_form": d_closed,
                            "exact": d_exact},
