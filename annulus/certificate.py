@@ -18,7 +18,14 @@ from typing import Any
 import mpmath
 
 from annulus.construction import Construction
-from annulus.numeric import Ctx, Number, certify, log_annulus_volume_ratio, num
+from annulus.numeric import (
+    Ctx,
+    Number,
+    certify,
+    log_annulus_volume_ratio,
+    log_unit_ball_volume,
+    num,
+)
 from annulus.proposition import (
     Params,
     admissible,
@@ -250,7 +257,6 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Fraction 
 
     prop5 = _dens_ok(med_p) and _dens_ok(med_q)
     with mpmath.mp.workdps(dps + 10):
-        from annulus.numeric import log_unit_ball_volume
         mp = mpmath.mp
         log_cd = log_unit_ball_volume(mp, d)
         log_q_bar = con.q.log_marginal_on(mp, inner) - log_cd

@@ -18,7 +18,14 @@ from functools import cached_property
 import mpmath
 import numpy as np
 
-from annulus.numeric import Ctx, Number, log_sub_exp, log_sum_exp, num
+from annulus.numeric import (
+    Ctx,
+    Number,
+    log_sub_exp,
+    log_sum_exp,
+    log_unit_ball_volume,
+    num,
+)
 from annulus.radial import Annulus, AnnulusMixture, Piece, common_pieces, kl_divergence
 
 HALF = Fraction(1, 2)
@@ -93,7 +100,6 @@ class JointModel:
         """Breakpoints and per-piece ``log m(x, y)`` (float64, ``-inf`` off support)."""
         radii = sorted(set(self.breakpoints) | {Fraction(0)})
         table = np.full((len(radii), 2), -np.inf)  # last row: r > max radius
-        from annulus.numeric import log_unit_ball_volume
 
         log_cd = log_unit_ball_volume(mpmath.mp, self.d)
         for i, piece in enumerate(common_pieces(*self.conditionals)):

@@ -42,24 +42,21 @@ def _number(name: str, low: Fraction | None = None, high: Fraction | None = None
     return parse
 
 
-def _dimension(text: str) -> int:
-    try:
-        value = to_fraction(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"dimension must be an integer, got {text!r}") from None
-    if value.denominator != 1 or value < 1:
-        raise argparse.ArgumentTypeError(f"dimension must be an integer >= 1, got {text}")
-    return int(value)
-
-
-def _precision(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"precision must be an integer, got {text!r}") from None
-    if not 5 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"precision must lie in [5, 1000] digits, got {value}")
-    return value
+def _integer(name: str, minimum: int, maximum: int | None = None):
+    """An argparse type: an integer in ``[minimum, maximum]`` (``1e6`` is accepted)."""
+    def parse(text: str) -> int:
+        try:
+            value = to_fraction(text)
+        except ValueError:
+            value = None
+        if value is None or value.denominator != 1:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}")
+        if value < minimum or (maximum is not None and value > maximum):
+            upper = f" and <= {maximum}" if maximum is not None else ""
+            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}{upper}, got {text}")
+        return int(value)
+    parse.__name__ = name
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,40 +69,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="confidence of the mistakes, in (0, 1/2)")
     p.add_argument("--Delta", default=Fraction(1, 10), type=_number("Delta", Fraction(0)),
                    help="perturbation budget (> 0)")
-    p.add_argument("--dim", type=_dimension, default=None,
+    p.add_argument("--dim", type=_integer("dimension", 1), default=None,
                    help="dimension d (default: the minimal one for the proof's conditions)")
     p.add_argument("--lambda1", type=_number("lambda1", Fraction(0), Fraction(1),
                                              high_open=False),
                    default=None, help="mixture weight lambda1 in (0, 1] (default: canonical)")
-    p.add_argument("--precision", type=_precision, default=30,
+    p.add_argument("--precision", type=_integer("precision", 5, 1000), default=30,
                    help="decimal digits of the reported values")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--symbolic", action="store_true",
                    help="also derive the closed forms with sympy and check them")
-    p.add_argument("--samples", type=_count("samples"), default=100_000,
+    p.add_argument("--samples", type=_integer("samples", 0), default=100_000,
                    help="points (x, y) ~ p to sample and attack (0 skips sampling)")
-    p.add_argument("--sample-dim", type=_dimension, default=None,
+    p.add_argument("--sample-dim", type=_integer("sample-dim", 1), default=None,
                    help="dimension to sample at (default: the certified dimension)")
-    p.add_argument("--seed", type=_count("seed"), default=0, help="seed of the sampler")
-    p.add_argument("--max-memory", type=_count("max-memory"), default=2**30,
+    p.add_argument("--seed", type=_integer("seed", 0), default=0, help="seed of the sampler")
+    p.add_argument("--max-memory", type=_integer("max-memory", 1), default=2**30,
                    help="bound on the sampler's buffers, in bytes")
     p.add_argument("--save", default=None, metavar="FILE.npz",
                    help="write the demonstration attacks (vectors x, xbar) to an npz file")
     return p
-
-
-def _count(name: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name} must be a non-negative integer, got {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {value}")
-        return value
-    parse.__name__ = name
-    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
