@@ -189,6 +189,7 @@ def train(args: argparse.Namespace) -> dict:
     end_epoch = args.epochs if args.stop_after <= 0 else min(args.epochs, start_epoch + args.stop_after)
     d = model.data_dims
     t_start = time.time()
+    prov = provenance(device)
 
     def snapshot(epoch: int) -> dict:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
@@ -249,7 +250,7 @@ def train(args: argparse.Namespace) -> dict:
     summary = {"epochs_done": end_epoch, "step": step, "wall_time_s": time.time() - t_start,
                "history": history, "command": shlex.join([sys.executable, "-m", "flows.train",
                                                           *sys.argv[1:]]),
-               "provenance": provenance(device)}
+               "provenance": prov}
     if rank == 0:
         log_path = out / "train_summary.json"
         previous = json.loads(log_path.read_text()) if log_path.exists() else {"invocations": []}
