@@ -18,6 +18,7 @@ class ModelConfig:
     levels: int = 4
     prior: str = "gmm"  # "gmm" (Base / Reweighted / IB) or "split" (Appendix A.4)
     split_sigma: float = 1.0
+    image_size: int = 32  # the paper uses 32; smaller sizes are only for fast exact tests
 
     def to_dict(self) -> dict:
         return asdict(self)
