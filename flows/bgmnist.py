@@ -27,7 +27,7 @@ BLUR_LEVELS = (0, 1, 5)
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``[N, 1, H, W]`` float images with std ``sigma`` (0 = identity)."""
+    """Separable Gaussian blur of ``[N, 1, H, W]`` images, std ``sigma`` (0: identity)."""
     if sigma <= 0:
         return images
     radius = int(math.ceil(3 * sigma))
@@ -61,7 +61,7 @@ def separable_matrix(blur: float, size: int = 28, src: int = 32) -> torch.Tensor
 
 
 def cifar_backgrounds(cifar_uint8: torch.Tensor, size: int = 28, blur: float = 0.0) -> torch.Tensor:
-    """Greyscale (BT.601), downsample and blur ``[N, 3, 32, 32]`` uint8 -> float64 ``[N, 1, s, s]``."""
+    """Greyscale (BT.601), downsample and blur ``[N, 3, 32, 32]`` uint8 -> float ``[N,1,s,s]``."""
     rgb = cifar_uint8.to(torch.float64) / 255.0
     grey = 0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]
     m = separable_matrix(blur, size, cifar_uint8.shape[-1])
@@ -70,7 +70,7 @@ def cifar_backgrounds(cifar_uint8: torch.Tensor, size: int = 28, blur: float = 0
 
 
 def compose(digits_uint8: torch.Tensor, backgrounds: torch.Tensor) -> torch.Tensor:
-    """``round(255 * (d + (1 - d) * b))`` with ``d = digits/255`` and float backgrounds in [0, 1]."""
+    """``round(255 * (d + (1 - d) * b))`` with ``d = digits/255`` , backgrounds in [0, 1]."""
     d = digits_uint8.to(torch.float64) / 255.0
     out = d + (1.0 - d) * backgrounds
     return (out * 255.0).round().clamp(0, 255).to(torch.uint8)

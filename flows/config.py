@@ -42,7 +42,9 @@ def prior_for(objective: str) -> str:
     return "split" if objective == "split" else "gmm"
 
 
-def model_config(preset: str, in_channels: int, objective: str, num_classes: int = 10) -> ModelConfig:
+def model_config(
+    preset: str, in_channels: int, objective: str, num_classes: int = 10
+) -> ModelConfig:
     """Build the :class:`ModelConfig` for a preset, dataset channel count and objective."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")

@@ -29,7 +29,7 @@ IMAGE_SIZE = 32
 
 
 class GlowClassifier(nn.Module):
-    """Generative classifier: ``forward(x)`` is ``log p(x|y)`` in nats, shape ``[N, num_classes]``."""
+    """Generative classifier: ``forward(x)`` is ``log p(x|y)``  (nats), ``[N, num_classes]``."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

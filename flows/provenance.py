@@ -14,7 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def git_commit() -> str:
-    """``git rev-parse HEAD`` (plus ``-dirty`` if modified); else ``$ANNULUS_GIT_COMMIT``/``unknown``.
+    """``git rev-parse HEAD`` (+ ``-dirty`` if modified); else ``$ANNULUS_GIT_COMMIT`` or unknown.
 
     ``ANNULUS_GIT_COMMIT`` is set by ``scripts/flows_cpu_runs.sh``, which runs an exported copy
     (``git archive``) of a commit so that later edits of the worktree cannot affect the runs.
