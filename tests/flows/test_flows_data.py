@@ -164,3 +164,14 @@ def test_real_test_sets() -> None:
     assert x.shape == (10000, 3, 32, 32)
     assert y[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
     assert torch.bincount(y).tolist() == [1000] * 10
+
+
+@realdata
+@pytest.mark.realdata
+def test_real_bg_mnist_test_split() -> None:
+    x, y = fdata.load_split("bg-mnist-1", "test", REAL_DATA)
+    digits, labels = fdata.load_split("mnist", "test", REAL_DATA)
+    assert x.shape == (10000, 1, 28, 28) and x.dtype == torch.uint8
+    assert torch.equal(y, labels)
+    assert bool((x >= digits).all())
+    assert 40 < float(x.float().mean()) < 200  # backgrounds are not black

@@ -82,3 +82,23 @@ def test_non_finite_guard_saves_last_good_state(
     state = torch.load(out / "last_good.pt", weights_only=False)
     assert state["step"] == 2
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_two_cpu_processes(tiny_data_dir: Path, tmp_path: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists():
+        pytest.skip("torchrun not available")
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "flows.train", *_args(tiny_data_dir, out, "--epochs", "1", "--threads", "1")]
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((out / "config.json").read_text())["world_size"] == 2
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
