@@ -43,6 +43,12 @@ def main() -> int:
     for r in load(Path(args.results) / "table1"):
         c = r["config"]
         print(row(r, PAPER_T1.get((c["dataset"], c["objective"]))))
+    medium = load(Path(args.results) / "table1-medium")
+    if medium:
+        print("\nTable 1, reweighted with a larger CPU budget\n\n" + head)
+        for r in medium:
+            c = r["config"]
+            print(row(r, PAPER_T1.get((c["dataset"], c["objective"]))))
     t3 = load(Path(args.results) / "table3")
     if t3:
         print("\nTable 3 (reweighted)\n\n" + head)
