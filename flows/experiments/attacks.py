@@ -309,6 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_attacks(text: str) -> list[str]:
+    """``"cw,boundary"`` -> ``["cw", "boundary"]``; unknown names are a user error."""
+    names = [a.strip() for a in text.split(",") if a.strip()]
+    bad = [a for a in names if a not in ATTACKS]
+    if bad or not names:
+        raise common.UserInputError(f"unknown attack(s) {bad}; choose from {', '.join(ATTACKS)}")
+    return names
+
+
 def run_attacks(
     model: nn.Module,
     x_test: torch.Tensor,
@@ -318,10 +327,7 @@ def run_attacks(
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     """Select images, run the requested settings, collect the Table-2 numbers."""
-    names = [a.strip() for a in args.attacks.split(",") if a.strip()]
-    bad = [a for a in names if a not in ATTACKS]
-    if bad or not names:
-        raise common.UserInputError(f"unknown attack(s) {bad}; choose from {', '.join(ATTACKS)}")
+    names = parse_attacks(args.attacks)
     bpd_test = test_scores.bpd
     ths = common.thresholds(bpd_test, dataset)
     t_used = common.pick_threshold(ths, args.threshold)
@@ -449,11 +455,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise common.UserInputError("--run and --out are required")
     if args.n_images <= 0:
         raise common.UserInputError("--n-images must be positive")
+    parse_attacks(args.attacks)
     common.set_seed(args.seed)
     model, config = common.load_run_checked(args.run, args.device)
     dataset = common.dataset_of(config, args.dataset)
     prov = Provenance(seed=args.seed, run_dir=args.run, run_config=config, device=args.device)
-    x_test, y_test = common.load_test_inputs(dataset, n=args.n_test, data_dir=args.data_dir)
+    x_test, y_test = common.load_test_inputs(
+        dataset, n=args.n_test, data_dir=args.data_dir, config=config
+    )
     scores = common.score_cached(
         model, x_test, run_dir=args.run, dataset=dataset, split="test", n=args.n_test,
         cache_dir=args.cache_dir, batch_size=args.batch_size, device=args.device,

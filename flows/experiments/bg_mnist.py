@@ -54,7 +54,7 @@ def table_row(
 ) -> tuple[dict[str, Any], Any, dict, torch.Tensor, torch.Tensor, common.Scores]:
     model, config = common.load_run_checked(run_dir, args.device)
     dataset = common.dataset_of(config, None)
-    x, y = common.load_test_inputs(dataset, n=args.n_test, data_dir=args.data_dir)
+    x, y = common.load_test_inputs(dataset, n=args.n_test, data_dir=args.data_dir, config=config)
     sc = common.score_cached(
         model, x, run_dir=run_dir, dataset=dataset, split="test", n=args.n_test,
         cache_dir=args.cache_dir, batch_size=args.batch_size, device=args.device,

@@ -60,8 +60,7 @@ def cli_main(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[
         try:
             return main(argv)
         except (UserInputError, FileNotFoundError, NotADirectoryError) as exc:
-            prog = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "experiment"
-            print(f"{prog}: error: {exc}", file=sys.stderr)
+            print(f"python -m {main.__module__}: error: {exc}", file=sys.stderr)
             return 2
 
     wrapped.__doc__ = main.__doc__
@@ -115,12 +114,19 @@ def load_test_inputs(
     split: str = "test",
     n: int | None = None,
     data_dir: str | None = None,
+    config: dict[str, Any] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` images of a split as model input (float32 in [-0.5, 0.5]) and labels."""
+    """The first ``n`` images of a split as model input (float32 in [-0.5, 0.5]) and labels.
+
+    BG-MNIST is rebuilt with the run's ``bg_seed`` (``config["bg_seed"]``) when given.
+    """
     from flows.data import load_split, to_model_input
 
+    kwargs: dict[str, Any] = {}
+    if config and config.get("bg_seed") is not None and dataset.startswith("bg-mnist"):
+        kwargs["bg_seed"] = int(config["bg_seed"])
     try:
-        images, labels = load_split(dataset, split, data_dir=data_dir)
+        images, labels = load_split(dataset, split, data_dir=data_dir, **kwargs)
     except (OSError, RuntimeError) as exc:  # missing files, flows.data.DataFileError
         raise UserInputError(f"cannot load {dataset}/{split}: {exc}") from exc
     if n is not None:

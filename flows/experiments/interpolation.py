@@ -312,7 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     model, config = common.load_run_checked(args.run, args.device)
     dataset = common.dataset_of(config, args.dataset)
     prov = Provenance(seed=args.seed, run_dir=args.run, run_config=config, device=args.device)
-    x_test, y_test = common.load_test_inputs(dataset, n=args.n_test, data_dir=args.data_dir)
+    x_test, y_test = common.load_test_inputs(
+        dataset, n=args.n_test, data_dir=args.data_dir, config=config
+    )
     scores = common.score_cached(
         model, x_test, run_dir=args.run, dataset=dataset, split="test", n=args.n_test,
         cache_dir=args.cache_dir, batch_size=args.batch_size, device=args.device,

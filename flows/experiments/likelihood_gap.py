@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model, config = common.load_run_checked(args.run, args.device)
     dataset = common.dataset_of(config, args.dataset)
     prov = Provenance(seed=args.seed, run_dir=args.run, run_config=config, device=args.device)
-    x, y = common.load_test_inputs(dataset, n=args.n_test, data_dir=args.data_dir)
+    x, y = common.load_test_inputs(dataset, n=args.n_test, data_dir=args.data_dir, config=config)
     with torch.no_grad():
         scores = common.score_cached(
             model, x, run_dir=args.run, dataset=dataset, split="test", n=args.n_test,
