@@ -139,9 +139,11 @@ def plot(result: dict[str, Any], png_dir: str | Path) -> list[Path]:
     g = result["gap_histogram"]
     ax = axes[1]
     ax.stairs(g["counts"], np.asarray(g["bin_edges"]), fill=True, alpha=0.7)
-    for m in result["confidence_margin"]:
-        ax.axvline(m["margin_nats"], ls="--", lw=1, color="k")
-    ax.set_xlabel("gap log p(x|y_true) - log p(x|y_wrong) (nats); dashed: log C + log((1-d)/d)")
+    for i, m in enumerate(result["confidence_margin"]):
+        lab = "log C + log((1-d)/d), d = 1e-2, 1e-3, 1e-5" if i == 0 else None
+        ax.axvline(m["margin_nats"], ls="--", lw=1, color="k", label=lab)
+    ax.set_xlabel("gap log p(x|y_true) - log p(x|y_wrong) (nats)")
+    ax.legend(fontsize=7)
     ax.set_title(f"std of log p(x|y_true) = {result['spread']['std_log_px_given_true']:.0f} nats")
     fig.tight_layout()
     out = png_dir / f"fig3_likelihood_gap_{result['dataset']}.png"
