@@ -27,7 +27,7 @@ BLUR_LEVELS = (0, 1, 5)
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``[N, 1, H, W]`` float images with std ``sigma`` (0 = identity)."""
+    """Separable Gaussian blur of ``[N, 1, H, W]`` images, std ``sigma`` (0: identity)."""
     if sigma <= 0:
         return images
     radius = int(math.ceil(3 * sigma))
@@ -40,17 +40,37 @@ def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(x, kernel.view(1, 1, -1, 1))
 
 
-def cifar_backgrounds(cifar_uint8: torch.Tensor, size: int = 28) -> torch.Tensor:
-    """Greyscale (BT.601) and downsample ``[N, 3, 32, 32]`` uint8 to float64 ``[N, 1, size, size]``."""
+def _downsample(images: torch.Tensor, size: int) -> torch.Tensor:
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
+                         align_corners=False)
+
+
+def separable_matrix(blur: float, size: int = 28, src: int = 32) -> torch.Tensor:
+    """The ``[size, src]`` matrix M with ``blur(downsample(img)) = M @ img @ M.T``.
+
+    Both steps are separable linear maps, so M is obtained by applying them to basis images.
+    """
+    basis = torch.eye(src, dtype=torch.float64)  # row j = delta at column j
+    rows = _downsample(basis[:, None, None, :].expand(src, 1, src, src).contiguous(), size)
+    # rows[j, 0, :, :] is constant along axis -2; take one row: response to delta at column j
+    down = rows[:, 0, 0, :].T  # [size, src]
+    eye = torch.eye(size, dtype=torch.float64)
+    blurred = gaussian_blur(eye[:, None, None, :].expand(size, 1, size, size).contiguous(), blur)
+    blur_m = blurred[:, 0, 0, :].T  # [size, size]
+    return blur_m @ down
+
+
+def cifar_backgrounds(cifar_uint8: torch.Tensor, size: int = 28, blur: float = 0.0) -> torch.Tensor:
+    """Greyscale (BT.601), downsample and blur ``[N, 3, 32, 32]`` uint8 -> float ``[N,1,s,s]``."""
     rgb = cifar_uint8.to(torch.float64) / 255.0
-    grey = (0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]).unsqueeze(1)
-    small = F.interpolate(grey, size=(size, size), mode="bilinear", antialias=True,
-                          align_corners=False)
-    return small.clamp(0.0, 1.0)
+    grey = 0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]
+    m = separable_matrix(blur, size, cifar_uint8.shape[-1])
+    out = torch.einsum("ij,njk,lk->nil", m, grey, m)
+    return out.unsqueeze(1).clamp(0.0, 1.0)
 
 
 def compose(digits_uint8: torch.Tensor, backgrounds: torch.Tensor) -> torch.Tensor:
-    """``round(255 * (d + (1 - d) * b))`` with ``d = digits/255`` and float backgrounds in [0, 1]."""
+    """``round(255 * (d + (1 - d) * b))`` with ``d = digits/255`` , backgrounds in [0, 1]."""
     d = digits_uint8.to(torch.float64) / 255.0
     out = d + (1.0 - d) * backgrounds
     return (out * 255.0).round().clamp(0, 255).to(torch.uint8)
@@ -74,6 +94,6 @@ def make_bg_mnist(
     size = digits_uint8.shape[-1]
     for start in range(0, digits_uint8.shape[0], chunk):
         sl = slice(start, start + chunk)
-        bg = gaussian_blur(cifar_backgrounds(cifar_uint8[idx[sl]], size), blur).clamp(0.0, 1.0)
+        bg = cifar_backgrounds(cifar_uint8[idx[sl]], size, blur)
         out[sl] = compose(digits_uint8[sl], bg)
     return out

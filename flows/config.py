@@ -18,6 +18,7 @@ class ModelConfig:
     levels: int = 4
     prior: str = "gmm"  # "gmm" (Base / Reweighted / IB) or "split" (Appendix A.4)
     split_sigma: float = 1.0
+    image_size: int = 32  # the paper uses 32; smaller sizes are only for fast exact tests
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,7 +42,9 @@ def prior_for(objective: str) -> str:
     return "split" if objective == "split" else "gmm"
 
 
-def model_config(preset: str, in_channels: int, objective: str, num_classes: int = 10) -> ModelConfig:
+def model_config(
+    preset: str, in_channels: int, objective: str, num_classes: int = 10
+) -> ModelConfig:
     """Build the :class:`ModelConfig` for a preset, dataset channel count and objective."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")

@@ -17,7 +17,13 @@ import torch
 
 from flows.bgmnist import make_bg_mnist
 from flows.preprocess import augment, dequantize, to_model_input
-from flows.readers import DataFileError, find_file, read_cifar_batch, read_idx_images, read_idx_labels
+from flows.readers import (
+    DataFileError,
+    find_file,
+    read_cifar_batch,
+    read_idx_images,
+    read_idx_labels,
+)
 
 __all__ = [
     "DATASETS",
@@ -46,7 +52,8 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
         path, source = REPO_ROOT.parent / "shared" / "data", "default ../shared/data"
     if not path.is_dir():
         raise DataFileError(
-            f"data directory {path} (from {source}) does not exist; pass --data-dir or set {ENV_VAR}"
+            f"data directory {path} (from {source}) does not exist; "
+            f"pass --data-dir or set {ENV_VAR}"
         )
     return path
 

@@ -26,7 +26,7 @@ from flows.runs import EVAL_NAME, load_run, write_json
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m flows.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--run", required=True, help="run directory written by flows.train")
-    p.add_argument("--out", default=None, help="extra copy of the JSON (e.g. results/table1/x.json)")
+    p.add_argument("--out", default=None, help="extra JSON copy, e.g. results/table1/x.json")
     p.add_argument("--data-dir", default=None, help="default: the run's, $ANNULUS_DATA_DIR, ...")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N test images")

@@ -15,7 +15,11 @@ from torch import nn
 
 
 class ActNorm(nn.Module):
-    """Per-channel affine ``y = (x + b) * exp(s)``; ``logdet = H*W*sum(s)``.
+    """Per-channel affine ``y = x * exp(s) + b``; ``logdet = H*W*sum(s)``.
+
+    The bias is applied after the scale (Glow applies it before): then both parameters act in
+    normalised units, which keeps Adam steps well conditioned on the padded channels whose raw
+    range is only 2/256.
 
     Data-dependent initialisation: on the first forward pass in training mode, ``b`` and ``s`` are
     set so the batch has zero mean and unit variance per channel.
@@ -31,20 +35,21 @@ class ActNorm(nn.Module):
     def _init(self, x: torch.Tensor) -> None:
         mean = x.mean(dim=(0, 2, 3), keepdim=True)
         std = x.std(dim=(0, 2, 3), keepdim=True, unbiased=False)
-        self.bias.copy_(-mean)
-        self.logs.copy_(-torch.log(std + 1e-6))
+        logs = -torch.log(std + 1e-6)
+        self.logs.copy_(logs)
+        self.bias.copy_(-mean * torch.exp(logs))
         self.initialized.fill_(True)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.training and not bool(self.initialized):
             self._init(x)
         h, w = x.shape[2:]
-        y = (x + self.bias) * torch.exp(self.logs)
+        y = x * torch.exp(self.logs) + self.bias
         logdet = (h * w) * self.logs.sum() * x.new_ones(x.shape[0])
         return y, logdet
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        return y * torch.exp(-self.logs) - self.bias
+        return (y - self.bias) * torch.exp(-self.logs)
 
 
 class InvConv1x1(nn.Module):

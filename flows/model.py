@@ -29,18 +29,21 @@ IMAGE_SIZE = 32
 
 
 class GlowClassifier(nn.Module):
-    """Generative classifier: ``forward(x)`` is ``log p(x|y)`` in nats, shape ``[N, num_classes]``."""
+    """Generative classifier: ``forward(x)`` is ``log p(x|y)``  (nats), ``[N, num_classes]``."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         self.num_classes = config.num_classes
         self.in_channels = config.in_channels
-        self.data_dims = config.in_channels * IMAGE_SIZE * IMAGE_SIZE
+        self.image_size = config.image_size
+        self.data_dims = config.in_channels * config.image_size * config.image_size
         self.pad = PadChannels()
         self.levels = nn.ModuleList()
         self.shapes: list[tuple[int, int, int]] = []  # shape of each factored-out / final part
-        c, s = 2 * config.in_channels, IMAGE_SIZE
+        c, s = 2 * config.in_channels, config.image_size
+        if s % (2**config.levels):
+            raise ValueError(f"image size {s} is not divisible by 2**levels = {2**config.levels}")
         for level in range(config.levels):
             self.levels.append(
                 nn.ModuleList([FlowStep(c, config.hidden) for _ in range(config.steps_per_level)])

@@ -50,7 +50,9 @@ def to_model_input(images_uint8: torch.Tensor, dataset: str | None = None) -> to
     return (padded.to(torch.float32) + 0.5) / NUM_BINS - 0.5
 
 
-def dequantize(images_uint8: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def dequantize(
+    images_uint8: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Uniform dequantisation: pixel k -> (k + u)/256 - 0.5 with u ~ U[0, 1), float32, 32x32."""
     padded = pad_to_32(images_uint8).to(torch.float32)
     noise = torch.rand(padded.shape, generator=generator, dtype=torch.float32)
@@ -65,7 +67,7 @@ def pixel_scale_logdet(num_dims: int) -> float:
 def augment(
     images_uint8: torch.Tensor, flip: bool, generator: torch.Generator | None = None, pad: int = 4
 ) -> torch.Tensor:
-    """Random 32x32 crop after ``pad``-pixel edge padding, plus a random horizontal flip if ``flip``.
+    """Random 32x32 crop after ``pad``-pixel edge padding, plus a random h-flip if ``flip``.
 
     Works on uint8 32x32 images (pad MNIST first with :func:`pad_to_32`), vectorised over the batch.
     """

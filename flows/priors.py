@@ -19,7 +19,9 @@ from torch import nn
 LOG_2PI = math.log(2 * math.pi)
 
 
-def diag_gaussian_logpdf(z: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+def diag_gaussian_logpdf(
+    z: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor
+) -> torch.Tensor:
     """Sum over the last axis of ``log N(z; mean, exp(log_std)^2)`` (broadcasting)."""
     return (-0.5 * ((z - mean) * torch.exp(-log_std)) ** 2 - log_std - 0.5 * LOG_2PI).sum(-1)
 

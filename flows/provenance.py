@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import time
@@ -13,7 +14,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def git_commit() -> str:
-    """``git rev-parse HEAD`` of the repository (plus ``-dirty`` if modified), or ``"unknown"``."""
+    """``git rev-parse HEAD`` (+ ``-dirty`` if modified); else ``$ANNULUS_GIT_COMMIT`` or unknown.
+
+    ``ANNULUS_GIT_COMMIT`` is set by ``scripts/flows_cpu_runs.sh``, which runs an exported copy
+    (``git archive``) of a commit so that later edits of the worktree cannot affect the runs.
+    """
+    if not (REPO_ROOT / ".git").exists():
+        return os.environ.get("ANNULUS_GIT_COMMIT", "unknown")
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()
@@ -21,7 +28,7 @@ def git_commit() -> str:
                                cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout
         return head + ("-dirty" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return os.environ.get("ANNULUS_GIT_COMMIT", "unknown")
 
 
 def device_description(device: torch.device) -> str:

@@ -20,7 +20,7 @@ EVAL_NAME = "eval.json"
 
 
 def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call ``write(file_object)`` on a temp file in the same directory, then rename over ``path``."""
+    """Call ``write(file_object)`` on a temp file beside ``path``, then rename it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -14,9 +14,7 @@ DistributedDataParallel, each rank taking every ``world_size``-th index of the e
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import math
 import os
 import shlex
 import sys
@@ -144,7 +142,8 @@ def train(args: argparse.Namespace) -> dict:
         raise _fail("--epochs and --batch-size must be positive")
     try:
         config = make_config(args, world)
-        images, labels = fdata.load_split(args.dataset, "train", args.data_dir, bg_seed=args.bg_seed)
+        images, labels = fdata.load_split(args.dataset, "train", args.data_dir,
+                                          bg_seed=args.bg_seed)
     except fdata.DataFileError as exc:
         raise _fail(str(exc)) from None
     flip = fdata.is_cifar(args.dataset)
@@ -186,9 +185,12 @@ def train(args: argparse.Namespace) -> dict:
     steps_per_epoch = (n_epoch // world) // args.batch_size
     if steps_per_epoch == 0:
         raise _fail(f"batch size {args.batch_size} x {world} process(es) exceeds {n_epoch} images")
-    end_epoch = args.epochs if args.stop_after <= 0 else min(args.epochs, start_epoch + args.stop_after)
+    end_epoch = args.epochs
+    if args.stop_after > 0:
+        end_epoch = min(args.epochs, start_epoch + args.stop_after)
     d = model.data_dims
     t_start = time.time()
+    prov = provenance(device)
 
     def snapshot(epoch: int) -> dict:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
@@ -201,7 +203,8 @@ def train(args: argparse.Namespace) -> dict:
         order = torch.randperm(images.shape[0], generator=g)[:n_epoch][rank::world]
         sums = {"loss": 0.0, "acc": 0.0, "bpd": 0.0}
         t0 = time.time()
-        bar = tqdm(range(steps_per_epoch), disable=rank != 0, desc=f"epoch {epoch + 1}/{args.epochs}",
+        bar = tqdm(range(steps_per_epoch), disable=rank != 0,
+                   desc=f"epoch {epoch + 1}/{args.epochs}",
                    mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr)
         for i in bar:
             idx = order[i * args.batch_size:(i + 1) * args.batch_size]
@@ -249,7 +252,7 @@ def train(args: argparse.Namespace) -> dict:
     summary = {"epochs_done": end_epoch, "step": step, "wall_time_s": time.time() - t_start,
                "history": history, "command": shlex.join([sys.executable, "-m", "flows.train",
                                                           *sys.argv[1:]]),
-               "provenance": provenance(device)}
+               "provenance": prov}
     if rank == 0:
         log_path = out / "train_summary.json"
         previous = json.loads(log_path.read_text()) if log_path.exists() else {"invocations": []}
