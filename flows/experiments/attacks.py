@@ -110,7 +110,8 @@ class DetectorLogits(nn.Module):
 def _fmodel(module: nn.Module):
     import foolbox
 
-    return foolbox.PyTorchModel(module.eval(), bounds=BOUNDS, device="cpu")
+    device = next(iter(module.parameters()), torch.empty(0)).device
+    return foolbox.PyTorchModel(module.eval(), bounds=BOUNDS, device=device)
 
 
 def run_boundary(
@@ -179,10 +180,12 @@ def evaluate(
     eps: float,
     thresholds_bpd: dict[str, float | None],
     batch_size: int = 100,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Table-2 percentages and per-image numbers for one attack setting."""
-    s_adv = common.score(model, adv, batch_size=batch_size, desc=None)
-    s_org = common.score(model, x, batch_size=batch_size, desc=None)
+    adv, x = adv.cpu(), x.cpu()
+    s_adv = common.score(model, adv, batch_size=batch_size, desc=None, device=device)
+    s_org = common.score(model, x, batch_size=batch_size, desc=None, device=device)
     pred = s_adv.pred
     l2 = (adv - x).flatten(1).norm(dim=1).double().numpy()
     l2 = np.where(found, l2, np.inf)
@@ -343,12 +346,14 @@ def run_attacks(
         )
     rng = np.random.default_rng(args.seed)
     idx = np.sort(rng.choice(pool, size=args.n_images, replace=False))
-    x, y = x_test[idx], y_test[idx]
+    dev = torch.device(args.device)
+    x, y = x_test[idx].to(dev), y_test[idx].to(dev)
+    y_np = y.cpu().numpy()
     c = int(model.num_classes)
-    target = (y.numpy() + rng.integers(1, c, size=len(idx))) % c
+    target = (y_np + rng.integers(1, c, size=len(idx))) % c
     pool_lab = labels[pool]
     start_idx = np.array([rng.choice(pool[pool_lab == t]) for t in target])
-    fallback_idx = np.array([rng.choice(pool[pool_lab != yy]) for yy in y.numpy()])
+    fallback_idx = np.array([rng.choice(pool[pool_lab != yy]) for yy in y_np])
     th_eval = {k: v["T_bpd"] for k, v in ths.items()}
     settings: dict[str, Any] = {}
     advs: dict[str, torch.Tensor] = {}
@@ -397,15 +402,15 @@ def run_attacks(
                 steps=args.boundary_steps,
                 seed=seed,
                 threshold_bpd=t_used if det else None,
-                target=torch.as_tensor(target) if det else None,
-                starting_points=x_test[start_idx] if det else None,
-                fallback_points=None if det else x_test[fallback_idx],
+                target=torch.as_tensor(target, device=dev) if det else None,
+                starting_points=x_test[start_idx].to(dev) if det else None,
+                fallback_points=None if det else x_test[fallback_idx].to(dev),
                 progress=f"{dataset} {name}",
             )  # fmt: skip
             found = np.ones(len(x), dtype=bool)
         wall = time.perf_counter() - t0
-        ev = evaluate(model, x, y.numpy(), adv, found, eps=eps, thresholds_bpd=th_eval,
-                      batch_size=args.batch_size)  # fmt: skip
+        ev = evaluate(model, x, y_np, adv, found, eps=eps, thresholds_bpd=th_eval,
+                      batch_size=args.batch_size, device=args.device)  # fmt: skip
         ev["per_image"] = {"index": idx, "target": target if name == "boundary-det" else None,
                            **ev["per_image"]}  # fmt: skip
         settings[name] = {
@@ -417,7 +422,7 @@ def run_attacks(
             "init_fallbacks": fallbacks,
             **ev,
         }
-        advs[name] = adv
+        advs[name] = adv.cpu()
         tq = ev["table2"].get(args.threshold, {})
         tqdm.write(f"{dataset} {name}: {_fmt(tq) if tq else '-'} (T={args.threshold}) {wall:.0f}s")
     table = {
@@ -438,7 +443,7 @@ def run_attacks(
         "seed": args.seed,
         "settings": settings,
         "table2": table,
-        "_x": x,
+        "_x": x.cpu(),
         "_advs": advs,
     }
 
