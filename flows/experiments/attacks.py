@@ -40,9 +40,13 @@ JSON keys: ``experiment`` "attacks"; ``dataset``; ``eps_l2``; ``eps_scale`` (tex
 ``threshold_used`` (rule name) and ``T_used_bpd``; ``pool_size`` (eligible images);
 ``n_images``; ``seed``; ``settings``: {name: {``attack``, ``detection_aware``, ``targeted``,
 ``params``, ``wall_time_s``, ``init_fallbacks`` (boundary), ``table2``: {threshold name:
-{``undetected_within_eps_pct``, ``fooled_within_eps_pct``, ``fooled_any_pct``}},
-``l2_fooled`` (summary of L2 of fooling adversarials), ``per_image``: {``index``, ``label``,
-``target``, ``found``, ``pred_adv``, ``l2``, ``bpd_orig``, ``bpd_adv``}}};
+{``undetected_within_eps_pct``, ``fooled_within_eps_pct``, ``fooled_any_pct``,
+``undetected_any_distance_pct``}}, ``l2_fooled`` (summary of L2 of fooling adversarials),
+``bpd_change_fooled`` (summary of bits/dim(x') - bits/dim(x) over fooling adversarials),
+``test_rank_fooled`` (summary over fooling adversarials of the share of test images with
+bits/dim <= bits/dim(x'): 1.0 means x' is less likely than every test image),
+``per_image``: {``index``, ``label``, ``target``, ``found``, ``pred_adv``, ``l2``,
+``bpd_orig``, ``bpd_adv``}}};
 ``table2``: {threshold name: {setting: "U% (F%)"}} in the paper's format; ``provenance``.
 """
 
@@ -181,8 +185,14 @@ def evaluate(
     thresholds_bpd: dict[str, float | None],
     batch_size: int = 100,
     device: str = "cpu",
+    bpd_test: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Table-2 percentages and per-image numbers for one attack setting."""
+    """Table-2 percentages and per-image numbers for one attack setting.
+
+    Threshold-free detectability: ``bpd_change_fooled`` summarises ``bits/dim(x') - bits/dim(x)``
+    over fooling adversarials, and ``test_rank_fooled`` the share of test images with bits/dim
+    at most ``bits/dim(x')`` (the test-set acceptance share a threshold needs to accept ``x'``).
+    """
     adv, x = adv.cpu(), x.cpu()
     s_adv = common.score(model, adv, batch_size=batch_size, desc=None, device=device)
     s_org = common.score(model, x, batch_size=batch_size, desc=None, device=device)
@@ -202,9 +212,15 @@ def evaluate(
             "fooled_any_pct": 100.0 * float(np.mean(fooled)),
             "undetected_any_distance_pct": 100.0 * float(np.mean(fooled & acc)),
         }
+    rank = None
+    if bpd_test is not None:
+        srt = np.sort(np.asarray(bpd_test, dtype=np.float64))
+        rank = np.searchsorted(srt, bpd_adv, side="right") / len(srt)
     return {
         "table2": table,
         "l2_fooled": common.summary(l2[fooled]),
+        "bpd_change_fooled": common.summary((bpd_adv - s_org.bpd)[fooled]),
+        "test_rank_fooled": None if rank is None else common.summary(rank[fooled]),
         "per_image": {
             "label": labels,
             "found": found,
@@ -409,8 +425,10 @@ def run_attacks(
             )  # fmt: skip
             found = np.ones(len(x), dtype=bool)
         wall = time.perf_counter() - t0
-        ev = evaluate(model, x, y_np, adv, found, eps=eps, thresholds_bpd=th_eval,
-                      batch_size=args.batch_size, device=args.device)  # fmt: skip
+        ev = evaluate(
+            model, x, y_np, adv, found, eps=eps, thresholds_bpd=th_eval,
+            batch_size=args.batch_size, device=args.device, bpd_test=bpd_test,
+        )  # fmt: skip
         ev["per_image"] = {"index": idx, "target": target if name == "boundary-det" else None,
                            **ev["per_image"]}  # fmt: skip
         settings[name] = {
