@@ -1,0 +1,206 @@
+"""Invertible layers of Glow (Kingma & Dhariwal, 2018) as used in Appendix B of Fetaya et al.
+
+Every layer maps ``x -> (y, logdet)`` with ``logdet = log|det dy/dx|`` per sample (shape ``[N]``)
+and has an exact ``inverse(y)``. Change of variables (Fetaya et al., Appendix A.1):
+``log p(x) = log p(z) + sum_i log|det J_i|``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ActNorm(nn.Module):
+    """Per-channel affine ``y = x * exp(s) + b``; ``logdet = H*W*sum(s)``.
+
+    The bias is applied after the scale (Glow applies it before): then both parameters act in
+    normalised units, which keeps Adam steps well conditioned on the padded channels whose raw
+    range is only 2/256.
+
+    Data-dependent initialisation: on the first forward pass in training mode, ``b`` and ``s`` are
+    set so the batch has zero mean and unit variance per channel.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.logs = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    @torch.no_grad()
+    def _init(self, x: torch.Tensor) -> None:
+        mean = x.mean(dim=(0, 2, 3), keepdim=True)
+        std = x.std(dim=(0, 2, 3), keepdim=True, unbiased=False)
+        logs = -torch.log(std + 1e-6)
+        self.logs.copy_(logs)
+        self.bias.copy_(-mean * torch.exp(logs))
+        self.initialized.fill_(True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.training and not bool(self.initialized):
+            self._init(x)
+        h, w = x.shape[2:]
+        y = x * torch.exp(self.logs) + self.bias
+        logdet = (h * w) * self.logs.sum() * x.new_ones(x.shape[0])
+        return y, logdet
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return (y - self.bias) * torch.exp(-self.logs)
+
+
+class InvConv1x1(nn.Module):
+    """Invertible 1x1 convolution, LU-decomposed: ``W = P L (U + diag(sign * exp(log_s)))``.
+
+    ``logdet = H*W*sum(log_s)``; ``P`` (permutation) and ``sign`` are fixed, ``L`` is unit lower
+    triangular, ``U`` strictly upper triangular. Initialised from a random rotation.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        w0 = torch.linalg.qr(torch.randn(channels, channels, dtype=torch.float64))[0]
+        p, lower, upper = torch.linalg.lu(w0)
+        s = torch.diagonal(upper)
+        self.register_buffer("perm", p.float())
+        self.register_buffer("sign_s", torch.sign(s).float())
+        self.register_buffer("lower_mask", torch.tril(torch.ones(channels, channels), -1))
+        self.register_buffer("eye", torch.eye(channels))
+        self.lower = nn.Parameter(lower.float())
+        self.upper = nn.Parameter(torch.triu(upper, 1).float())
+        self.log_s = nn.Parameter(torch.log(torch.abs(s)).float())
+
+    def weight(self) -> torch.Tensor:
+        lower = self.lower * self.lower_mask + self.eye
+        upper = self.upper * self.lower_mask.T + torch.diag(self.sign_s * torch.exp(self.log_s))
+        return self.perm @ lower @ upper
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, w = x.shape[2:]
+        weight = self.weight().to(x.dtype)
+        y = F.conv2d(x, weight[:, :, None, None])
+        logdet = (h * w) * self.log_s.sum() * x.new_ones(x.shape[0])
+        return y, logdet
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        w_inv = torch.linalg.inv(self.weight().double()).to(y.dtype)
+        return F.conv2d(y, w_inv[:, :, None, None])
+
+
+class ZeroConv2d(nn.Module):
+    """3x3 convolution initialised to zero with a learned output scale ``exp(3 * logscale)``."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+        self.logscale = nn.Parameter(torch.zeros(1, cout, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * torch.exp(3.0 * self.logscale)
+
+
+class AffineCoupling(nn.Module):
+    """Affine coupling (Fetaya et al., Eq. 5): ``y_a = x_a``, ``y_b = (x_b + t(x_a)) * s(x_a)``.
+
+    ``s = sigmoid(h + 2)`` (Glow), so ``logdet = sum log s``. ``x_a`` is the first ``C//2``
+    channels. The network is conv3x3 -> ReLU -> conv1x1 -> ReLU -> zero-initialised conv3x3,
+    so the layer starts close to the identity.
+    """
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.autocast_dtype: torch.dtype | None = None  # e.g. torch.bfloat16 on CUDA
+        self.ca = channels // 2
+        self.cb = channels - self.ca
+        self.net = nn.Sequential(
+            nn.Conv2d(self.ca, hidden, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 1),
+            nn.ReLU(),
+            ZeroConv2d(hidden, 2 * self.cb),
+        )
+
+    def _shift_scale(self, xa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.autocast_dtype is None:
+            h = self.net(xa)
+        else:  # only the coupling network runs in low precision; the flow itself stays float32
+            with torch.autocast(device_type=xa.device.type, dtype=self.autocast_dtype):
+                h = self.net(xa)
+            h = h.float()
+        shift, raw = h[:, 0::2], h[:, 1::2]
+        return shift, raw + 2.0
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xa, xb = x[:, : self.ca], x[:, self.ca :]
+        shift, raw = self._shift_scale(xa)
+        yb = (xb + shift) * torch.sigmoid(raw)
+        logdet = F.logsigmoid(raw).flatten(1).sum(1)
+        return torch.cat([xa, yb], 1), logdet
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        ya, yb = y[:, : self.ca], y[:, self.ca :]
+        shift, raw = self._shift_scale(ya)
+        return torch.cat([ya, yb / torch.sigmoid(raw) - shift], 1)
+
+
+class FlowStep(nn.Module):
+    """One Glow step: ActNorm -> invertible 1x1 convolution -> affine coupling."""
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            [ActNorm(channels), InvConv1x1(channels), AffineCoupling(channels, hidden)]
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logdet = x.new_zeros(x.shape[0])
+        for layer in self.layers:
+            x, ld = layer(x)
+            logdet = logdet + ld
+        return x, logdet
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        for layer in reversed(self.layers):
+            y = layer.inverse(y)
+        return y
+
+
+def squeeze(x: torch.Tensor) -> torch.Tensor:
+    """Space-to-depth ``[N, C, H, W] -> [N, 4C, H/2, W/2]`` (a permutation: logdet 0)."""
+    n, c, h, w = x.shape
+    x = x.view(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
+    return x.reshape(n, c * 4, h // 2, w // 2)
+
+
+def unsqueeze(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`squeeze`."""
+    n, c, h, w = x.shape
+    x = x.view(n, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
+    return x.reshape(n, c // 4, h * 2, w * 2)
+
+
+class PadChannels(nn.Module):
+    """Channel doubling of Appendix B: ``(x, e) -> cat(x, scale * e)`` with ``e ~ U[0, 1)^D``.
+
+    ``scale = 2/256``, so the padded channels lie in ``[0, 2/256]``. The flow models the density of
+    ``(x, scale*e)``; the Jacobian of ``e -> scale*e`` adds ``logdet = C*H*W*log(scale)``, which
+    makes the result a density of ``(x, e)``. As ``e`` has unit density on ``[0,1)^D``, this is a
+    (stochastic, lower-bound-in-expectation) estimate of ``log p(x)`` (Appendix A.3).
+    """
+
+    def __init__(self, scale: float = 2.0 / 256.0) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d = noise[0].numel()
+        logdet = x.new_full((x.shape[0],), d * math.log(self.scale))
+        return torch.cat([x, noise * self.scale], 1), logdet
+
+    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c = y.shape[1] // 2
+        return y[:, :c], y[:, c:] / self.scale

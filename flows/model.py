@@ -1,0 +1,139 @@
+"""GlowClassifier: a multi-scale Glow with a class-conditional prior (Fetaya et al., App. A, B).
+
+Architecture (Appendix B): input ``x`` ``[N, C, 32, 32]`` in [-0.5, 0.5] -> channel doubling with
+uniform noise scaled to [0, 2/256] (:class:`flows.layers.PadChannels`) -> ``levels`` levels, each
+``steps_per_level`` Glow steps (actnorm, LU 1x1 conv, affine coupling) followed by the squeeze at
+the END of the level; after every level but the last, half of the squeezed channels are factored
+out into the latent. The latent ``z`` (all factored-out parts, the final level first) has
+``2*C*32*32`` dimensions and gets a class-conditional prior, so
+
+    log p(x|y) = log p(z(x, e)|y) + log|det dz/d(x, e)|      (Appendix A.1, change of variables)
+
+for every class at once, with ``e`` the padding noise (unit density, so this estimates the
+density of ``x`` alone). In ``eval()`` mode ``e = 0.5`` (the midpoint of U[0, 1)), so the output
+is a deterministic function of ``x``; in ``train()`` mode ``e ~ U[0, 1)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from flows.config import ModelConfig
+from flows.layers import AffineCoupling, FlowStep, PadChannels, squeeze, unsqueeze
+from flows.priors import GaussianMixturePrior, SplitPrior
+
+IMAGE_SIZE = 32
+
+
+class GlowClassifier(nn.Module):
+    """Generative classifier: ``forward(x)`` is ``log p(x|y)``  (nats), ``[N, num_classes]``."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.num_classes = config.num_classes
+        self.in_channels = config.in_channels
+        self.image_size = config.image_size
+        self.data_dims = config.in_channels * config.image_size * config.image_size
+        self.pad = PadChannels()
+        self.levels = nn.ModuleList()
+        self.shapes: list[tuple[int, int, int]] = []  # shape of each factored-out / final part
+        c, s = 2 * config.in_channels, config.image_size
+        if s % (2**config.levels):
+            raise ValueError(f"image size {s} is not divisible by 2**levels = {2**config.levels}")
+        for level in range(config.levels):
+            self.levels.append(
+                nn.ModuleList([FlowStep(c, config.hidden) for _ in range(config.steps_per_level)])
+            )
+            c, s = 4 * c, s // 2
+            if level < config.levels - 1:
+                self.shapes.append((c // 2, s, s))
+                c = c // 2
+        self.shapes.append((c, s, s))
+        self.latent_dims = 2 * self.data_dims
+        if config.prior == "gmm":
+            self.prior: nn.Module = GaussianMixturePrior(self.latent_dims, self.num_classes)
+        elif config.prior == "split":
+            self.prior = SplitPrior(self.latent_dims, self.num_classes, config.split_sigma)
+        else:
+            raise ValueError(f"unknown prior {config.prior!r}")
+        self.register_buffer("log_py", torch.full((self.num_classes,), -math.log(self.num_classes)))
+
+    def set_autocast(self, dtype: torch.dtype | None) -> None:
+        """Run the coupling networks under autocast with ``dtype`` (``None``: full precision)."""
+        for module in self.modules():
+            if isinstance(module, AffineCoupling):
+                module.autocast_dtype = dtype
+
+    # -- flow -------------------------------------------------------------------------------
+    def padding_noise(self, x: torch.Tensor) -> torch.Tensor:
+        """``U[0,1)`` noise in training mode, the constant midpoint 0.5 in eval mode."""
+        if self.training:
+            return torch.rand_like(x)
+        return torch.full_like(x, 0.5)
+
+    def encode(
+        self, x: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, e) -> (z [N, 2D], log|det dz/d(x, e)| [N])``, padding term included."""
+        if noise is None:
+            noise = self.padding_noise(x)
+        h, logdet = self.pad(x, noise)
+        parts: list[torch.Tensor] = []
+        for i, steps in enumerate(self.levels):
+            for step in steps:
+                h, ld = step(h)
+                logdet = logdet + ld
+            h = squeeze(h)
+            if i < len(self.levels) - 1:
+                half = h.shape[1] // 2
+                parts.append(h[:, :half].flatten(1))
+                h = h[:, half:]
+        parts.append(h.flatten(1))
+        return torch.cat(parts[::-1], 1), logdet
+
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inverse of :meth:`encode`: ``z -> (x, e)``."""
+        sizes = [c * s * s for c, s, _ in self.shapes]
+        chunks = list(torch.split(z, sizes[::-1], 1))[::-1]  # back to level order
+        c, s, _ = self.shapes[-1]
+        h = chunks[-1].view(-1, c, s, s)
+        for i in reversed(range(len(self.levels))):
+            if i < len(self.levels) - 1:
+                c, s, _ = self.shapes[i]
+                h = torch.cat([chunks[i].view(-1, c, s, s), h], 1)
+            h = unsqueeze(h)
+            for step in reversed(self.levels[i]):
+                h = step.inverse(h)
+        return self.pad.inverse(h)
+
+    # -- classifier interface ------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``log p(x|y)`` in nats for every class: ``[N, num_classes]``."""
+        z, logdet = self.encode(x)
+        return self.prior(z) + logdet[:, None]
+
+    def log_prior(self) -> torch.Tensor:
+        """``log p(y)`` (uniform), shape ``[num_classes]``."""
+        return self.log_py
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``log p(x, y) = log p(x|y) + log p(y)``; softmax gives ``p(y|x)`` (Bayes rule)."""
+        return self.forward(x) + self.log_py
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """``log p(x) = logsumexp_y log p(x, y)``, shape ``[N]``."""
+        return torch.logsumexp(self.logits(x), dim=1)
+
+    @torch.no_grad()
+    def sample(self, n: int, y: int | torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """Draw ``n`` samples of class ``y`` (int or ``[n]`` tensor), clamped to [-0.5, 0.5]."""
+        device = self.log_py.device
+        if isinstance(y, int):
+            y = torch.full((n,), y, dtype=torch.long, device=device)
+        z = self.prior.sample(y.to(device), temperature)
+        x, _ = self.decode(z)
+        return x.clamp(-0.5, 0.5)

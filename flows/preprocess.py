@@ -1,0 +1,93 @@
+"""Preprocessing of Appendix B: pad to 32x32, map to [-0.5, 0.5], dequantise, augment.
+
+Pixel convention (one place, used everywhere): an 8-bit pixel value ``k`` in {0..255} covers the
+bin ``[k/256 - 0.5, (k+1)/256 - 0.5)`` of width 1/256.
+
+* Training (:func:`dequantize`): ``x = (k + u)/256 - 0.5`` with ``u ~ U[0, 1)`` -- uniform
+  dequantisation, so the model density is a density of continuous inputs on [-0.5, 0.5]^D.
+* Deterministic (:func:`to_model_input`): ``x = (k + 0.5)/256 - 0.5``, the centre of the same bin
+  (the mean of the dequantised value), so k=0 -> -0.498046875 and k=255 -> 0.498046875.
+
+The map from the continuous pixel value ``v = k + u`` in [0, 256) to ``x = v/256 - 0.5`` has
+log|det J| = -D log 256 (:func:`pixel_scale_logdet`); :func:`flows.metrics.bits_per_dim` adds
+the same constant back to obtain discrete bits/dim.
+
+MNIST and BG-MNIST (28x28) are zero-padded (pixel value 0, i.e. black) by 2 on each side to 32x32
+*before* the map, as in Appendix B. Augmentation (training only): random crop 32x32 after padding
+by 4 in 'edge' (replicate) mode; random horizontal flip for CIFAR-10 only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+IMAGE_SIZE = 32
+NUM_BINS = 256
+
+
+def pad_to_32(images_uint8: torch.Tensor) -> torch.Tensor:
+    """Zero-pad ``[N, C, H, W]`` uint8 images (H, W <= 32) symmetrically to 32x32."""
+    _, _, h, w = images_uint8.shape
+    if h == IMAGE_SIZE and w == IMAGE_SIZE:
+        return images_uint8
+    if h > IMAGE_SIZE or w > IMAGE_SIZE or (IMAGE_SIZE - h) % 2 or (IMAGE_SIZE - w) % 2:
+        raise ValueError(f"cannot zero-pad {h}x{w} images symmetrically to 32x32")
+    ph, pw = (IMAGE_SIZE - h) // 2, (IMAGE_SIZE - w) // 2
+    return F.pad(images_uint8, (pw, pw, ph, ph), value=0)
+
+
+def to_model_input(images_uint8: torch.Tensor, dataset: str | None = None) -> torch.Tensor:
+    """Deterministic model input: float32 ``[N, C, 32, 32]``, pixel k -> (k + 0.5)/256 - 0.5.
+
+    ``dataset`` is accepted for interface stability (all datasets use the same rule; 28x28 inputs
+    are zero-padded to 32x32).
+    """
+    del dataset
+    padded = pad_to_32(images_uint8)
+    return (padded.to(torch.float32) + 0.5) / NUM_BINS - 0.5
+
+
+def dequantize(
+    images_uint8: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Uniform dequantisation: pixel k -> (k + u)/256 - 0.5 with u ~ U[0, 1), float32, 32x32."""
+    padded = pad_to_32(images_uint8).to(torch.float32)
+    noise = torch.rand(padded.shape, generator=generator, dtype=torch.float32)
+    return (padded + noise) / NUM_BINS - 0.5
+
+
+def pixel_scale_logdet(num_dims: int) -> float:
+    """log|det| of v -> v/256 - 0.5 on ``num_dims`` dimensions: ``-num_dims * log(256)``."""
+    return -num_dims * math.log(NUM_BINS)
+
+
+def augment(
+    images_uint8: torch.Tensor, flip: bool, generator: torch.Generator | None = None, pad: int = 4
+) -> torch.Tensor:
+    """Random 32x32 crop after ``pad``-pixel edge padding, plus a random h-flip if ``flip``.
+
+    Works on uint8 32x32 images (pad MNIST first with :func:`pad_to_32`), vectorised over the batch.
+    """
+    x = pad_to_32(images_uint8)
+    n, c, h, w = x.shape
+    padded = F.pad(x.to(torch.float32), (pad, pad, pad, pad), mode="replicate")
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    out = _crop(padded, dy, dx, h, w)
+    if flip:
+        do_flip = torch.rand(n, generator=generator) < 0.5
+        out = torch.where(do_flip[:, None, None, None], out.flip(-1), out)
+    return out.round().to(torch.uint8)
+
+
+def _crop(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Per-image crop ``padded[i, :, dy[i]:dy[i]+h, dx[i]:dx[i]+w]`` via advanced indexing."""
+    n = padded.shape[0]
+    rows = dy[:, None] + torch.arange(h)[None, :]  # [n, h]
+    cols = dx[:, None] + torch.arange(w)[None, :]  # [n, w]
+    idx_n = torch.arange(n)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]]  # [n, h, w, c]
+    return out.permute(0, 3, 1, 2).contiguous()

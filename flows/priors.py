@@ -1,0 +1,84 @@
+"""Class-conditional latent priors ``log p(z|y)`` evaluated for every class at once (``[N, K]``).
+
+* :class:`GaussianMixturePrior` -- Section 4.1 / Appendix A.1: ``p(z|y) = N(mu_y, diag(sigma_y^2))``
+  with learned means and log standard deviations (zero-initialised: standard normal).
+* :class:`SplitPrior` -- Appendix A.4: ``z = (z_s, z_n)`` with ``z_s`` the first K latent dims,
+  ``p(z_s|y) = N(e_y, sigma_s^2 I)`` (one-hot mean, fixed scale ``sigma_s``) and
+  ``p(z_n|z_s, y) = N(mu(z_s, y), diag(exp(2 rho(z_s, y))))`` with ``mu``, ``rho`` affine in
+  ``[z_s, onehot(y)]`` (zero-initialised). Then ``log p(z_s|y) = z_s[y]/sigma_s^2 + const(z_s)``,
+  i.e. ``z_s`` act as the logits of a discriminative model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def diag_gaussian_logpdf(
+    z: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor
+) -> torch.Tensor:
+    """Sum over the last axis of ``log N(z; mean, exp(log_std)^2)`` (broadcasting)."""
+    return (-0.5 * ((z - mean) * torch.exp(-log_std)) ** 2 - log_std - 0.5 * LOG_2PI).sum(-1)
+
+
+class GaussianMixturePrior(nn.Module):
+    """``log p(z|y) = log N(z; mu_y, diag(exp(2 log_sigma_y)))`` for all K classes."""
+
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.mean = nn.Parameter(torch.zeros(num_classes, dim))
+        self.log_std = nn.Parameter(torch.zeros(num_classes, dim))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``[N, D] -> [N, K]`` class-conditional log densities."""
+        return diag_gaussian_logpdf(z[:, None, :], self.mean[None], self.log_std[None])
+
+    def sample(self, y: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        eps = torch.randn(y.shape[0], self.mean.shape[1], device=y.device)
+        return self.mean[y] + temperature * torch.exp(self.log_std[y]) * eps
+
+
+class SplitPrior(nn.Module):
+    """Conditional split prior of Appendix A.4: ``p(z|y) = p(z_s|y) p(z_n|z_s, y)``."""
+
+    def __init__(self, dim: int, num_classes: int, sigma_s: float = 1.0) -> None:
+        super().__init__()
+        if dim <= num_classes:
+            raise ValueError("latent dimension must exceed the number of classes")
+        self.k = num_classes
+        self.sigma_s = sigma_s
+        dn = dim - num_classes
+        # mu / rho = z_s @ W_s + W_y[y] + b  (W_y absorbs the bias per class)
+        self.mean_zs = nn.Parameter(torch.zeros(num_classes, dn))
+        self.mean_y = nn.Parameter(torch.zeros(num_classes, dn))
+        self.logstd_zs = nn.Parameter(torch.zeros(num_classes, dn))
+        self.logstd_y = nn.Parameter(torch.zeros(num_classes, dn))
+
+    def _zn_params(self, zs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-std of ``z_n`` for every class: ``[N, K, D_n]`` each."""
+        mean = (zs @ self.mean_zs)[:, None, :] + self.mean_y[None]
+        log_std = (zs @ self.logstd_zs)[:, None, :] + self.logstd_y[None]
+        return mean, log_std
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        zs, zn = z[:, : self.k], z[:, self.k :]
+        eye = torch.eye(self.k, device=z.device, dtype=z.dtype)
+        log_std_s = z.new_full((), math.log(self.sigma_s))
+        lp_s = diag_gaussian_logpdf(zs[:, None, :], eye[None], log_std_s)
+        mean, log_std = self._zn_params(zs)
+        lp_n = diag_gaussian_logpdf(zn[:, None, :], mean, log_std)
+        return lp_s + lp_n
+
+    def sample(self, y: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        eye = torch.eye(self.k, device=y.device)
+        zs = eye[y] + temperature * self.sigma_s * torch.randn(y.shape[0], self.k, device=y.device)
+        mean, log_std = self._zn_params(zs)
+        idx = torch.arange(y.shape[0], device=y.device)
+        mean, log_std = mean[idx, y], log_std[idx, y]
+        zn = mean + temperature * torch.exp(log_std) * torch.randn_like(mean)
+        return torch.cat([zs, zn], 1)

@@ -1,0 +1,273 @@
+"""Train a GlowClassifier: ``python -m flows.train --dataset mnist --objective reweighted ...``.
+
+Adam with the schedule of :mod:`flows.schedule` (lr 1e-3, /10 at 40% and 80% of the epochs for
+runs shorter than 150 epochs), linear warm-up, gradient-norm clipping, a checkpoint every epoch
+(atomic), ``--resume``, and a guard that stops on a non-finite loss or gradient, saving the last
+good state (parameters before the failing update) to ``last_good.pt``.
+
+Determinism: the data order, augmentation and dequantisation of epoch ``e`` come from a generator
+seeded with ``(seed, e)`` and the padding noise from the global RNG reseeded the same way, so a
+resumed run continues bit-identically on the CPU. Under ``torchrun`` the run uses
+DistributedDataParallel, each rank taking every ``world_size``-th index of the epoch order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from flows import data as fdata
+from flows.config import OBJECTIVES, PRESETS, model_config
+from flows.metrics import bits_per_dim
+from flows.objectives import objective_loss
+from flows.preprocess import augment, dequantize
+from flows.provenance import provenance
+from flows.runs import (
+    CHECKPOINT_NAME,
+    CONFIG_NAME,
+    LAST_GOOD_NAME,
+    build_model,
+    save_checkpoint,
+    write_json,
+)
+from flows.schedule import lr_at
+
+INIT_BATCH = 512  # images for the data-dependent actnorm initialisation
+# Settings that must match when resuming.
+RESUME_KEYS = ("dataset", "objective", "preset", "epochs", "batch_size", "seed", "train_subset",
+               "lr", "beta", "augment", "model")
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m flows.train", description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", required=True, choices=fdata.DATASETS)
+    p.add_argument("--objective", required=True, choices=OBJECTIVES)
+    p.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    p.add_argument("--epochs", type=int, default=150)
+    p.add_argument("--batch-size", type=int, default=64, help="per-process batch size")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None, help="default: $ANNULUS_DATA_DIR or ../shared/data")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup-steps", type=int, default=200)
+    p.add_argument("--max-grad-norm", type=float, default=50.0)
+    p.add_argument("--beta", type=float, default=1.0, help="IB weight of L_Y (objective ib)")
+    p.add_argument("--train-subset", type=int, default=0,
+                   help="images per epoch, a fresh random subset each epoch (0: all)")
+    p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--bg-seed", type=int, default=fdata.DEFAULT_BG_SEED,
+                   help="seed of the BG-MNIST background assignment")
+    p.add_argument("--device", default=default_device())
+    p.add_argument("--amp", choices=("auto", "none", "bf16"), default="auto",
+                   help="auto: bf16 coupling networks on CUDA, full precision on CPU")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave default)")
+    p.add_argument("--stop-after", type=int, default=0,
+                   help="stop after this many epochs in this invocation (0: run to --epochs)")
+    return p
+
+
+def _fail(msg: str) -> SystemExit:
+    return SystemExit(f"flows.train: error: {msg}")
+
+
+def setup_distributed(device_arg: str) -> tuple[int, int, torch.device]:
+    """(rank, world_size, device); initialises torch.distributed under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, torch.device(device_arg)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device_arg.startswith("cuda") and torch.cuda.is_available()
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        return dist.get_rank(), world, torch.device("cuda", local_rank)
+    return dist.get_rank(), world, torch.device("cpu")
+
+
+def make_config(args: argparse.Namespace, world: int) -> dict:
+    mc = model_config(args.preset, fdata.num_channels(args.dataset), args.objective)
+    return {
+        "dataset": args.dataset,
+        "objective": args.objective,
+        "preset": args.preset,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "lr": args.lr,
+        "lr_schedule": ("/10 every 60 epochs" if args.epochs >= 150
+                        else "/10 at 40% and 80% of the epochs (run shorter than 150 epochs)"),
+        "warmup_steps": args.warmup_steps,
+        "max_grad_norm": args.max_grad_norm,
+        "beta": args.beta,
+        "train_subset": args.train_subset,
+        "augment": args.augment,
+        "bg_seed": args.bg_seed,
+        "world_size": world,
+        "amp": args.amp,
+        "compile": args.compile,
+        "data_dir": str(fdata.resolve_data_dir(args.data_dir)),
+        "model": mc.to_dict(),
+    }
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Run (or resume) training; returns the final state summary."""
+    rank, world, device = setup_distributed(args.device)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    ckpt_path = out / CHECKPOINT_NAME
+    if ckpt_path.exists() and not args.resume:
+        raise _fail(f"{ckpt_path} exists; pass --resume to continue or choose another --out")
+    if args.epochs < 1 or args.batch_size < 1:
+        raise _fail("--epochs and --batch-size must be positive")
+    try:
+        config = make_config(args, world)
+        images, labels = fdata.load_split(args.dataset, "train", args.data_dir,
+                                          bg_seed=args.bg_seed)
+    except fdata.DataFileError as exc:
+        raise _fail(str(exc)) from None
+    flip = fdata.is_cifar(args.dataset)
+
+    torch.manual_seed(args.seed)
+    model = build_model(config).to(device)
+    amp = args.amp == "bf16" or (args.amp == "auto" and device.type == "cuda")
+    model.set_autocast(torch.bfloat16 if amp else None)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    start_epoch, step, history = 0, 0, []
+    if args.resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        old = state["config"]
+        diff = [k for k in RESUME_KEYS if old.get(k) != config.get(k)]
+        if diff:
+            raise _fail(f"--resume with different settings than the checkpoint: {', '.join(diff)}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, step, history = state["epoch"], state["step"], state["history"]
+    else:
+        g = torch.Generator().manual_seed(epoch_seed(args.seed, -1))
+        idx = torch.randperm(images.shape[0], generator=g)[:INIT_BATCH]
+        torch.manual_seed(epoch_seed(args.seed, -1))
+        model.train()
+        with torch.no_grad():
+            model(dequantize(images[idx], generator=g).to(device))
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / CONFIG_NAME, config)
+
+    net: torch.nn.Module = model
+    if args.compile:
+        net = torch.compile(model)  # type: ignore[assignment]
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    n_epoch = args.train_subset if 0 < args.train_subset < images.shape[0] else images.shape[0]
+    steps_per_epoch = (n_epoch // world) // args.batch_size
+    if steps_per_epoch == 0:
+        raise _fail(f"batch size {args.batch_size} x {world} process(es) exceeds {n_epoch} images")
+    end_epoch = args.epochs
+    if args.stop_after > 0:
+        end_epoch = min(args.epochs, start_epoch + args.stop_after)
+    d = model.data_dims
+    t_start = time.time()
+    prov = provenance(device)
+
+    def snapshot(epoch: int) -> dict:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                "step": step, "history": history, "config": config}
+
+    for epoch in range(start_epoch, end_epoch):
+        model.train()
+        g = torch.Generator().manual_seed(epoch_seed(args.seed, epoch))
+        torch.manual_seed(epoch_seed(args.seed, epoch))
+        order = torch.randperm(images.shape[0], generator=g)[:n_epoch][rank::world]
+        sums = {"loss": 0.0, "acc": 0.0, "bpd": 0.0}
+        t0 = time.time()
+        bar = tqdm(range(steps_per_epoch), disable=rank != 0,
+                   desc=f"epoch {epoch + 1}/{args.epochs}",
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr)
+        for i in bar:
+            idx = order[i * args.batch_size:(i + 1) * args.batch_size]
+            batch = images[idx]
+            if args.augment:
+                batch = augment(batch, flip=flip, generator=g)
+            x = dequantize(batch, generator=g).to(device)
+            y = labels[idx].to(device)
+            lr = lr_at(step, steps_per_epoch, args.epochs, args.lr, args.warmup_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            lp = net(x)
+            loss = objective_loss(lp, y, model.log_prior(), args.objective, d, args.beta)
+            if not torch.isfinite(loss):
+                if rank == 0:
+                    save_checkpoint(out / LAST_GOOD_NAME, snapshot(epoch))
+                raise _fail(f"non-finite loss at epoch {epoch + 1} step {step}; last good state "
+                            f"saved to {out / LAST_GOOD_NAME}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            if not torch.isfinite(gnorm):
+                if rank == 0:
+                    save_checkpoint(out / LAST_GOOD_NAME, snapshot(epoch))
+                raise _fail(f"non-finite gradient at epoch {epoch + 1} step {step}; last good "
+                            f"state saved to {out / LAST_GOOD_NAME}")
+            optimizer.step()
+            step += 1
+            with torch.no_grad():
+                joint = lp.detach().float() + model.log_prior()
+                sums["loss"] += loss.item()
+                sums["acc"] += (joint.argmax(1) == y).float().mean().item()
+                sums["bpd"] += bits_per_dim(torch.logsumexp(joint, 1), d).mean().item()
+            if rank == 0 and (i % 10 == 0 or i == steps_per_epoch - 1):
+                bar.set_postfix(loss=f"{sums['loss'] / (i + 1):.4f}",
+                                acc=f"{sums['acc'] / (i + 1):.3f}",
+                                bpd=f"{sums['bpd'] / (i + 1):.3f}", lr=f"{lr:.1e}")
+        record = {k: v / steps_per_epoch for k, v in sums.items()}
+        record.update(epoch=epoch + 1, step=step, seconds=time.time() - t0,
+                      images_per_s=steps_per_epoch * args.batch_size * world / (time.time() - t0))
+        history.append(record)
+        if rank == 0:
+            save_checkpoint(ckpt_path, snapshot(epoch + 1))
+            print(json.dumps({"train_epoch": record}), flush=True)
+    summary = {"epochs_done": end_epoch, "step": step, "wall_time_s": time.time() - t_start,
+               "history": history, "command": shlex.join([sys.executable, "-m", "flows.train",
+                                                          *sys.argv[1:]]),
+               "provenance": prov}
+    if rank == 0:
+        log_path = out / "train_summary.json"
+        previous = json.loads(log_path.read_text()) if log_path.exists() else {"invocations": []}
+        previous["invocations"].append(summary)
+        write_json(log_path, previous)
+    if world > 1:
+        dist.destroy_process_group()
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""bits/dim known answers and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from flows.metrics import accuracy, bits_per_dim
+from flows.preprocess import dequantize, to_model_input
+from flows.schedule import lr_at
+
+
+def test_bits_per_dim_uniform_density_is_8_bits() -> None:
+    # U[-0.5, 0.5]^D has density 1 -> every 8-bit pixel has probability 1/256 -> 8 bits/dim.
+    torch.testing.assert_close(bits_per_dim(torch.zeros(3), 3072), torch.full((3,), 8.0))
+
+
+def test_bits_per_dim_point_mass_like_density_is_0_bits() -> None:
+    # density 256^D on one bin of volume 256^-D puts all mass on one pixel value: 0 bits.
+    d = 1024
+    out = bits_per_dim(torch.tensor([d * math.log(256.0)], dtype=torch.float64), d)
+    torch.testing.assert_close(out, torch.zeros(1, dtype=torch.float64))
+
+
+def test_bits_per_dim_of_a_known_discrete_model() -> None:
+    # Each pixel uniform over 16 of the 256 values -> 4 bits/dim; the continuous density of the
+    # dequantised version is 256/16 = 16 per dimension on its support.
+    d = 10
+    log_px = torch.tensor(d * math.log(16.0))
+    assert math.isclose(float(bits_per_dim(log_px, d)), 4.0, rel_tol=1e-12)
+
+
+def test_dequantisation_consistent_with_deterministic_input() -> None:
+    k = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
+    k32 = torch.nn.functional.pad(k, (8, 8, 8, 8))
+    x = to_model_input(k32, "cifar10")
+    assert float(x.min()) == (0.5 / 256 - 0.5) and float(x.max()) == (255.5 / 256 - 0.5)
+    xq = dequantize(k32, torch.Generator().manual_seed(0))
+    assert xq.min() >= -0.5 and xq.max() < 0.5
+    # both land in pixel k's bin [k/256 - 0.5, (k+1)/256 - 0.5)
+    assert torch.equal(torch.floor((xq + 0.5) * 256).long(), k32.long())
+    assert torch.equal(torch.floor((x + 0.5) * 256).long(), k32.long())
+
+
+def test_accuracy() -> None:
+    assert accuracy(torch.tensor([[0.0, 1.0], [2.0, 1.0]]), torch.tensor([1, 1])) == 0.5
+
+
+def test_lr_schedule_shape() -> None:
+    spe, epochs = 10, 5
+    lrs = [lr_at(s, spe, epochs, 1e-3, 0) for s in range(spe * epochs)]
+    assert lrs[0] == 1e-3 and lrs[19] == 1e-3  # before 40% (= epoch 2)
+    assert math.isclose(lrs[20], 1e-4) and math.isclose(lrs[39], 1e-4)
+    assert math.isclose(lrs[40], 1e-5)  # from 80%
+    assert math.isclose(lr_at(0, spe, epochs, 1e-3, 4), 2.5e-4)  # warm-up
+    assert math.isclose(lr_at(60 * spe, spe, 150, 1e-3, 0), 1e-4)  # paper: every 60 epochs
+    assert math.isclose(lr_at(60 * spe - 1, spe, 150, 1e-3, 0), 1e-3)

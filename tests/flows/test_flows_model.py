@@ -1,0 +1,131 @@
+"""GlowClassifier interface, priors, posteriors, objectives and one optimisation step."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from flows.config import OBJECTIVES, ModelConfig, model_config, prior_for
+from flows.model import GlowClassifier
+from flows.objectives import objective_loss
+from flows.priors import GaussianMixturePrior, SplitPrior
+
+
+def _model(prior: str = "gmm", image_size: int = 8, channels: int = 1) -> GlowClassifier:
+    torch.manual_seed(0)
+    cfg = ModelConfig(in_channels=channels, hidden=8, steps_per_level=1, levels=2,
+                      image_size=image_size, prior=prior)
+    return GlowClassifier(cfg)
+
+
+def test_paper_interface_shapes() -> None:
+    model = GlowClassifier(model_config("tiny", 3, "reweighted"))
+    assert model.num_classes == 10 and model.data_dims == 3 * 32 * 32
+    x = torch.rand(4, 3, 32, 32) - 0.5
+    model.train()
+    model(x)
+    model.eval()
+    lp = model(x)
+    assert lp.shape == (4, 10) and torch.isfinite(lp).all()
+    assert model.log_prior().shape == (10,)
+    torch.testing.assert_close(model.logits(x), lp + model.log_prior())
+    torch.testing.assert_close(model.log_prob(x), torch.logsumexp(lp + model.log_prior(), 1))
+    samples = model.sample(3, 2)
+    assert samples.shape == (3, 3, 32, 32)
+    assert float(samples.abs().max()) <= 0.5
+
+
+@pytest.mark.parametrize("prior", ["gmm", "split"])
+def test_posteriors_sum_to_one_and_eval_is_deterministic(prior: str) -> None:
+    model = _model(prior)
+    x = torch.rand(5, 1, 8, 8) - 0.5
+    model.train()
+    model(x)
+    with torch.no_grad():
+        for p in model.prior.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    model.eval()
+    post = torch.softmax(model.logits(x), 1)
+    torch.testing.assert_close(post.sum(1), torch.ones(5))
+    torch.testing.assert_close(model(x), model(x), atol=0, rtol=0)
+    model.train()
+    assert not torch.equal(model(x), model(x))  # fresh padding noise in training mode
+
+
+def test_gmm_prior_matches_torch_distributions() -> None:
+    prior = GaussianMixturePrior(6, 3)
+    with torch.no_grad():
+        prior.mean.normal_()
+        prior.log_std.normal_(0, 0.3)
+    z = torch.randn(4, 6)
+    lp = prior(z)
+    for k in range(3):
+        ref = torch.distributions.Normal(prior.mean[k], prior.log_std[k].exp()).log_prob(z).sum(1)
+        torch.testing.assert_close(lp[:, k], ref)
+
+
+def test_split_prior_matches_factorisation() -> None:
+    prior = SplitPrior(7, 3, sigma_s=0.5)
+    with torch.no_grad():
+        for p in prior.parameters():
+            p.normal_(0, 0.2)
+    z = torch.randn(4, 7)
+    lp = prior(z)
+    zs, zn = z[:, :3], z[:, 3:]
+    for k in range(3):
+        mean_s = torch.nn.functional.one_hot(torch.tensor(k), 3).float()
+        ref_s = torch.distributions.Normal(mean_s, 0.5).log_prob(zs).sum(1)
+        mean_n = zs @ prior.mean_zs + prior.mean_y[k]
+        std_n = (zs @ prior.logstd_zs + prior.logstd_y[k]).exp()
+        ref_n = torch.distributions.Normal(mean_n, std_n).log_prob(zn).sum(1)
+        torch.testing.assert_close(lp[:, k], ref_s + ref_n)
+    # the z_s part behaves like logits: differences between classes are (z_s[i]-z_s[j])/sigma^2
+    with torch.no_grad():
+        for p in prior.parameters():
+            p.zero_()
+    lp = prior(z)
+    torch.testing.assert_close(lp[:, 0] - lp[:, 1], (zs[:, 0] - zs[:, 1]) / 0.25)
+
+
+def test_objectives_match_equations() -> None:
+    torch.manual_seed(0)
+    lp = torch.randn(6, 10) * 5 - 700
+    y = torch.arange(6) % 10
+    log_py = torch.full((10,), -math.log(10))
+    d = 1024
+    joint = lp + log_py
+    log_post = torch.log_softmax(joint, 1)[torch.arange(6), y]
+    base = objective_loss(lp, y, log_py, "base", d)
+    torch.testing.assert_close(base, (-joint[torch.arange(6), y] / d).mean())
+    rew = objective_loss(lp, y, log_py, "reweighted", d)
+    torch.testing.assert_close(rew, (-lp[torch.arange(6), y] / d - log_post).mean())  # Eq. (6)
+    torch.testing.assert_close(objective_loss(lp, y, log_py, "split", d), rew)
+    ib = objective_loss(lp, y, log_py, "ib", d, beta=3.0)
+    torch.testing.assert_close(ib, (-torch.logsumexp(joint, 1) / d - 3.0 * log_post).mean())
+    with pytest.raises(ValueError):
+        objective_loss(lp, y, log_py, "nope", d)
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_one_step_lowers_loss(objective: str) -> None:
+    model = _model(prior_for(objective))
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(16, 1, 8, 8, generator=gen) - 0.5
+    y = torch.arange(16) % 10
+    model.train()
+    model(x)  # actnorm init
+    model.eval()  # deterministic padding noise so both evaluations see the same function
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+    def loss_fn() -> torch.Tensor:
+        return objective_loss(model(x), y, model.log_prior(), objective, model.data_dims)
+
+    before = loss_fn()
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    with torch.no_grad():
+        after = loss_fn()
+    assert float(after) < float(before.detach())
