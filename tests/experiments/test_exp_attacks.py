@@ -110,6 +110,8 @@ def test_cli_writes_documented_json(tiny_run, data_dir, tmp_path) -> None:
         assert len(s["per_image"]["l2"]) == 4
     assert res["settings"]["boundary-det"]["targeted"] is True
     assert len(list((tmp_path / "png").glob("*.png"))) == 2
+    assert attacks.main(["--replot", str(out), "--png-dir", str(tmp_path / "re")]) == 0
+    assert list((tmp_path / "re").glob("*.png"))
 
 
 def test_unknown_attack_is_a_user_error(tiny_run, data_dir, tmp_path, capsys) -> None:

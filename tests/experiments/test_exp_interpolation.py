@@ -43,6 +43,8 @@ def test_cli_writes_documented_json(tiny_run, data_dir, tmp_path) -> None:
     assert res["finding"] in ("drops", "rises")
     assert 0.0 <= res["share_paths_all_accepted"]["quantile"] <= 1.0
     assert len(list((tmp_path / "png").glob("*.png"))) == 2
+    assert interpolation.main(["--replot", str(out), "--png-dir", str(tmp_path / "re")]) == 0
+    assert list((tmp_path / "re").glob("*.png"))
 
 
 def test_bad_n_pairs_is_a_user_error(tiny_run, data_dir, tmp_path, capsys) -> None:
