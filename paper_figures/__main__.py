@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from paper_figures.registry import ITEMS, BY_NAME, Context, run_item
+from paper_figures.registry import BY_NAME, ITEMS, Context, run_item
 
 
 def build_parser() -> argparse.ArgumentParser:

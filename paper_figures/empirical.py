@@ -159,37 +159,61 @@ def plot_interpolation(results: list[dict[str, Any]], out_dir: Path, name: str,
 
 
 # -- Figure 1 ------------------------------------------------------------------------------
-def plot_fig1(results: list[dict[str, Any]], out_dir: Path) -> list[Path]:
-    """Figure 1: single interpolation examples (bits/dim and class probabilities)."""
+def strips_png(res: dict[str, Any], results_dir: Path) -> Path | None:
+    """The image strips the interpolation experiment drew (``--png-dir results/figures/RUN``)."""
+    run = Path(str((res.get("provenance") or {}).get("run_dir") or "")).name
+    p = Path(results_dir) / "figures" / run / f"fig1_strips_{res['dataset']}.png"
+    return p if run and p.is_file() else None
+
+
+def plot_fig1(results: list[dict[str, Any]], out_dir: Path,
+              results_dir: Path | None = None) -> list[Path]:
+    """Figure 1: single interpolation examples (bits/dim and class probabilities), with the
+    experiment's image strips when they were saved under ``results/figures``."""
     n = len(results)
-    fig, axes = style.figure(n, 2, figsize=(11, 3.6 * n), squeeze=False)
+    strips = [strips_png(r, results_dir) if results_dir else None for r in results]
+    ncols = 3 if any(strips) else 2
+    fig, axes = style.figure(n, ncols, figsize=(5.5 * ncols, 3.6 * n), squeeze=False,
+                             width_ratios=[1.4] * (ncols - 2) + [1, 1])
     notes = []
     for i, r in enumerate(results):
+        if ncols == 3:
+            ax0 = axes[i, 0]
+            img = _raster(strips[i])
+            if img is not None:
+                ax0.imshow(img)
+                ax0.set_title(f"{label(r['dataset'])}: interpolated images (experiment's strips)")
+            else:
+                ax0.text(0.5, 0.5, "image strips not stored", ha="center", va="center")
+            ax0.set_axis_off()
+        ax_l, ax_r = axes[i, ncols - 2], axes[i, ncols - 1]
         a = np.asarray(r["alphas"])
         ds = label(r["dataset"])
         ex = r.get("examples") or []
         for j, e in enumerate(ex):
             c = style.CYCLE[j % len(style.CYCLE)]
-            axes[i, 0].plot(a, e["bpd"], color=c, label=f"pair {j + 1}: {e['y0']} $\\to$ {e['y1']}")
-            axes[i, 1].plot(a, e["p_y0"], color=c, ls="-")
-            axes[i, 1].plot(a, e["p_y1"], color=c, ls="--")
+            ax_l.plot(a, e["bpd"], color=c, label=f"pair {j + 1}: {e['y0']} $\\to$ {e['y1']}")
+            ax_r.plot(a, e["p_y0"], color=c, ls="-")
+            ax_r.plot(a, e["p_y1"], color=c, ls="--")
         bpd = np.concatenate([np.asarray(e["bpd"]) for e in ex]) if ex else np.zeros(1)
-        _threshold_lines(axes[i, 0], r, float(bpd.min()), float(bpd.max()))
-        axes[i, 0].invert_yaxis()
-        axes[i, 0].set_xlabel("interpolation coefficient $\\alpha$")
-        axes[i, 0].set_ylabel("bits/dim (axis inverted:\nup = more likely)")
-        axes[i, 0].set_title(f"({chr(97 + i)}) {ds}: {len(ex)} example interpolations")
-        axes[i, 0].legend(fontsize=7.5, loc="lower center", ncols=2)
-        axes[i, 1].plot([], [], "k-", label="$p(y_0|x_\\alpha)$")
-        axes[i, 1].plot([], [], "k--", label="$p(y_1|x_\\alpha)$")
-        axes[i, 1].set_ylim(-0.02, 1.02)
-        axes[i, 1].set_xlabel("interpolation coefficient $\\alpha$")
-        axes[i, 1].set_ylabel("class probability")
-        axes[i, 1].set_title(f"{ds}: class probabilities of the same pairs")
-        axes[i, 1].legend(loc="center right")
+        _threshold_lines(ax_l, r, float(bpd.min()), float(bpd.max()))
+        ax_l.invert_yaxis()
+        ax_l.set_xlabel("interpolation coefficient $\\alpha$")
+        ax_l.set_ylabel("bits/dim (axis inverted:\nup = more likely)")
+        ax_l.set_title(f"({chr(97 + i)}) {ds}: {len(ex)} example interpolations")
+        ax_l.legend(fontsize=7.5, loc="lower center", ncols=2)
+        ax_r.plot([], [], "k-", label="$p(y_0|x_\\alpha)$")
+        ax_r.plot([], [], "k--", label="$p(y_1|x_\\alpha)$")
+        ax_r.set_ylim(-0.02, 1.02)
+        ax_r.set_xlabel("interpolation coefficient $\\alpha$")
+        ax_r.set_ylabel("class probability")
+        ax_r.set_title(f"{ds}: class probabilities of the same pairs")
+        ax_r.legend(loc="center right")
         notes.append(f"{ds} - {scale_text(r)}")
-    notes.append("The image strips need the test set; the experiment draws them with "
-                 "python -m flows.experiments.interpolation --png-dir DIR. " + pn.PAPER_SCALE)
+    if not all(strips):
+        notes.append("Image strips need the test set; the experiment draws them with "
+                     "python -m flows.experiments.interpolation --png-dir results/figures/RUN.")
+    notes.append(pn.PAPER_SCALE)
     fig.suptitle("Figure 1: likelihood along single interpolations between test images "
                  "of different classes")
     footer(fig, notes)

@@ -43,9 +43,10 @@ class Context:
         """A results path as the user would type it."""
         p = self.results / rel
         try:
-            return os.path.relpath(p)
+            r = os.path.relpath(p)
         except ValueError:
             return str(p)
+        return str(p) if r.startswith("..") else r
 
     def command(self, need: Need) -> str:
         r = self.show(".")
@@ -160,7 +161,7 @@ def _fig3(ctx: Context, paths: list[Path]) -> list[Path]:
 
 
 def _fig1(ctx: Context, paths: list[Path]) -> list[Path]:
-    return empirical.plot_fig1(_loaded(paths), ctx.out)
+    return empirical.plot_fig1(_loaded(paths), ctx.out, ctx.results)
 
 
 def _fig4(ctx: Context, paths: list[Path]) -> list[Path]:
