@@ -38,14 +38,20 @@ def run_config(res: dict[str, Any]) -> dict[str, Any]:
 
 
 def scale_text(res: dict[str, Any]) -> str:
-    """One line stating the scale of the run (preset, epochs, images per epoch)."""
-    cfg = run_config(res)
-    if not cfg:
+    """One line stating the scale of the run(s) (preset, epochs, images per epoch)."""
+    prov = res.get("provenance") or {}
+    cfgs = prov.get("run_config") if isinstance(prov, dict) else None
+    cfgs = cfgs if isinstance(cfgs, list) else [run_config(res)]
+    cfgs = [c for c in cfgs if c]
+    if not cfgs:
         return "ours: CPU-scale run (config not recorded)"
-    sub = cfg.get("train_subset")
-    per_epoch = f"{sub} images/epoch" if sub else "full training set"
-    return (f"ours: preset {cfg.get('preset', '?')}, {cfg.get('epochs', '?')} epochs x "
-            f"{per_epoch} ({cfg.get('objective', '?')} objective)")
+
+    def join(key: str) -> str:
+        vals = list(dict.fromkeys(str(c.get(key) or "full set") for c in cfgs))
+        return "/".join(vals)
+
+    return (f"ours: preset {join('preset')}, {join('epochs')} epochs x "
+            f"{join('train_subset')} images/epoch ({join('objective')} objective)")
 
 
 def footer(fig: plt.Figure, lines: list[str]) -> None:
