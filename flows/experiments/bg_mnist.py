@@ -1,0 +1,243 @@
+"""Table 3 and Figures 5-6 (paper Sec. 4.5): conditional flows on BG-MNIST.
+
+BG-MNIST-X is MNIST whose black background is replaced by a greyscaled, downsampled CIFAR-10
+image blurred with a Gaussian of bandwidth X (``flows.data``; X in {0, 1, 5}).  For every run
+given with ``--run`` (typically the Reweighted runs on MNIST, BG-MNIST-5/1/0 and CIFAR-10) this
+computes test accuracy and test bits/dim (mean over the first ``--n-test`` test images of
+``flows.metrics.bits_per_dim(log p(x))``), next to the paper's Table 3.  For ``--samples-run``
+(default: the BG-MNIST-0 run) it draws ``--samples-per-class`` samples per class at
+``--temperature`` (Figure 5) and, unless ``--n-pairs 0``, runs the interpolation experiment of
+:mod:`flows.experiments.interpolation` on it (Figure 6).
+
+CLI::
+
+    python -m flows.experiments.bg_mnist --run RUN_A --run RUN_B ... --out OUT.json
+        [--png-dir DIR] [--samples-run RUN] [--samples-per-class 8] [--temperature 0.7]
+        [--n-pairs 200] [--n-test N] [--seed 0] [--cache-dir DIR]
+    python -m flows.experiments.bg_mnist --replot OUT.json --png-dir DIR
+
+JSON keys: ``experiment`` "bg_mnist"; ``rows``: list of {``run_dir``, ``dataset``,
+``objective``, ``n_test``, ``accuracy``, ``bits_per_dim``, ``bits_per_dim_std``,
+``run_eval`` (the run's own ``eval.json`` if present), ``paper_accuracy_pct``,
+``paper_bits_per_dim``}; ``samples``: {``run_dir``, ``dataset``, ``per_class``,
+``temperature``, ``seed``, ``bits_per_dim_of_samples`` [C][k], ``pred_of_samples`` [C][k],
+``png``} or null; ``interpolation``: an :mod:`~flows.experiments.interpolation` result (same
+keys) or null; ``paper_table3``; ``provenance`` (``run_config`` = list of the runs' configs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from flows.experiments import common, interpolation
+from flows.experiments.provenance import Provenance, write_json
+
+PAPER_TABLE3: dict[str, tuple[float, float]] = {
+    "mnist": (99.0, 1.10),
+    "bg-mnist-5": (99.0, 1.67),
+    "bg-mnist-1": (99.0, 3.30),
+    "bg-mnist-0": (98.0, 4.58),
+    "cifar10": (84.0, 3.53),
+}
+"""Paper Table 3 (Reweighted models): accuracy in %, test bits/dim."""
+
+
+def table_row(
+    run_dir: str, args: argparse.Namespace
+) -> tuple[dict[str, Any], Any, dict, torch.Tensor, torch.Tensor, common.Scores]:
+    model, config = common.load_run_checked(run_dir, args.device)
+    dataset = common.dataset_of(config, None)
+    x, y = common.load_test_inputs(dataset, n=args.n_test, data_dir=args.data_dir, config=config)
+    sc = common.score_cached(
+        model, x, run_dir=run_dir, dataset=dataset, split="test", n=args.n_test,
+        cache_dir=args.cache_dir, batch_size=args.batch_size, device=args.device,
+    )  # fmt: skip
+    bpd = sc.bpd
+    ev_path = Path(run_dir) / "eval.json"
+    paper = PAPER_TABLE3.get(dataset)
+    row = {
+        "run_dir": str(Path(run_dir).resolve()),
+        "dataset": dataset,
+        "objective": config.get("objective"),
+        "n_test": len(x),
+        "accuracy": float(np.mean(sc.pred == y.numpy())),
+        "bits_per_dim": float(bpd.mean()),
+        "bits_per_dim_std": float(bpd.std()),
+        "run_eval": json.loads(ev_path.read_text()) if ev_path.is_file() else None,
+        "paper_accuracy_pct": None if paper is None else paper[0],
+        "paper_bits_per_dim": None if paper is None else paper[1],
+    }
+    return row, model, config, x, y, sc
+
+
+def plot(result: dict[str, Any], png_dir: str | Path) -> list[Path]:
+    """Table 3 as a bar chart (ours vs paper) plus the Figure 6 interpolation curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    png_dir = Path(png_dir)
+    png_dir.mkdir(parents=True, exist_ok=True)
+    rows = result["rows"]
+    names = [r["dataset"] for r in rows]
+    xs = np.arange(len(rows))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    ours = [r["bits_per_dim"] for r in rows]
+    paper = [np.nan if r["paper_bits_per_dim"] is None else r["paper_bits_per_dim"] for r in rows]
+    axes[0].bar(xs - 0.2, ours, 0.4, label="ours (CPU scale)")
+    axes[0].bar(xs + 0.2, paper, 0.4, label="paper")
+    axes[0].set_ylabel("test bits/dim")
+    accs = [100 * r["accuracy"] for r in rows]
+    pacc = [np.nan if r["paper_accuracy_pct"] is None else r["paper_accuracy_pct"] for r in rows]
+    axes[1].bar(xs - 0.2, accs, 0.4, label="ours (CPU scale)")
+    axes[1].bar(xs + 0.2, pacc, 0.4, label="paper")
+    axes[1].set_ylabel("test accuracy %")
+    for ax in axes:
+        ax.set_xticks(xs, names, fontsize=8)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = [png_dir / "table3_bg_mnist.png"]
+    fig.savefig(out[0], dpi=90)
+    plt.close(fig)
+    if result.get("interpolation"):
+        interp = dict(result["interpolation"])
+        out += interpolation.plot(interp, png_dir)
+    return out
+
+
+def _sample_grid(samples: torch.Tensor, path: Path, real: torch.Tensor | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c, k = samples.shape[:2]
+    rows = c + (1 if real is not None else 0)
+    fig, axes = plt.subplots(rows, k, figsize=(0.9 * k, 0.9 * rows), squeeze=False)
+    for r in range(rows):
+        for j in range(k):
+            img = real[j] if (real is not None and r == 0) else samples[r - (real is not None), j]
+            a = (img + 0.5).clamp(0, 1).numpy().transpose(1, 2, 0)
+            axes[r, j].imshow(a[..., 0] if a.shape[2] == 1 else a, cmap="gray", vmin=0, vmax=1)
+            axes[r, j].set_xticks([])
+            axes[r, j].set_yticks([])
+    if real is not None:
+        axes[0, 0].set_ylabel("data", fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m flows.experiments.bg_mnist",
+        description="Table 3 / Figures 5-6: BG-MNIST accuracy, bits/dim, samples, interpolations.",
+    )
+    p.add_argument("--run", action="append", default=[], help="run directory (repeatable)")
+    p.add_argument("--out")
+    p.add_argument("--png-dir", default=None)
+    p.add_argument("--samples-run", default=None, help="default: the bg-mnist-0 run, if any")
+    p.add_argument("--samples-per-class", type=int, default=8)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--n-pairs", type=int, default=200, help="0 skips the interpolation")
+    p.add_argument("--n-alphas", type=int, default=100)
+    p.add_argument("--threshold", default="quantile", choices=("quantile", "paper"))
+    p.add_argument("--n-test", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--replot", default=None)
+    return p
+
+
+@common.cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.replot:
+        if not args.png_dir:
+            raise common.UserInputError("--replot needs --png-dir")
+        plot(json.loads(Path(args.replot).read_text()), args.png_dir)
+        return 0
+    if not args.run or not args.out:
+        raise common.UserInputError("at least one --run and --out are required")
+    common.set_seed(args.seed)
+    prov = Provenance(seed=args.seed, run_dir=None, run_config=None, device=args.device)
+    rows, configs = [], []
+    by_dataset: dict[str, tuple] = {}
+    for run in args.run:
+        row, model, config, x, y, sc = table_row(run, args)
+        rows.append(row)
+        configs.append(config)
+        by_dataset[row["dataset"]] = (run, model, x, y, sc)
+        print(f"{row['dataset']}: acc={row['accuracy']:.4f} bpd={row['bits_per_dim']:.3f}")
+    samples_run = args.samples_run
+    if samples_run is None and "bg-mnist-0" in by_dataset:
+        samples_run = by_dataset["bg-mnist-0"][0]
+    png = common.resolve_png_dir(args.png_dir)
+    samples_info = None
+    interp = None
+    if samples_run is not None:
+        key = next((d for d, v in by_dataset.items() if v[0] == samples_run), None)
+        if key is None:
+            row, model, config, x, y, sc = table_row(samples_run, args)
+            key = row["dataset"]
+            by_dataset[key] = (samples_run, model, x, y, sc)
+        run, model, x, y, sc = by_dataset[key]
+        common.set_seed(args.seed)
+        c = int(model.num_classes)
+        k = args.samples_per_class
+        if not hasattr(model, "sample"):
+            raise common.UserInputError("the model has no sample(); cannot draw Figure 5")
+        samples = torch.stack([model.sample(k, yy, args.temperature).cpu() for yy in range(c)])
+        ss = common.score(model, samples.flatten(0, 1), desc=None)
+        png_path = None
+        if png is not None:
+            png_path = png / f"fig5_samples_{key}.png"
+            _sample_grid(samples, png_path, x[:k])
+        samples_info = {
+            "run_dir": str(Path(run).resolve()),
+            "dataset": key,
+            "per_class": k,
+            "temperature": args.temperature,
+            "seed": args.seed,
+            "bits_per_dim_of_samples": ss.bpd.reshape(c, k),
+            "pred_of_samples": ss.pred.reshape(c, k),
+            "png": None if png_path is None else str(png_path),
+        }
+        if args.n_pairs > 0:
+            interp, _ = interpolation.run_interpolation(
+                model, x, y, sc, key, n_pairs=args.n_pairs, n_alphas=args.n_alphas,
+                seed=args.seed, threshold=args.threshold, batch_size=args.batch_size,
+            )  # fmt: skip
+            if png is not None:
+                interpolation.plot_strips(x, interp, png / f"fig1_strips_{key}.png")
+    result = {
+        "experiment": "bg_mnist",
+        "rows": rows,
+        "samples": samples_info,
+        "interpolation": interp,
+        "paper_table3": {
+            k: {"accuracy_pct": v[0], "bits_per_dim": v[1]} for k, v in PAPER_TABLE3.items()
+        },
+    }
+    prov.run_config = configs  # type: ignore[assignment]
+    result["provenance"] = prov.finish()
+    write_json(result, args.out)
+    if png is not None:
+        plot(json.loads(Path(args.out).read_text()), png)
+    print(f"-> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,343 @@
+"""Figures 1, 4 and 6 (paper Sec. 4.4, 4.5): linear interpolations between test images.
+
+Endpoints: test images (first ``--n-test``) that are correctly classified and accepted,
+``bits/dim <= T`` with ``T`` the ``--threshold`` rule (default ``quantile``; see
+:mod:`flows.experiments.common`).  ``--n-pairs`` pairs ``(x0, x1)`` with different labels
+``y0 != y1`` are drawn with ``--seed``.  Along ``x_a = a x1 + (1 - a) x0`` for ``--n-alphas``
+(100) values ``a = linspace(0, 1)`` (so ``a = 0, 1`` are exactly the endpoints) we record
+``bits/dim(x_a)`` (from ``log p(x_a)``), ``p(y0|x_a)`` and ``p(y1|x_a)``.
+
+The paper's findings to check: MNIST - the likelihood drops between the images (0.5% of paths stay
+accepted); CIFAR-10 and BG-MNIST-0 - interpolants are *more* likely than the endpoints (100% of
+paths stay accepted).  ``finding`` states what our model shows: ``"drops"`` when the mean
+mid-path bits/dim is above the mean endpoint bits/dim (less likely), ``"rises"`` otherwise.
+
+CLI::
+
+    python -m flows.experiments.interpolation --run RUN_DIR --out OUT.json [--png-dir DIR]
+        [--n-pairs 200] [--n-alphas 100] [--seed 0] [--threshold quantile|paper] [--n-test N]
+        [--n-examples 4] [--batch-size 100] [--cache-dir DIR]
+    python -m flows.experiments.interpolation --replot OUT.json --png-dir DIR
+
+JSON keys: ``experiment`` "interpolation"; ``dataset``; ``n_test``; ``thresholds`` (``paper`` /
+``quantile``); ``threshold_used``; ``T_used_bpd``; ``pool_size``; ``n_pairs``; ``seed``;
+``alphas`` [A]; ``bpd_mean``, ``bpd_std``, ``bpd_p05``, ``bpd_p95`` [A] (over pairs; bits/dim,
+lower = more likely); ``log_px_mean`` [A] (nats); ``p_y0_mean``, ``p_y1_mean`` [A];
+``endpoint_bpd_mean``; ``mid_bpd_mean`` (a = alphas[A // 2]); ``mid_minus_endpoints_bpd``
+(mean over pairs of bpd(mid) - (bpd(x0) + bpd(x1)) / 2); ``share_mid_more_likely_than_both``;
+``share_paths_all_accepted`` {threshold name: share of paths with every ``x_a`` accepted};
+``share_points_accepted`` {threshold name: share of all ``x_a``}; ``finding``;
+``pairs``: {``i0``, ``i1``, ``y0``, ``y1``} test indices and labels;
+``examples``: list of {``i0``, ``i1``, ``y0``, ``y1``, ``bpd``, ``p_y0``, ``p_y1``} (Fig. 1);
+``provenance``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from flows.experiments import common
+from flows.experiments.provenance import Provenance, write_json
+
+
+def select_pairs(
+    labels: np.ndarray, pool: np.ndarray, n_pairs: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n_pairs`` random ``(i0, i1)`` from ``pool`` with different labels (no repeated pair)."""
+    if len(np.unique(labels[pool])) < 2:
+        raise common.UserInputError("need accepted, correct test images of two classes")
+    seen: set[tuple[int, int]] = set()
+    i0, i1 = [], []
+    tries = 0
+    while len(i0) < n_pairs and tries < 100 * n_pairs:
+        tries += 1
+        a, b = rng.choice(pool, size=2, replace=False)
+        if labels[a] == labels[b] or (int(a), int(b)) in seen:
+            continue
+        seen.add((int(a), int(b)))
+        i0.append(int(a))
+        i1.append(int(b))
+    return np.array(i0, dtype=np.int64), np.array(i1, dtype=np.int64)
+
+
+@torch.no_grad()
+def interpolate(
+    model: nn.Module,
+    x0: torch.Tensor,
+    x1: torch.Tensor,
+    y0: np.ndarray,
+    y1: np.ndarray,
+    alphas: np.ndarray,
+    *,
+    batch_size: int = 100,
+    progress: str | None = None,
+) -> dict[str, np.ndarray]:
+    """bits/dim, log p and p(y0|x_a), p(y1|x_a) for every pair and alpha: arrays ``[P, A]``."""
+    p, a = len(x0), len(alphas)
+    al = torch.as_tensor(alphas, dtype=torch.float32)
+    bpd = np.zeros((p, a))
+    lpx = np.zeros((p, a))
+    py0 = np.zeros((p, a))
+    py1 = np.zeros((p, a))
+    per = max(1, batch_size // a) if a <= batch_size else 1
+    for s in tqdm(range(0, p, per), desc=progress, disable=progress is None, leave=False):
+        e = min(p, s + per)
+        xa = (
+            al[None, :, None, None, None] * x1[s:e, None]
+            + (1 - al[None, :, None, None, None]) * x0[s:e, None]
+        )
+        flat = xa.reshape(-1, *x0.shape[1:])
+        sc = common.score(model, flat, batch_size=batch_size, desc=None)
+        post = sc.posterior.reshape(e - s, a, -1)
+        bpd[s:e] = sc.bpd.reshape(e - s, a)
+        lpx[s:e] = sc.log_px.reshape(e - s, a)
+        r = np.arange(e - s)
+        py0[s:e] = post[r, :, y0[s:e]]
+        py1[s:e] = post[r, :, y1[s:e]]
+    return {"bpd": bpd, "log_px": lpx, "p_y0": py0, "p_y1": py1}
+
+
+def analyse(
+    curves: dict[str, np.ndarray],
+    alphas: np.ndarray,
+    thresholds_bpd: dict[str, float | None],
+) -> dict[str, Any]:
+    """Mean curves, accepted shares and the drop/rise finding."""
+    bpd = curves["bpd"]
+    a = len(alphas)
+    mid = bpd[:, a // 2]
+    ends = 0.5 * (bpd[:, 0] + bpd[:, -1])
+    share_paths = {}
+    share_points = {}
+    for name, t in thresholds_bpd.items():
+        if t is None:
+            continue
+        acc = common.accepted(bpd, t)
+        share_paths[name] = float(np.mean(acc.all(axis=1)))
+        share_points[name] = float(np.mean(acc))
+    diff = mid - ends
+    return {
+        "alphas": alphas,
+        "bpd_mean": bpd.mean(0),
+        "bpd_std": bpd.std(0),
+        "bpd_p05": np.percentile(bpd, 5, axis=0),
+        "bpd_p95": np.percentile(bpd, 95, axis=0),
+        "log_px_mean": curves["log_px"].mean(0),
+        "p_y0_mean": curves["p_y0"].mean(0),
+        "p_y1_mean": curves["p_y1"].mean(0),
+        "endpoint_bpd_mean": float(ends.mean()),
+        "mid_bpd_mean": float(mid.mean()),
+        "mid_minus_endpoints_bpd": float(diff.mean()),
+        "share_mid_more_likely_than_both": float(np.mean((mid < bpd[:, 0]) & (mid < bpd[:, -1]))),
+        "share_paths_all_accepted": share_paths,
+        "share_points_accepted": share_points,
+        "finding": "drops" if diff.mean() > 0 else "rises",
+    }
+
+
+def run_interpolation(
+    model: nn.Module,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    test_scores: common.Scores,
+    dataset: str,
+    *,
+    n_pairs: int,
+    n_alphas: int = 100,
+    seed: int = 0,
+    threshold: str = "quantile",
+    n_examples: int = 4,
+    batch_size: int = 100,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Pick pairs, evaluate the paths, summarise.  Returns (result, raw curves [P, A])."""
+    if n_pairs <= 0 or n_alphas < 3:
+        raise common.UserInputError("need --n-pairs >= 1 and --n-alphas >= 3")
+    labels = y_test.numpy()
+    bpd_test = test_scores.bpd
+    ths = common.thresholds(bpd_test, dataset)
+    t_used = common.pick_threshold(ths, threshold)
+    pool = np.flatnonzero((test_scores.pred == labels) & common.accepted(bpd_test, t_used))
+    rng = np.random.default_rng(seed)
+    i0, i1 = select_pairs(labels, pool, n_pairs, rng)
+    alphas = np.linspace(0.0, 1.0, n_alphas)
+    curves = interpolate(
+        model, x_test[i0], x_test[i1], labels[i0], labels[i1], alphas,
+        batch_size=batch_size, progress=f"{dataset} interpolation",
+    )  # fmt: skip
+    res = {
+        "experiment": "interpolation",
+        "dataset": dataset,
+        "n_test": len(x_test),
+        "thresholds": ths,
+        "threshold_used": threshold,
+        "T_used_bpd": t_used,
+        "pool_size": len(pool),
+        "n_pairs": len(i0),
+        "seed": seed,
+        **analyse(curves, alphas, {k: v["T_bpd"] for k, v in ths.items()}),
+        "pairs": {"i0": i0, "i1": i1, "y0": labels[i0], "y1": labels[i1]},
+        "examples": [
+            {
+                "i0": i0[k],
+                "i1": i1[k],
+                "y0": labels[i0[k]],
+                "y1": labels[i1[k]],
+                "bpd": curves["bpd"][k],
+                "p_y0": curves["p_y0"][k],
+                "p_y1": curves["p_y1"][k],
+            }  # fmt: skip
+            for k in range(min(n_examples, len(i0)))
+        ],
+    }
+    return res, curves
+
+
+def plot(result: dict[str, Any], png_dir: str | Path) -> list[Path]:
+    """Figure 4/6 (mean curves) from the JSON."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    png_dir = Path(png_dir)
+    png_dir.mkdir(parents=True, exist_ok=True)
+    a = np.asarray(result["alphas"])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax = axes[0]
+    m, lo, hi = (np.asarray(result[k]) for k in ("bpd_mean", "bpd_p05", "bpd_p95"))
+    ax.plot(a, m, label="mean bits/dim")
+    ax.fill_between(a, lo, hi, alpha=0.2, label="5-95%")
+    for name, th in result["thresholds"].items():
+        if th["T_bpd"] is not None:
+            ax.axhline(th["T_bpd"], ls="--", lw=0.8, color="k" if name == "paper" else "r",
+                       label=f"T {name} = {th['T_bpd']:.3f}")  # fmt: skip
+    ax.invert_yaxis()
+    ax.set_xlabel("alpha")
+    ax.set_ylabel("bits/dim (axis inverted: up = more likely)")
+    ax.set_title(f"{result['dataset']}: {result['n_pairs']} pairs, finding: {result['finding']}")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    ax.plot(a, result["p_y0_mean"], label="p(y0|x)")
+    ax.plot(a, result["p_y1_mean"], label="p(y1|x)")
+    ax.set_xlabel("alpha")
+    ax.set_ylabel("class probability")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = png_dir / f"fig4_interpolation_{result['dataset']}.png"
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return [out]
+
+
+def plot_strips(x_test: torch.Tensor, result: dict[str, Any], path: Path, n_cols: int = 9) -> None:
+    """Figure 1 style strips: interpolated images and the bits/dim curve per example pair."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ex = result["examples"]
+    if not ex:
+        return
+    alphas = np.asarray(result["alphas"])
+    fig, axes = plt.subplots(
+        len(ex),
+        n_cols + 1,
+        figsize=(1.2 * (n_cols + 3), 1.3 * len(ex)),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1] * n_cols + [3]},
+    )
+    cols = np.linspace(0, 1, n_cols)
+    for r, e in enumerate(ex):
+        x0, x1 = x_test[e["i0"]], x_test[e["i1"]]
+        for c, al in enumerate(cols):
+            img = (al * x1 + (1 - al) * x0 + 0.5).clamp(0, 1).numpy().transpose(1, 2, 0)
+            ax = axes[r, c]
+            ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        ax = axes[r, -1]
+        ax.plot(alphas, e["bpd"])
+        ax.invert_yaxis()
+        ax.set_title(f"{e['y0']} -> {e['y1']} bits/dim", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m flows.experiments.interpolation",
+        description="Figures 1/4/6: likelihood and class probabilities along interpolations.",
+    )
+    p.add_argument("--run")
+    p.add_argument("--out")
+    p.add_argument("--png-dir", default=None)
+    p.add_argument("--n-pairs", type=int, default=200)
+    p.add_argument("--n-alphas", type=int, default=100)
+    p.add_argument("--n-examples", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threshold", default="quantile", choices=("quantile", "paper"))
+    p.add_argument("--n-test", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--replot", default=None)
+    return p
+
+
+@common.cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.replot:
+        if not args.png_dir:
+            raise common.UserInputError("--replot needs --png-dir")
+        plot(json.loads(Path(args.replot).read_text()), args.png_dir)
+        return 0
+    if not args.run or not args.out:
+        raise common.UserInputError("--run and --out are required")
+    common.set_seed(args.seed)
+    model, config = common.load_run_checked(args.run, args.device)
+    dataset = common.dataset_of(config, args.dataset)
+    prov = Provenance(seed=args.seed, run_dir=args.run, run_config=config, device=args.device)
+    x_test, y_test = common.load_test_inputs(
+        dataset, n=args.n_test, data_dir=args.data_dir, config=config
+    )
+    scores = common.score_cached(
+        model, x_test, run_dir=args.run, dataset=dataset, split="test", n=args.n_test,
+        cache_dir=args.cache_dir, batch_size=args.batch_size, device=args.device,
+    )  # fmt: skip
+    result, _ = run_interpolation(
+        model, x_test, y_test, scores, dataset, n_pairs=args.n_pairs, n_alphas=args.n_alphas,
+        seed=args.seed, threshold=args.threshold, n_examples=args.n_examples,
+        batch_size=args.batch_size,
+    )  # fmt: skip
+    result["provenance"] = prov.finish()
+    write_json(result, args.out)
+    png = common.resolve_png_dir(args.png_dir)
+    if png is not None:
+        stored = json.loads(Path(args.out).read_text())
+        plot(stored, png)
+        plot_strips(x_test, stored, png / f"fig1_strips_{dataset}.png")
+    print(
+        f"{dataset}: {result['n_pairs']} pairs, endpoints {result['endpoint_bpd_mean']:.3f} "
+        f"mid {result['mid_bpd_mean']:.3f} bits/dim ({result['finding']}); paths all accepted: "
+        f"{result['share_paths_all_accepted']} -> {args.out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

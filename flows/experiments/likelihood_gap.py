@@ -1,0 +1,210 @@
+"""Figure 3 (paper Sec. 4.2): log p(x|y_true) vs log p(x|y_wrong) over the test set.
+
+``y_wrong`` is the most likely wrong class, ``argmax_{y != y_true} p(y|x)`` (with the model's
+prior this is also the wrong class with the largest ``log p(x|y) + log p(y)``).  The per-image
+gap is ``g = log p(x|y_true) - log p(x|y_wrong)`` in nats.
+
+Confidence argument (Sec. 4.2): ``p(y|x) >= 1 - delta`` holds as soon as the logit of ``y`` beats
+every other logit by ``m(delta) = log C + log((1 - delta) / delta)`` (natural log; exact bound is
+``log(C - 1) + ...``).  For ``C = 10, delta = 1e-5`` this is 13.8 nats; the paper's "about 6"
+is the same expression in base-10 logarithms (1 + 5).  The point: ``m`` is tiny next to the
+spread of ``log p(x|y)`` over the test set (std of hundreds-thousands of nats), so a pair
+``(x, y_wrong)`` cannot be an outlier of the joint density.
+
+CLI::
+
+    python -m flows.experiments.likelihood_gap --run RUN_DIR --out OUT.json [--png-dir DIR] \
+        [--n-test N] [--data-dir DIR] [--dataset NAME] [--cache-dir DIR]
+    python -m flows.experiments.likelihood_gap --replot OUT.json --png-dir DIR
+
+JSON keys:
+
+``experiment`` "likelihood_gap"; ``dataset``; ``n_test``; ``num_classes``; ``num_dims``;
+``accuracy``; ``bits_per_dim`` (summary of test bits/dim); ``thresholds`` (``paper`` and
+``quantile``: ``T_bpd``, ``accepted_share_test``, rule);
+``log_px_given_true`` / ``log_px_given_wrong`` / ``log_px``: summaries (nats; mean, std, min,
+max, p01..p99);
+``gap``: summary of ``g`` in nats plus ``share_negative`` (= error rate) and
+``median_over_std_true`` (median gap / std of log p(x|y_true));
+``spread``: ``std_log_px_given_true``, ``iqr_log_px_given_true``, ``p95_minus_p05``;
+``confidence_margin``: list of ``{delta, margin_nats, margin_log10, share_gap_at_least_margin,
+margin_over_std}``;
+``histogram``: ``bin_edges`` (nats, shared) and ``counts_true``, ``counts_wrong`` (Fig. 3);
+``gap_histogram``: ``bin_edges``, ``counts``; ``provenance`` (see ``provenance.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from flows.experiments import common
+from flows.experiments.provenance import Provenance, write_json
+
+DELTAS = (1e-2, 1e-3, 1e-5)
+
+
+def confidence_margin(num_classes: int, delta: float) -> float:
+    """``log C + log((1 - delta) / delta)`` in nats (Sec. 4.2)."""
+    return math.log(num_classes) + math.log((1.0 - delta) / delta)
+
+
+def analyse(scores: common.Scores, labels: np.ndarray, dataset: str, bins: int = 80) -> dict:
+    """All Figure-3 numbers from the model's scores on the test set."""
+    labels = np.asarray(labels)
+    n, c = scores.log_px_given_y.shape
+    rows = np.arange(n)
+    post_logits = scores.logits.copy()
+    post_logits[rows, labels] = -np.inf
+    y_wrong = post_logits.argmax(axis=1)
+    lp_true = scores.log_px_given_y[rows, labels]
+    lp_wrong = scores.log_px_given_y[rows, y_wrong]
+    gap = lp_true - lp_wrong
+    bpd = scores.bpd
+    std_true = float(lp_true.std())
+    lo = float(min(lp_true.min(), lp_wrong.min()))
+    hi = float(max(lp_true.max(), lp_wrong.max()))
+    edges = np.linspace(lo, hi, bins + 1)
+    gap_edges = np.linspace(float(gap.min()), float(gap.max()) + 1e-9, bins + 1)
+    margins = []
+    for d in DELTAS:
+        m = confidence_margin(c, d)
+        margins.append(
+            {
+                "delta": d,
+                "margin_nats": m,
+                "margin_log10": m / math.log(10.0),
+                "share_gap_at_least_margin": float(np.mean(gap >= m)),
+                "margin_over_std": m / std_true if std_true > 0 else None,
+            }
+        )
+    return {
+        "experiment": "likelihood_gap",
+        "dataset": dataset,
+        "n_test": int(n),
+        "num_classes": int(c),
+        "num_dims": int(scores.num_dims),
+        "accuracy": float(np.mean(scores.pred == labels)),
+        "bits_per_dim": common.summary(bpd),
+        "thresholds": common.thresholds(bpd, dataset),
+        "log_px_given_true": common.summary(lp_true),
+        "log_px_given_wrong": common.summary(lp_wrong),
+        "log_px": common.summary(scores.log_px),
+        "gap": {
+            **common.summary(gap),
+            "share_negative": float(np.mean(gap < 0)),
+            "median_over_std_true": float(np.median(gap) / std_true) if std_true > 0 else None,
+        },
+        "spread": {
+            "std_log_px_given_true": std_true,
+            "iqr_log_px_given_true": float(np.subtract(*np.percentile(lp_true, [75, 25]))),
+            "p95_minus_p05": float(np.subtract(*np.percentile(lp_true, [95, 5]))),
+        },
+        "confidence_margin": margins,
+        "histogram": {
+            "bin_edges": edges,
+            "counts_true": np.histogram(lp_true, edges)[0],
+            "counts_wrong": np.histogram(lp_wrong, edges)[0],
+        },
+        "gap_histogram": {"bin_edges": gap_edges, "counts": np.histogram(gap, gap_edges)[0]},
+    }
+
+
+def plot(result: dict[str, Any], png_dir: str | Path) -> list[Path]:
+    """Figure 3 from a stored result (needs only the JSON)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    png_dir = Path(png_dir)
+    png_dir.mkdir(parents=True, exist_ok=True)
+    h = result["histogram"]
+    edges = np.asarray(h["bin_edges"])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax = axes[0]
+    ax.stairs(h["counts_true"], edges, fill=True, alpha=0.5, label="log p(x | y_true)")
+    ax.stairs(h["counts_wrong"], edges, fill=True, alpha=0.5, label="log p(x | y_wrong)")
+    ax.set_xlabel("log-likelihood (nats)")
+    ax.set_ylabel("test images")
+    ax.set_title(f"{result['dataset']}: conditional log-likelihoods")
+    ax.legend(fontsize=8)
+    g = result["gap_histogram"]
+    ax = axes[1]
+    ax.stairs(g["counts"], np.asarray(g["bin_edges"]), fill=True, alpha=0.7)
+    for i, m in enumerate(result["confidence_margin"]):
+        lab = "log C + log((1-d)/d), d = 1e-2, 1e-3, 1e-5" if i == 0 else None
+        ax.axvline(m["margin_nats"], ls="--", lw=1, color="k", label=lab)
+    ax.set_xlabel("gap log p(x|y_true) - log p(x|y_wrong) (nats)")
+    ax.legend(fontsize=7)
+    ax.set_title(f"std of log p(x|y_true) = {result['spread']['std_log_px_given_true']:.0f} nats")
+    fig.tight_layout()
+    out = png_dir / f"fig3_likelihood_gap_{result['dataset']}.png"
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return [out]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m flows.experiments.likelihood_gap",
+        description="Figure 3: histograms of log p(x|y_true) and log p(x|y_wrong) on the test set.",
+    )
+    p.add_argument("--run", help="trained run directory (flows.runs.load_run)")
+    p.add_argument("--out", help="output JSON path")
+    p.add_argument("--png-dir", default=None, help="write PNG figures here")
+    p.add_argument("--n-test", type=int, default=None, help="first N test images (default all)")
+    p.add_argument("--data-dir", default=None, help="dataset root (flows.data.resolve_data_dir)")
+    p.add_argument("--dataset", default=None, help="override the dataset of the run config")
+    p.add_argument("--cache-dir", default=None, help="cache test-set scores here (.npz)")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--replot", default=None, help="re-draw PNGs from a stored JSON, no model")
+    return p
+
+
+@common.cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.replot:
+        if not args.png_dir:
+            raise common.UserInputError("--replot needs --png-dir")
+        with open(args.replot) as fh:
+            plot(json.load(fh), args.png_dir)
+        return 0
+    if not args.run or not args.out:
+        raise common.UserInputError("--run and --out are required")
+    common.set_seed(args.seed)
+    model, config = common.load_run_checked(args.run, args.device)
+    dataset = common.dataset_of(config, args.dataset)
+    prov = Provenance(seed=args.seed, run_dir=args.run, run_config=config, device=args.device)
+    x, y = common.load_test_inputs(dataset, n=args.n_test, data_dir=args.data_dir, config=config)
+    with torch.no_grad():
+        scores = common.score_cached(
+            model, x, run_dir=args.run, dataset=dataset, split="test", n=args.n_test,
+            cache_dir=args.cache_dir, batch_size=args.batch_size, device=args.device,
+        )  # fmt: skip
+    result = analyse(scores, y.numpy(), dataset)
+    result["provenance"] = prov.finish()
+    write_json(result, args.out)
+    if args.png_dir:
+        plot(json.loads(Path(args.out).read_text()), args.png_dir)
+    g = result["gap"]
+    print(
+        f"{dataset}: acc={result['accuracy']:.4f} bpd={result['bits_per_dim']['mean']:.3f} "
+        f"median gap={g['p50']:.1f} nats, std log p(x|y)="
+        f"{result['spread']['std_log_px_given_true']:.1f} nats -> {args.out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,269 @@
+"""Every figure and table: name, inputs (result JSON), the command producing each, the builder.
+
+A missing input never raises: :func:`run_item` prints one line per missing file naming the
+command that produces it, builds what it can from the inputs present, and reports a status.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from paper_figures import empirical, tables, theory
+
+RUNS = "/work/runs"
+"""Where the training runs live (``python -m flows.train --out RUNS/NAME``)."""
+
+
+class MissingResult(Exception):
+    """An input exists but lacks the part a figure needs (e.g. no samples were drawn)."""
+
+
+@dataclass(frozen=True)
+class Need:
+    """One input file (relative to the results directory) and the command that writes it."""
+
+    path: str
+    command: str  # "{R}" stands for the results directory
+
+
+@dataclass
+class Context:
+    """Where results are read, where outputs go, and whether theory caches are recomputed."""
+
+    results: Path
+    out: Path
+    recompute: bool = False
+
+    def show(self, rel: str) -> str:
+        """A results path as the user would type it."""
+        p = self.results / rel
+        try:
+            r = os.path.relpath(p)
+        except ValueError:
+            return str(p)
+        return str(p) if r.startswith("..") else r
+
+    def command(self, need: Need) -> str:
+        r = self.show(".")
+        return need.command.replace("{R}", "results" if r == "results" else r)
+
+
+Builder = Callable[[Context, list[Path]], list[Path]]
+
+
+@dataclass(frozen=True)
+class Item:
+    """A figure or table of the paper (or a theory figure beyond it)."""
+
+    name: str
+    kind: str  # "figure" | "table"
+    paper: str  # which figure/table of the paper, or "beyond the paper"
+    description: str
+    build: Builder
+    needs: tuple[Need, ...] = ()
+    require_all: bool = False  # otherwise: build from whichever inputs exist
+    fallback: Callable[[Context], list[Path]] | None = None  # inputs used when all are missing
+
+
+@dataclass
+class Outcome:
+    """What happened to one item."""
+
+    name: str
+    status: str  # "made" | "partial" | "skipped" | "failed"
+    outputs: list[Path] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "made"
+
+
+# -- producing commands ----------------------------------------------------------------------
+def _evaluate(table: str, name: str) -> Need:
+    return Need(f"{table}/{name}.json",
+                f"python -m flows.evaluate --run {RUNS}/{name} --out {{R}}/{table}/{name}.json "
+                f"(after python -m flows.train ... --out {RUNS}/{name}; see results/README.md)")
+
+
+def _experiment(exp: str, run: str, extra: str = "") -> Need:
+    return Need(f"{exp}/{run}.json",
+                f"python -m flows.experiments.{exp} --run {RUNS}/{run} "
+                f"--out {{R}}/{exp}/{run}.json{extra}")
+
+
+BG_NEED = Need("bg_mnist/table3.json",
+               "bash flows/experiments/run_section4.sh bg  (python -m flows.experiments.bg_mnist "
+               f"--run {RUNS}/mnist-reweighted-small --run {RUNS}/bg-mnist-5-reweighted-small "
+               "... --out {R}/bg_mnist/table3.json)")
+TABLE1_RUNS = tuple(f"{d}-{o}-small" for d in ("mnist", "cifar10")
+                    for o in ("base", "reweighted", "split"))
+MAIN_RUNS = ("mnist-reweighted-small", "cifar10-reweighted-small")
+ATTACK_RUNS = tuple(f"{d}-{o}-small" for d in ("mnist", "cifar10") for o in ("reweighted", "split"))
+
+
+# -- builders ----------------------------------------------------------------------------------
+def _theory(cache: str, compute: Callable[[], dict], plot: Callable) -> Builder:
+    def build(ctx: Context, _paths: list[Path]) -> list[Path]:
+        data = theory.cached(ctx.results / "theory" / cache, compute, ctx.recompute)
+        return plot(data, ctx.out)
+
+    return build
+
+
+def _fig2(ctx: Context, _paths: list[Path]) -> list[Path]:
+    return theory.plot_figure2(theory.figure2_data(), ctx.out)
+
+
+def _loaded(paths: list[Path]) -> list[dict]:
+    return [empirical.load(p) for p in paths]
+
+
+def _table1(ctx: Context, paths: list[Path]) -> list[Path]:
+    extra = sorted(set((ctx.results / "table1").glob("*.json")) - set(paths))
+    return tables.write(tables.table1(_loaded(list(paths) + extra)), ctx.out, "table1")
+
+
+def _table2(ctx: Context, paths: list[Path]) -> list[Path]:
+    return tables.write(tables.table2(_loaded(paths)), ctx.out, "table2")
+
+
+def _table3_fallback(ctx: Context) -> list[Path]:
+    names = [f"table3/bg-mnist-{x}-reweighted-small.json" for x in (5, 1, 0)]
+    names += [f"table1/{r}.json" for r in MAIN_RUNS]
+    return [ctx.results / n for n in names if (ctx.results / n).is_file()]
+
+
+def _table3(ctx: Context, paths: list[Path]) -> list[Path]:
+    if len(paths) == 1 and paths[0].name == "table3.json":
+        res = empirical.load(paths[0])
+        t = tables.table3(res["rows"], ctx.show("bg_mnist/table3.json")
+                          + " (python -m flows.experiments.bg_mnist)", empirical.scale_text(res))
+    else:  # fallback: the flows evaluate JSON
+        rows = []
+        for r in _loaded(paths):
+            m = r.get("metrics", {})
+            rows.append({"dataset": r.get("config", {}).get("dataset", "?"),
+                         "accuracy": m.get("accuracy"), "bits_per_dim": m.get("bits_per_dim"),
+                         "n_test": m.get("n_test")})
+        t = tables.table3(rows, "the flows evaluate JSON (results/table3, results/table1)",
+                          empirical.scale_text(_loaded(paths[:1])[0]) if paths else "")
+    return tables.write(t, ctx.out, "table3")
+
+
+def _fig3(ctx: Context, paths: list[Path]) -> list[Path]:
+    return empirical.plot_fig3(_loaded(paths), ctx.out)
+
+
+def _fig1(ctx: Context, paths: list[Path]) -> list[Path]:
+    return empirical.plot_fig1(_loaded(paths), ctx.out, ctx.results)
+
+
+def _fig4(ctx: Context, paths: list[Path]) -> list[Path]:
+    return empirical.plot_interpolation(
+        _loaded(paths), ctx.out, "fig4_interpolation",
+        "Figure 4: mean likelihood and class probabilities along interpolations")
+
+
+def _bg(paths: list[Path], key: str) -> dict:
+    res = empirical.load(paths[0])
+    if not res.get(key):
+        raise MissingResult(f"{paths[0]} has no '{key}' (run the bg_mnist experiment with "
+                            f"{'--samples-run' if key == 'samples' else '--n-pairs > 0'})")
+    return res
+
+
+def _fig5(ctx: Context, paths: list[Path]) -> list[Path]:
+    return empirical.plot_fig5(_bg(paths, "samples"), ctx.out, ctx.results)
+
+
+def _fig6(ctx: Context, paths: list[Path]) -> list[Path]:
+    res = _bg(paths, "interpolation")
+    interp = dict(res["interpolation"])
+    if not interp.get("provenance"):  # state the scale of the run it came from
+        cfgs = (res.get("provenance") or {}).get("run_config") or []
+        match = [c for c in cfgs if c and c.get("dataset") == interp.get("dataset")]
+        interp["provenance"] = {"run_config": match[:1]}
+    return empirical.plot_interpolation(
+        [interp], ctx.out, "fig6_interpolation_bg_mnist",
+        "Figure 6: interpolations on BG-MNIST-0 (paper: they behave like CIFAR-10)")
+
+
+ITEMS: tuple[Item, ...] = (
+    Item("fig2", "figure", "Figure 2", "counter-example: class densities of p and q vs. radius, "
+         "decision regions, attack arrows (d = 201, eps 0.1, delta 1e-3, Delta 0.1)", _fig2),
+    Item("theory_min_dimension", "figure", "beyond the paper",
+         "minimal dimension vs. Delta for several (eps, delta): search, closed form, exact",
+         _theory("min_dimension.json", theory.compute_min_dimension, theory.plot_min_dimension)),
+    Item("theory_kl", "figure", "beyond the paper",
+         "exact joint KLs vs. the Lemma 2/3 bounds as functions of d",
+         _theory("kl_vs_d.json", theory.compute_kl_vs_d, theory.plot_kl_vs_d)),
+    Item("theory_mc_attack", "figure", "beyond the paper",
+         "Monte Carlo attack success (99% intervals) vs. the exact probability, as a function of d",
+         _theory("mc_attack.json", theory.compute_mc_attack, theory.plot_mc_attack)),
+    Item("theory_tv", "figure", "beyond the paper",
+         "total variation of the data density vs. d",
+         _theory("tv_vs_d.json", theory.compute_tv, theory.plot_tv)),
+    Item("table1", "table", "Table 1", "accuracy and bits/dim: Base / Reweighted / Split",
+         _table1, tuple(_evaluate("table1", r) for r in TABLE1_RUNS)),
+    Item("fig3", "figure", "Figure 3", "log p(x|y_true) vs. log p(x|y_wrong) over the test set",
+         _fig3, tuple(_experiment("likelihood_gap", r) for r in MAIN_RUNS)),
+    Item("table2", "table", "Table 2", "attack detection: CW-L2 and boundary, plain and "
+         "detection-aware", _table2, tuple(_experiment("attacks", r) for r in ATTACK_RUNS)),
+    Item("fig1", "figure", "Figure 1", "single interpolations: bits/dim and class probabilities",
+         _fig1, tuple(_experiment("interpolation", r, " --n-pairs 200") for r in MAIN_RUNS)),
+    Item("fig4", "figure", "Figure 4", "mean bits/dim and class probabilities along "
+         "interpolations", _fig4,
+         tuple(_experiment("interpolation", r, " --n-pairs 200") for r in MAIN_RUNS)),
+    Item("table3", "table", "Table 3", "BG-MNIST accuracy and bits/dim", _table3, (BG_NEED,),
+         fallback=_table3_fallback),
+    Item("fig5", "figure", "Figure 5", "class-conditional samples on BG-MNIST-0", _fig5,
+         (BG_NEED,), require_all=True),
+    Item("fig6", "figure", "Figure 6", "interpolations on BG-MNIST-0", _fig6, (BG_NEED,),
+         require_all=True),
+)
+BY_NAME: dict[str, Item] = {it.name: it for it in ITEMS}
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_item(item: Item, ctx: Context) -> Outcome:
+    """Build one item from whatever inputs exist; never raises for missing inputs."""
+    out = Outcome(item.name, "made")
+    present = [ctx.results / n.path for n in item.needs if (ctx.results / n.path).is_file()]
+    missing = [n for n in item.needs if not (ctx.results / n.path).is_file()]
+    for n in missing:
+        msg = f"{item.name}: missing {ctx.show(n.path)} -- produce it with: {ctx.command(n)}"
+        out.messages.append(msg)
+        _say(msg)
+    if missing and item.needs and not present and item.fallback is not None:
+        present = item.fallback(ctx)
+        if present:
+            _say(f"{item.name}: building from {len(present)} fallback file(s) instead")
+    if missing and (item.require_all or not present):
+        out.status = "skipped"
+        _say(f"{item.name}: skipped ({item.paper})")
+        return out
+    try:
+        out.outputs = item.build(ctx, present)
+    except MissingResult as exc:
+        out.status = "skipped"
+        out.messages.append(f"{item.name}: {exc}")
+        _say(f"{item.name}: skipped: {exc}")
+        return out
+    except Exception as exc:  # a malformed result must not stop the other figures
+        out.status = "failed"
+        out.messages.append(f"{item.name}: failed: {type(exc).__name__}: {exc}")
+        _say(f"{item.name}: failed: {type(exc).__name__}: {exc}")
+        traceback.print_exc(limit=3, file=sys.stderr)
+        return out
+    if missing:
+        out.status = "partial"
+    return out
