@@ -296,6 +296,16 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Fraction 
         attack_p, Fraction(1, 3))
 
     errata = find_errata(params, con, d_search, kl, q0_in, yp_bar, tv_grows, tv_lower, log_tv)
+    failing = [c.id for c in properties if c.id in {"1", "2", "3", "4", "5"} and not c.holds]
+    if d == d_search and lambda1 is None and all(c.holds for c in conditions) and failing:
+        errata.append(Erratum(
+            "Proposition 1 proof",
+            "to satisfy properties 1-5 it is enough that conditions (1)-(5) hold",
+            f"conditions (1)-(5) hold here but property {', '.join(failing)} fails; for "
+            "property 5 the model density in the ball, (V^-1 + lambda2)/2, must exceed the "
+            "median level of q, which no condition ensures (it fails when the annulus 2<r<3 "
+            "is denser under q, e.g. Delta >= 1)",
+            f"d = {d}, lambda1 = {float(lam1):.6g} (canonical)"))
     return Certificate(
         params=params, dimension=d, lambda1=lam1, lambda2=lam2,
         dimension_source="the minimal one for the proof's conditions" if dim is None else "user",

@@ -202,8 +202,8 @@ def canonical_lambda1(params: Params, d: int) -> Fraction:
     ``hi = min(1 - e^-eps, eps / (d log(1+Delta)), 1/3)``; the cap 1/3 keeps the attack
     probability ``(1 - lambda1)/2`` above 1/3 and is dropped when ``lo >= 1/3``. Rounded to
     30 significant digits. The middle in log scale leaves margin to condition (2) (model
-    confidence) and to (3), (5) (the KLs) alike. Outside the admissible set (a dimension that
-    is too small) the same formula is used, clipped to ``(0, 1]``.
+    confidence) and to (3), (5) (the KLs) alike. When the interval is empty (a dimension that is
+    too small) this is ``hi`` (< 1): the KL conditions hold and the model-confidence ones fail.
     """
     adm = admissible(params, d)
     hi = adm.hi
@@ -211,9 +211,8 @@ def canonical_lambda1(params: Params, d: int) -> Fraction:
     if adm.lo < third:
         hi = min(hi, third)
     with mpmath.mp.workdps(50):
-        lam = mpmath.sqrt(adm.lo * hi) if hi > 0 else adm.lo
-        lam = min(lam, mpmath.mpf(1))
-    return min(to_rational(lam), Fraction(1))
+        lam = mpmath.sqrt(adm.lo * hi) if adm.lo < hi else hi
+    return to_rational(lam)
 
 
 # -- the exact minimal dimension --------------------------------------------------------

@@ -15,6 +15,9 @@ from fractions import Fraction
 
 from annulus.numeric import to_fraction
 
+#: Largest n * d the sampling section draws (about a minute of Gaussian draws on one core).
+MAX_COORDINATES = 4 * 10**9
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line and exits 2."""
@@ -71,9 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="perturbation budget (> 0)")
     p.add_argument("--dim", type=_integer("dimension", 1), default=None,
                    help="dimension d (default: the minimal one for the proof's conditions)")
-    p.add_argument("--lambda1", type=_number("lambda1", Fraction(0), Fraction(1),
-                                             high_open=False),
-                   default=None, help="mixture weight lambda1 in (0, 1] (default: canonical)")
+    p.add_argument("--lambda1", type=_number("lambda1", Fraction(0), Fraction(1)),
+                   default=None, help="mixture weight lambda1 in (0, 1) (default: canonical; "
+                   "at 1 the shell carries no data and KL(q||p) is infinite)")
     p.add_argument("--precision", type=_integer("precision", 5, 1000), default=30,
                    help="decimal digits of the reported values")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -105,6 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"python -m annulus.verify: error: {exc}", file=sys.stderr)
         return 2
     sampling = None
+    sample_dim = args.sample_dim or cert.dimension
+    if args.samples * sample_dim > MAX_COORDINATES:
+        print(f"python -m annulus.verify: error: sampling {args.samples} points in dimension "
+              f"{sample_dim} means {args.samples * sample_dim:.3g} Gaussian draws (limit "
+              f"{MAX_COORDINATES:.0e}); lower --samples, set --sample-dim, or --samples 0",
+              file=sys.stderr)
+        return 2
     if args.samples > 0:
         from annulus.attack import run_sampling
         try:
