@@ -137,3 +137,13 @@ def test_extreme_parameters_no_overflow() -> None:
     assert cert.certified
     for v in cert.kl.values():
         assert mpmath.isfinite(v)
+
+
+def test_property5_can_fail_under_the_five_conditions() -> None:
+    """Delta = 5: the annulus 2 < r < 3 is denser under q than the unit ball, so the attacked
+    point is below the median density although conditions (1)-(5) hold."""
+    cert = build_certificate(Params(Fraction(1, 10), Fraction(1, 1000), Fraction(5)))
+    assert all(c.holds for c in cert.conditions)
+    assert not next(c for c in cert.properties if c.id == "5").holds
+    assert not cert.certified
+    assert any("property 5 fails" in e.correct_statement for e in cert.errata)

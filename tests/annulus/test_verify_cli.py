@@ -49,6 +49,19 @@ def test_too_small_dimension_exits_1(capsys: pytest.CaptureFixture[str]) -> None
     assert "NOT CERTIFIED" in capsys.readouterr().out
 
 
+def test_dimension_one_is_reported_not_certified(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--eps", "0.1", "--delta", "1e-3", "--dim", "1", "--samples", "500"]) == 1
+    assert "NOT CERTIFIED" in capsys.readouterr().out
+
+
+def test_sampling_budget_guard(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--eps", "0.1", "--delta", "1e-3", "--sample-dim", "100000000",
+                 "--samples", "1000"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--samples" in err
+
+
 def test_huge_dimension_and_tiny_parameters(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--eps", "1e-12", "--delta", "1e-12", "--Delta", "0.01", "--samples", "0",
                  "--json"]) == 0
@@ -71,6 +84,7 @@ BAD = [
     ["--eps", "0.1", "--delta", "0.1", "--dim", "0"],
     ["--eps", "0.1", "--delta", "0.1", "--dim", "2.5"],
     ["--eps", "0.1", "--delta", "0.1", "--lambda1", "1.5"],
+    ["--eps", "0.1", "--delta", "0.1", "--lambda1", "1"],
     ["--eps", "0.1", "--delta", "0.1", "--precision", "x"],
     ["--eps", "0.1", "--delta", "0.1", "--samples", "-3"],
     ["--eps", "0.1"],
