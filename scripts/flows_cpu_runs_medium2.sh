@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Phase 3 (after flows_cpu_runs_medium.sh): MNIST split with the phase-2 budget (base was
-# dropped for lack of time before the deadline): 4 epochs of all 60000 images.
+# Phase 3 (after flows_cpu_runs_medium.sh): split on MNIST and CIFAR-10 with the phase-2 budget
+# (4 epochs of 60000 MNIST / 25000 CIFAR-10 images; base was dropped for lack of time).
 #   nohup nice -n 5 bash scripts/flows_cpu_runs_medium2.sh > /work/runs/logs/medium2.log 2>&1 &
 # Same mechanics as flows_cpu_runs.sh: exported copy of HEAD, --resume, evaluation JSON.
 set -euo pipefail
@@ -27,4 +27,5 @@ run() {  # dataset objective preset name epochs subset table
 }
 
 run mnist   split      small-mnist mnist-split-medium        4 0     table1-medium
+run cifar10 split      small-cifar cifar10-split-medium      4 25000 table1-medium
 echo "=== $(date -u +%FT%TZ) all done"
