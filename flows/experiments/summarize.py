@@ -41,8 +41,8 @@ def _load(d: Path) -> list[dict[str, Any]]:
 
 
 def _run_name(res: dict[str, Any]) -> str:
-    rd = res.get("provenance", {}).get("run_dir") or res["_file"]
-    return Path(rd).name.removesuffix(".json")
+    """The result file's stem (the run name, plus a suffix for extra settings of the same run)."""
+    return Path(res["_file"]).name.removesuffix(".json")
 
 
 def _objective(res: dict[str, Any]) -> str:
@@ -87,7 +87,11 @@ def attack_table(results: list[dict[str, Any]]) -> str:
             if not row:
                 continue
             t = r["thresholds"][th]["T_bpd"]
-            cells = [row.get(k, "-") for k in order]
+            # detection-aware attacks only target the threshold they were run with
+            cells = [
+                "n/a" if k.endswith("-det") and th != r["threshold_used"] else row.get(k, "-")
+                for k in order
+            ]
             used = " (attacked)" if th == r["threshold_used"] else ""
             lines.append(
                 f"| {_run_name(r)} | {th} T={t:.3f}{used} | {r['n_images']} | "
