@@ -295,7 +295,7 @@ def _plot_examples(x: torch.Tensor, advs: dict[str, torch.Tensor], path: Path, k
     for i, name in enumerate(advs, start=1):
         axes[i, 0].set_ylabel(name, fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=60)
     plt.close(fig)
 
 

@@ -94,12 +94,15 @@ class Provenance:
         self.argv = list(sys.argv if argv is None else argv)
         self.started = _utc_now()
         self._t0 = time.perf_counter()
+        # the code state when the experiment starts (later edits do not affect a running process)
+        self.git_commit = git_commit()
+        self.git_dirty = git_dirty()
 
     def finish(self) -> dict[str, Any]:
         return {
             "command": " ".join(self.argv),
-            "git_commit": git_commit(),
-            "git_dirty": git_dirty(),
+            "git_commit": self.git_commit,
+            "git_dirty": self.git_dirty,
             "seed": self.seed,
             "run_dir": self.run_dir,
             "run_config": self.run_config,

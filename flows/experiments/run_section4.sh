@@ -4,6 +4,7 @@
 #   bash flows/experiments/run_section4.sh mnist   # MNIST: reweighted, then split
 #   bash flows/experiments/run_section4.sh cifar10 # CIFAR-10: reweighted, then split
 #   bash flows/experiments/run_section4.sh bg      # Table 3 / Figs 5-6 (BG-MNIST + MNIST + CIFAR-10)
+#   bash flows/experiments/run_section4.sh one RUN [N_IMAGES]   # any single run directory name
 # Numbers go to results/<experiment>/<run>.json, pictures to $PNG (default results/figures).
 set -u
 RUNS=${RUNS:-/work/runs}
@@ -48,6 +49,9 @@ case "${1:-}" in
     one_run "$1-reweighted-small" "$N_IMAGES"
     one_run "$1-split-small" "$N_IMAGES_SPLIT"
     ;;
+  one)
+    one_run "$2" "${3:-$N_IMAGES}"
+    ;;
   bg)
     for r in bg-mnist-5-reweighted-small bg-mnist-1-reweighted-small bg-mnist-0-reweighted-small \
              mnist-reweighted-small cifar10-reweighted-small; do
@@ -61,7 +65,7 @@ case "${1:-}" in
       --n-pairs "$N_PAIRS" --seed 0
     ;;
   *)
-    echo "usage: $0 mnist|cifar10|bg" >&2
+    echo "usage: $0 mnist|cifar10|bg|one RUN [N_IMAGES]" >&2
     exit 2
     ;;
 esac

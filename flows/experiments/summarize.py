@@ -41,8 +41,10 @@ def _load(d: Path) -> list[dict[str, Any]]:
 
 
 def _run_name(res: dict[str, Any]) -> str:
-    rd = res.get("provenance", {}).get("run_dir") or res["_file"]
-    return Path(rd).name.removesuffix(".json")
+    """The result file's stem (the run name, plus a suffix for extra settings of the same run)."""
+    if "_name" in res:
+        return str(res["_name"])
+    return Path(res["_file"]).name.removesuffix(".json")
 
 
 def _objective(res: dict[str, Any]) -> str:
@@ -87,7 +89,11 @@ def attack_table(results: list[dict[str, Any]]) -> str:
             if not row:
                 continue
             t = r["thresholds"][th]["T_bpd"]
-            cells = [row.get(k, "-") for k in order]
+            # detection-aware attacks only target the threshold they were run with
+            cells = [
+                "n/a" if k.endswith("-det") and th != r["threshold_used"] else row.get(k, "-")
+                for k in order
+            ]
             used = " (attacked)" if th == r["threshold_used"] else ""
             lines.append(
                 f"| {_run_name(r)} | {th} T={t:.3f}{used} | {r['n_images']} | "
@@ -150,9 +156,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if t3.is_file():
         res = json.loads(t3.read_text())
         parts += ["### Table 3 (BG-MNIST)", table3(res)]
+        smp = res.get("samples")
+        if smp:
+            preds = smp["pred_of_samples"]
+            agree = sum(p == k for k, row in enumerate(preds) for p in row)
+            total = sum(len(row) for row in preds)
+            bpds = [b for row in smp["bits_per_dim_of_samples"] for b in row]
+            parts.append(
+                f"Figure 5 samples ({smp['dataset']}, T = {smp['temperature']}, "
+                f"{smp['per_class']} per class): classified as their class {agree}/{total}; "
+                f"mean bits/dim of the samples {sum(bpds) / len(bpds):.3f}."
+            )
         if res.get("interpolation"):
-            parts += ["### Figure 6 (BG-MNIST-0 interpolations)",
-                      interp_table([res["interpolation"] | {"_file": str(t3)}])]  # fmt: skip
+            smp = res.get("samples")
+            name = f"{Path(smp['run_dir']).name} (table3.json)" if smp else "table3.json"
+            parts += [
+                "### Figure 6 (BG-MNIST-0 interpolations)",
+                interp_table([res["interpolation"] | {"_name": name}]),
+            ]
     print("\n\n".join(parts))
     return 0
 
