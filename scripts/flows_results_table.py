@@ -52,7 +52,8 @@ def main() -> int:
         print(row(r, PAPER_T1.get((c["dataset"], c["objective"]))))
     medium = load(Path(args.results) / "table1-medium")
     if medium:
-        print("\nTable 1, reweighted with a larger CPU budget\n\n" + head)
+        print("\nTable 1 with a larger CPU budget "
+              "(4 epochs; MNIST all 60000 images, CIFAR-10 25000)\n\n" + head)
         for r in medium:
             c = r["config"]
             print(row(r, PAPER_T1.get((c["dataset"], c["objective"]))))
