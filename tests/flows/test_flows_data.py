@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REAL_DATA, write_cifar, write_idx_images, write_idx_labels
+from flows_testutils import REAL_DATA, write_cifar, write_idx_images, write_idx_labels
 
 from flows import data as fdata
 from flows.bgmnist import compose, gaussian_blur, make_bg_mnist

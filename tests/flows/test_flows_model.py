@@ -129,3 +129,14 @@ def test_one_step_lowers_loss(objective: str) -> None:
     with torch.no_grad():
         after = loss_fn()
     assert float(after) < float(before.detach())
+
+
+def test_eval_noise_is_a_fixed_typical_draw() -> None:
+    a, b = _model(), _model("split")
+    x = torch.zeros(3, 1, 8, 8)
+    a.eval()
+    b.eval()
+    ea, eb = a.padding_noise(x), b.padding_noise(x)
+    assert torch.equal(ea, eb) and torch.equal(ea[0], ea[2])  # fixed, shared by all images
+    assert 0.0 <= float(ea.min()) and float(ea.max()) < 1.0 and float(ea.std()) > 0.2
+    assert "eval_noise" not in a.state_dict()  # derived from the seed, not stored
