@@ -227,6 +227,13 @@ def _cache_key(run_dir: str | os.PathLike[str], dataset: str, split: str, n: int
         if f.is_file():
             st = f.stat()
             stamp.append(f"{f.name}:{st.st_size}:{int(st.st_mtime)}")
+    # the model code matters too (e.g. the eval-mode padding noise): fingerprint its source
+    import flows.layers
+    import flows.model
+    import flows.priors
+
+    code = [Path(m.__file__).read_bytes() for m in (flows.model, flows.layers, flows.priors)]
+    stamp.append(hashlib.sha1(b"".join(code)).hexdigest())
     raw = "|".join([str(p), dataset, split, str(n), *stamp])
     return hashlib.sha1(raw.encode()).hexdigest()[:16]
 
