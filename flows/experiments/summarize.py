@@ -13,21 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-PAPER_TABLE2: dict[str, dict[str, dict[str, str]]] = {
-    "mnist": {
-        "reweighted": {"cw": "0% (100%)", "boundary": "43% (82%)", "cw-det": "17% (100%)",
-                       "boundary-det": "0% (0%)"},
-        "split": {"cw": "1% (100%)", "boundary": "36% (80%)", "cw-det": "14% (100%)",
-                  "boundary-det": "0% (0%)"},
-    },
-    "cifar10": {
-        "reweighted": {"cw": "0% (97%)", "boundary": "67% (100%)", "cw-det": "6% (99%)",
-                       "boundary-det": "100% (100%)"},
-        "split": {"cw": "0% (0%)", "boundary": "72% (100%)", "cw-det": "3% (100%)",
-                  "boundary-det": "100% (100%)"},
-    },
-}  # fmt: skip
-"""Paper Table 2: undetected successes within eps (all fooling successes within eps)."""
+from paper_figures import paper_numbers
+
+PAPER_TABLE2 = paper_numbers.TABLE2
+"""Paper Table 2 (single source: ``paper_figures.paper_numbers``)."""
 
 PAPER_FIG4 = {
     "mnist": "likelihood drops between the images; 0.5% of 1487 paths stay accepted",
