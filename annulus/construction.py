@@ -65,14 +65,6 @@ class JointModel:
             return None
         return ctx.mpf(0) if top is None else ctx.exp(top - marg)
 
-    def log_posterior_on(self, ctx: Ctx, piece: Piece, y: int) -> Number | None:
-        """``log m(y|x)`` on the piece (``-inf`` as ``None`` when the class has no mass)."""
-        top = self.log_joint_on(ctx, piece, y)
-        marg = self.log_marginal_on(ctx, piece)
-        if top is None or marg is None:
-            return None
-        return top - marg
-
     def log_mass_on(self, ctx: Ctx, piece: Piece) -> Number | None:
         """``log P_m(lo < ||X|| < hi)`` under the marginal."""
         log_g = self.log_marginal_on(ctx, piece)
@@ -87,14 +79,6 @@ class JointModel:
         terms = [self.log_prob_radius(r, yy, ctx) for yy in (0, 1)]
         finite = [t for t in terms if t != ctx.mpf("-inf")]
         return log_sum_exp(ctx, finite) if finite else ctx.mpf("-inf")
-
-    def posterior_radius(self, r: Fraction | str | float, y: int = 0) -> mpmath.mpf:
-        """``m(y|x)`` at ``||x|| = r`` (nan off the support)."""
-        joint = self.log_prob_radius(r, y)
-        marg = self.log_prob_radius(r)
-        if marg == mpmath.mpf("-inf"):
-            return mpmath.mpf("nan")
-        return mpmath.exp(joint - marg)
 
     def _piece_table(self) -> tuple[np.ndarray, np.ndarray]:
         """Breakpoints and per-piece ``log m(x, y)`` (float64, ``-inf`` off support)."""

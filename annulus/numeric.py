@@ -91,13 +91,6 @@ def log_unit_ball_volume(ctx: Ctx, d: int) -> Number:
     return half * ctx.log(ctx.pi) - ctx.loggamma(half + 1)
 
 
-def to_mpf(x: Number) -> mpmath.mpf:
-    """Midpoint of an interval (or the number itself) as an ``mpmath.mpf``."""
-    if isinstance(x, mpmath.ctx_iv.ivmpf):
-        return mpmath.mpf(x.mid)
-    return mpmath.mpf(x)
-
-
 @dataclass(frozen=True)
 class Certified:
     """The certified truth value of ``lhs <op> rhs`` and how it was certified."""
@@ -145,12 +138,6 @@ def certify(difference: Callable[[Ctx], Number], strict: bool = True) -> Certifi
                 return Certified(not strict, dps)
         dps *= 2
     raise UndecidableError("the sign could not be certified")
-
-
-def mp_value(f: Callable[[Ctx], Number], dps: int) -> mpmath.mpf:
-    """Evaluate ``f`` in floating point at ``dps`` digits."""
-    with mpmath.mp.workdps(dps):
-        return +f(mpmath.mp)
 
 
 def fmt(x: mpmath.mpf | float | int, digits: int = 6) -> str:
