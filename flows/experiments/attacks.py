@@ -300,18 +300,13 @@ def _plot_examples(x: torch.Tensor, advs: dict[str, torch.Tensor], path: Path, k
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m flows.experiments.attacks",
-        description="Table 2: CW-L2 and boundary attacks with and without likelihood detection.",
+    p = common.experiment_parser(
+        "attacks",
+        "Table 2: CW-L2 and boundary attacks with and without likelihood detection.",
     )
-    p.add_argument("--run")
-    p.add_argument("--out")
-    p.add_argument("--png-dir", default=None)
     p.add_argument("--attacks", default=",".join(ATTACKS))
     p.add_argument("--n-images", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threshold", default="quantile", choices=("quantile", "paper"))
-    p.add_argument("--n-test", type=int, default=None, help="first N test images (default all)")
     p.add_argument("--cw-steps", type=int, default=200)
     p.add_argument("--cw-binary-steps", type=int, default=5)
     p.add_argument("--cw-initial-const", type=float, default=1e-2)
@@ -319,12 +314,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--det-weight", type=float, default=1.0)
     p.add_argument("--boundary-steps", type=int, default=1000)
     p.add_argument("--eps", type=float, default=None, help="L2 budget (default: paper's)")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--dataset", default=None)
-    p.add_argument("--cache-dir", default=None)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--replot", default=None)
     return p
 
 
@@ -469,13 +458,8 @@ def run_attacks(
 @common.cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.replot:
-        if not args.png_dir:
-            raise common.UserInputError("--replot needs --png-dir")
-        plot(json.loads(Path(args.replot).read_text()), args.png_dir)
+    if common.replot_or_require_run(args, plot):
         return 0
-    if not args.run or not args.out:
-        raise common.UserInputError("--run and --out are required")
     if args.n_images <= 0:
         raise common.UserInputError("--n-images must be positive")
     parse_attacks(args.attacks)

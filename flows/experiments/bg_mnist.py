@@ -137,39 +137,25 @@ def _sample_grid(samples: torch.Tensor, path: Path, real: torch.Tensor | None) -
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m flows.experiments.bg_mnist",
-        description="Table 3 / Figures 5-6: BG-MNIST accuracy, bits/dim, samples, interpolations.",
+    p = common.experiment_parser(
+        "bg_mnist",
+        "Table 3 / Figures 5-6: BG-MNIST accuracy, bits/dim, samples, interpolations.",
+        many_runs=True, dataset_flag=False,
     )
-    p.add_argument("--run", action="append", default=[], help="run directory (repeatable)")
-    p.add_argument("--out")
-    p.add_argument("--png-dir", default=None)
     p.add_argument("--samples-run", default=None, help="default: the bg-mnist-0 run, if any")
     p.add_argument("--samples-per-class", type=int, default=8)
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--n-pairs", type=int, default=200, help="0 skips the interpolation")
     p.add_argument("--n-alphas", type=int, default=100)
     p.add_argument("--threshold", default="quantile", choices=("quantile", "paper"))
-    p.add_argument("--n-test", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--cache-dir", default=None)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--replot", default=None)
     return p
 
 
 @common.cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.replot:
-        if not args.png_dir:
-            raise common.UserInputError("--replot needs --png-dir")
-        plot(json.loads(Path(args.replot).read_text()), args.png_dir)
+    if common.replot_or_require_run(args, plot):
         return 0
-    if not args.run or not args.out:
-        raise common.UserInputError("at least one --run and --out are required")
     common.set_seed(args.seed)
     prov = Provenance(seed=args.seed, run_dir=None, run_config=None, device=args.device)
     rows, configs = [], []

@@ -21,7 +21,9 @@ Conventions used by every experiment (paper Sec. 4.2-4.4, App. B):
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import json
 import math
 import os
 import random
@@ -36,10 +38,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-PAPER_THRESHOLD_BPD: dict[str, float] = {"mnist": 1.4, "cifar10": 4.0}
+from paper_figures import paper_numbers
+
+PAPER_THRESHOLD_BPD: dict[str, float] = paper_numbers.THRESHOLD_BPD
 """Paper App. B detection thresholds in bits/dim."""
 
-PAPER_ACCEPT_SHARE: dict[str, float] = {"mnist": 1.0, "cifar10": 0.786}
+PAPER_ACCEPT_SHARE: dict[str, float] = paper_numbers.THRESHOLD_ACCEPTED_SHARE
 """Share of test images below the paper's threshold (App. B / Sec. 4.4)."""
 
 DEFAULT_ACCEPT_SHARE = 0.786
@@ -66,6 +70,42 @@ def cli_main(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[
     wrapped.__doc__ = main.__doc__
     wrapped.__name__ = getattr(main, "__name__", "main")
     return wrapped
+
+
+def experiment_parser(module: str, description: str, *, many_runs: bool = False,
+                      dataset_flag: bool = True) -> argparse.ArgumentParser:
+    """The arguments every experiment CLI shares (run, output, data, cache, device, replot)."""
+    p = argparse.ArgumentParser(prog=f"python -m flows.experiments.{module}",
+                                description=description)
+    if many_runs:
+        p.add_argument("--run", action="append", default=[], help="run directory (repeatable)")
+    else:
+        p.add_argument("--run", help="trained run directory (flows.runs.load_run)")
+    p.add_argument("--out", help="output JSON path")
+    p.add_argument("--png-dir", default=None, help="write PNG figures here")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-test", type=int, default=None, help="first N test images (default all)")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--data-dir", default=None, help="dataset root (flows.data.resolve_data_dir)")
+    if dataset_flag:
+        p.add_argument("--dataset", default=None, help="override the dataset of the run config")
+    p.add_argument("--cache-dir", default=None, help="cache test-set scores here (.npz)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--replot", default=None, help="re-draw PNGs from a stored JSON, no model")
+    return p
+
+
+def replot_or_require_run(args: argparse.Namespace,
+                          plot: Callable[[dict[str, Any], str], Any]) -> bool:
+    """Handle ``--replot`` (True: done) or check that ``--run`` and ``--out`` were given."""
+    if args.replot:
+        if not args.png_dir:
+            raise UserInputError("--replot needs --png-dir")
+        plot(json.loads(Path(args.replot).read_text()), args.png_dir)
+        return True
+    if not args.run or not args.out:
+        raise UserInputError("--run and --out are required")
+    return False
 
 
 def set_seed(seed: int) -> None:

@@ -276,38 +276,22 @@ def plot_strips(x_test: torch.Tensor, result: dict[str, Any], path: Path, n_cols
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m flows.experiments.interpolation",
-        description="Figures 1/4/6: likelihood and class probabilities along interpolations.",
+    p = common.experiment_parser(
+        "interpolation",
+        "Figures 1/4/6: likelihood and class probabilities along interpolations.",
     )
-    p.add_argument("--run")
-    p.add_argument("--out")
-    p.add_argument("--png-dir", default=None)
     p.add_argument("--n-pairs", type=int, default=200)
     p.add_argument("--n-alphas", type=int, default=100)
     p.add_argument("--n-examples", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threshold", default="quantile", choices=("quantile", "paper"))
-    p.add_argument("--n-test", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--dataset", default=None)
-    p.add_argument("--cache-dir", default=None)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--replot", default=None)
     return p
 
 
 @common.cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.replot:
-        if not args.png_dir:
-            raise common.UserInputError("--replot needs --png-dir")
-        plot(json.loads(Path(args.replot).read_text()), args.png_dir)
+    if common.replot_or_require_run(args, plot):
         return 0
-    if not args.run or not args.out:
-        raise common.UserInputError("--run and --out are required")
     common.set_seed(args.seed)
     model, config = common.load_run_checked(args.run, args.device)
     dataset = common.dataset_of(config, args.dataset)

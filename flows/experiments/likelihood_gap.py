@@ -153,35 +153,18 @@ def plot(result: dict[str, Any], png_dir: str | Path) -> list[Path]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m flows.experiments.likelihood_gap",
-        description="Figure 3: histograms of log p(x|y_true) and log p(x|y_wrong) on the test set.",
+    p = common.experiment_parser(
+        "likelihood_gap",
+        "Figure 3: histograms of log p(x|y_true) and log p(x|y_wrong) on the test set.",
     )
-    p.add_argument("--run", help="trained run directory (flows.runs.load_run)")
-    p.add_argument("--out", help="output JSON path")
-    p.add_argument("--png-dir", default=None, help="write PNG figures here")
-    p.add_argument("--n-test", type=int, default=None, help="first N test images (default all)")
-    p.add_argument("--data-dir", default=None, help="dataset root (flows.data.resolve_data_dir)")
-    p.add_argument("--dataset", default=None, help="override the dataset of the run config")
-    p.add_argument("--cache-dir", default=None, help="cache test-set scores here (.npz)")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--replot", default=None, help="re-draw PNGs from a stored JSON, no model")
     return p
 
 
 @common.cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.replot:
-        if not args.png_dir:
-            raise common.UserInputError("--replot needs --png-dir")
-        with open(args.replot) as fh:
-            plot(json.load(fh), args.png_dir)
+    if common.replot_or_require_run(args, plot):
         return 0
-    if not args.run or not args.out:
-        raise common.UserInputError("--run and --out are required")
     common.set_seed(args.seed)
     model, config = common.load_run_checked(args.run, args.device)
     dataset = common.dataset_of(config, args.dataset)
