@@ -64,7 +64,9 @@ def cli_main(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[
         try:
             return main(argv)
         except (UserInputError, FileNotFoundError, NotADirectoryError) as exc:
-            print(f"python -m {main.__module__}: error: {exc}", file=sys.stderr)
+            spec = main.__globals__.get("__spec__")  # __module__ is "__main__" under -m
+            name = spec.name if spec is not None else main.__module__
+            print(f"python -m {name}: error: {exc}", file=sys.stderr)
             return 2
 
     wrapped.__doc__ = main.__doc__
