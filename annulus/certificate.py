@@ -245,7 +245,14 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Fraction 
                         - log_annulus_volume_ratio(mp, Fraction(1), b, d))
         mean_dist = (mean_r - 1 + num(mp, params.Delta)) / 2 if params.Delta < 1 else None
         attack_mass = sum((mp.exp(con.p.log_mass_on(mp, pc)) for pc in attack_pcs), mp.mpf(0))
-    prop4 = True  # strict for every r < 1 + Delta: r - s(r) = (r - 1 + Delta)/2 or r - 1/2
+    # r - s(r) increases with r, so on an open piece lo < r < hi its supremum is hi - s(hi),
+    # not attained: ||x - xbar|| < Delta on the piece iff hi - s(hi) <= Delta (exact rationals).
+    def _step(r: Fraction) -> Fraction:
+        return r - (1 + max(r - params.Delta, Fraction(0))) / 2
+
+    prop4 = bool(attack_pcs) and all(_step(pc.hi) <= params.Delta and
+                                     (1 + max(pc.hi - params.Delta, Fraction(0))) / 2 <= 1
+                                     for pc in attack_pcs)
     med_p = _median_piece(con, "p")
     med_q = _median_piece(con, "q")
 
@@ -276,7 +283,7 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Fraction 
               "(corrected statement)", prop3, q0_in, delta),
         Check("4", "||x - xbar|| < Delta (xbar = x (1 + max(||x||-Delta,0)) / (2||x||)); "
               "value: mean distance over the attackable set, sup = Delta not attained",
-              prop4, mean_dist, params.Delta, "exact (algebra)"),
+              prop4, mean_dist, params.Delta, RATIONAL),
         Check("5", "q(xbar) >= median of q(X), X ~ p (lower median; also checked for X ~ q); "
               "value/bound are log densities", prop5, log_q_bar, log_med),
         Check("6", "sup_c P_p(||X-c|| < Delta) <= Delta^d max_x C_d p(x) -> 0 as d -> inf "
