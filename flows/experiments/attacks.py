@@ -464,26 +464,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise common.UserInputError("--n-images must be positive")
     parse_attacks(args.attacks)
     common.set_seed(args.seed)
-    model, config = common.load_run_checked(args.run, args.device)
-    dataset = common.dataset_of(config, args.dataset)
-    prov = Provenance(seed=args.seed, run_dir=args.run, run_config=config, device=args.device)
-    x_test, y_test = common.load_test_inputs(
-        dataset, n=args.n_test, data_dir=args.data_dir, config=config
-    )
-    scores = common.score_cached(
-        model, x_test, run_dir=args.run, dataset=dataset, split="test", n=args.n_test,
-        cache_dir=args.cache_dir, batch_size=args.batch_size, device=args.device,
-    )  # fmt: skip
-    result = run_attacks(model, x_test, y_test, scores, dataset, args)
+    prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device)
+    run = common.load_scored_run(args.run, args, args.dataset)
+    prov.run_config = run.config
+    result = run_attacks(run.model, run.x, run.y, run.scores, run.dataset, args)
     x_att, advs = result.pop("_x"), result.pop("_advs")
     result["provenance"] = prov.finish()
     write_json(result, args.out)
     png = common.resolve_png_dir(args.png_dir)
     if png is not None:
         plot(json.loads(Path(args.out).read_text()), png)
-        _plot_examples(x_att, advs, png / f"table2_examples_{dataset}.png")
+        _plot_examples(x_att, advs, png / f"table2_examples_{run.dataset}.png")
     for th, row in result["table2"].items():
-        print(f"{dataset} [{th} T={result['thresholds'][th]['T_bpd']}]: {row}")
+        print(f"{run.dataset} [{th} T={result['thresholds'][th]['T_bpd']}]: {row}")
     return 0
 
 

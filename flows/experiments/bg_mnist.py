@@ -38,27 +38,18 @@ import torch
 
 from flows.experiments import common, interpolation
 from flows.experiments.provenance import Provenance, write_json
+from paper_figures import paper_numbers
 
-PAPER_TABLE3: dict[str, tuple[float, float]] = {
-    "mnist": (99.0, 1.10),
-    "bg-mnist-5": (99.0, 1.67),
-    "bg-mnist-1": (99.0, 3.30),
-    "bg-mnist-0": (98.0, 4.58),
-    "cifar10": (84.0, 3.53),
-}
+PAPER_TABLE3 = paper_numbers.TABLE3
 """Paper Table 3 (Reweighted models): accuracy in %, test bits/dim."""
 
 
 def table_row(
     run_dir: str, args: argparse.Namespace
 ) -> tuple[dict[str, Any], Any, dict, torch.Tensor, torch.Tensor, common.Scores]:
-    model, config = common.load_run_checked(run_dir, args.device)
-    dataset = common.dataset_of(config, None)
-    x, y = common.load_test_inputs(dataset, n=args.n_test, data_dir=args.data_dir, config=config)
-    sc = common.score_cached(
-        model, x, run_dir=run_dir, dataset=dataset, split="test", n=args.n_test,
-        cache_dir=args.cache_dir, batch_size=args.batch_size, device=args.device,
-    )  # fmt: skip
+    run = common.load_scored_run(run_dir, args)
+    model, config, dataset, x, y, sc = (run.model, run.config, run.dataset, run.x, run.y,
+                                        run.scores)
     bpd = sc.bpd
     ev_path = Path(run_dir) / "eval.json"
     paper = PAPER_TABLE3.get(dataset)

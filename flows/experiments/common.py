@@ -262,6 +262,31 @@ def score(
     return Scores(log_px_given_y=lpy, log_prior=prior, num_dims=int(model.data_dims))
 
 
+@dataclass
+class ScoredRun:
+    """A trained run with its test inputs scored once: what every experiment starts from."""
+
+    model: nn.Module
+    config: dict[str, Any]
+    dataset: str
+    x: torch.Tensor
+    y: torch.Tensor
+    scores: Scores
+
+
+def load_scored_run(run_dir: str, args: argparse.Namespace,
+                    dataset: str | None = None) -> ScoredRun:
+    """Load ``run_dir``, its test split (``--n-test``, ``--data-dir``) and the cached scores."""
+    model, config = load_run_checked(run_dir, args.device)
+    name = dataset_of(config, dataset)
+    x, y = load_test_inputs(name, n=args.n_test, data_dir=args.data_dir, config=config)
+    scores = score_cached(
+        model, x, run_dir=run_dir, dataset=name, split="test", n=args.n_test,
+        cache_dir=args.cache_dir, batch_size=args.batch_size, device=args.device,
+    )  # fmt: skip
+    return ScoredRun(model, config, name, x, y, scores)
+
+
 def _cache_key(run_dir: str | os.PathLike[str], dataset: str, split: str, n: int | None) -> str:
     p = Path(run_dir).resolve()
     stamp = []

@@ -293,16 +293,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if common.replot_or_require_run(args, plot):
         return 0
     common.set_seed(args.seed)
-    model, config = common.load_run_checked(args.run, args.device)
-    dataset = common.dataset_of(config, args.dataset)
-    prov = Provenance(seed=args.seed, run_dir=args.run, run_config=config, device=args.device)
-    x_test, y_test = common.load_test_inputs(
-        dataset, n=args.n_test, data_dir=args.data_dir, config=config
-    )
-    scores = common.score_cached(
-        model, x_test, run_dir=args.run, dataset=dataset, split="test", n=args.n_test,
-        cache_dir=args.cache_dir, batch_size=args.batch_size, device=args.device,
-    )  # fmt: skip
+    prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device)
+    run = common.load_scored_run(args.run, args, args.dataset)
+    prov.run_config = run.config
+    model, dataset, scores = run.model, run.dataset, run.scores
+    x_test, y_test = run.x, run.y
     result, _ = run_interpolation(
         model, x_test, y_test, scores, dataset, n_pairs=args.n_pairs, n_alphas=args.n_alphas,
         seed=args.seed, threshold=args.threshold, n_examples=args.n_examples,

@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from flows.experiments import common
 from flows.experiments.provenance import Provenance, write_json
@@ -166,23 +165,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if common.replot_or_require_run(args, plot):
         return 0
     common.set_seed(args.seed)
-    model, config = common.load_run_checked(args.run, args.device)
-    dataset = common.dataset_of(config, args.dataset)
-    prov = Provenance(seed=args.seed, run_dir=args.run, run_config=config, device=args.device)
-    x, y = common.load_test_inputs(dataset, n=args.n_test, data_dir=args.data_dir, config=config)
-    with torch.no_grad():
-        scores = common.score_cached(
-            model, x, run_dir=args.run, dataset=dataset, split="test", n=args.n_test,
-            cache_dir=args.cache_dir, batch_size=args.batch_size, device=args.device,
-        )  # fmt: skip
-    result = analyse(scores, y.numpy(), dataset)
+    prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device)
+    run = common.load_scored_run(args.run, args, args.dataset)
+    prov.run_config = run.config
+    result = analyse(run.scores, run.y.numpy(), run.dataset)
     result["provenance"] = prov.finish()
     write_json(result, args.out)
     if args.png_dir:
         plot(json.loads(Path(args.out).read_text()), args.png_dir)
     g = result["gap"]
     print(
-        f"{dataset}: acc={result['accuracy']:.4f} bpd={result['bits_per_dim']['mean']:.3f} "
+        f"{run.dataset}: acc={result['accuracy']:.4f} bpd={result['bits_per_dim']['mean']:.3f} "
         f"median gap={g['p50']:.1f} nats, std log p(x|y)="
         f"{result['spread']['std_log_px_given_true']:.1f} nats -> {args.out}"
     )
