@@ -3,7 +3,7 @@
 The data directory is resolved as: explicit argument / ``--data-dir`` flag > environment variable
 ``ANNULUS_DATA_DIR`` > ``../shared/data`` relative to the repository root. It must contain
 ``mnist/`` (the four IDX files, gzipped or not) and ``cifar10/`` (``data_batch_1..5.bin`` and
-``test_batch.bin``, gzipped or not).
+``test_batch.bin``, gzipped or not). What is checked when reading: :mod:`flows.readers`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from flows.preprocess import augment, dequantize, to_model_input
 from flows.readers import (
     DataFileError,
     find_file,
+    is_published_dir,
     read_cifar_batch,
     read_idx_images,
     read_idx_labels,
@@ -40,6 +41,7 @@ DATASETS = ("mnist", "cifar10", "bg-mnist-0", "bg-mnist-1", "bg-mnist-5")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_VAR = "ANNULUS_DATA_DIR"
 DEFAULT_BG_SEED = 0
+MNIST_SHAPE = (28, 28)
 
 
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
@@ -50,11 +52,13 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
         path, source = Path(os.environ[ENV_VAR]), f"${ENV_VAR}"
     else:
         path, source = REPO_ROOT.parent / "shared" / "data", "default ../shared/data"
-    if not path.is_dir():
+    if not path.exists():
         raise DataFileError(
             f"data directory {path} (from {source}) does not exist; "
             f"pass --data-dir or set {ENV_VAR}"
         )
+    if not path.is_dir():
+        raise DataFileError(f"data directory {path} (from {source}) is not a directory")
     return path
 
 
@@ -83,8 +87,9 @@ def _check_split(split: str) -> None:
 def _mnist(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     prefix = "train" if split == "train" else "t10k"
     d = root / "mnist"
-    images = read_idx_images(find_file(d, f"{prefix}-images-idx3-ubyte"))
-    labels = read_idx_labels(find_file(d, f"{prefix}-labels-idx1-ubyte"))
+    strict = is_published_dir(root)
+    images = read_idx_images(find_file(d, f"{prefix}-images-idx3-ubyte"), MNIST_SHAPE, strict)
+    labels = read_idx_labels(find_file(d, f"{prefix}-labels-idx1-ubyte"), strict)
     if images.shape[0] != labels.shape[0]:
         raise DataFileError(f"{d}: {images.shape[0]} {prefix} images but {labels.shape[0]} labels")
     return images, labels
@@ -94,7 +99,8 @@ def _mnist(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
 def _cifar(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     d = root / "cifar10"
     stems = [f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else ["test_batch.bin"]
-    parts = [read_cifar_batch(find_file(d, s)) for s in stems]
+    strict = is_published_dir(root)
+    parts = [read_cifar_batch(find_file(d, s), strict) for s in stems]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 

@@ -1,75 +1,163 @@
-"""Run directories: ``config.json``, ``checkpoint.pt`` (atomic), ``eval.json``."""
+"""Run directories: ``config.json``, ``checkpoint.pt`` (atomic), ``eval.json``.
+
+Checkpoints are read with ``torch.load(..., weights_only=True)`` only (:func:`load_checkpoint`):
+a file that carries pickled objects other than tensors and plain containers is refused, so
+loading a checkpoint never runs code. Every problem with a run directory (missing, truncated,
+empty or non-torch checkpoint, missing keys, a checkpoint of another preset, an unreadable or
+wrongly typed ``config.json``) raises :class:`RunError`, whose one-line message names the file.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import pickle
+import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from flows.atomic import atomic_write_bytes, clean_stale_tmp, write_json
+from flows.cli import CommandError, one_line
 from flows.config import ModelConfig
 from flows.model import GlowClassifier
+
+__all__ = [
+    "CHECKPOINT_NAME", "CONFIG_NAME", "EVAL_NAME", "LAST_GOOD_NAME", "RunError",
+    "RunNotFoundError", "atomic_write_bytes", "build_model", "clean_stale_tmp", "load_checkpoint",
+    "load_run", "load_run_state", "read_config", "save_checkpoint", "write_json",
+]
 
 CONFIG_NAME = "config.json"
 CHECKPOINT_NAME = "checkpoint.pt"
 LAST_GOOD_NAME = "last_good.pt"
 EVAL_NAME = "eval.json"
+CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "step", "history", "config")
+"""What :func:`flows.train.train` stores in a checkpoint."""
 
 
-def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call ``write(file_object)`` on a temp file beside ``path``, then rename it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+class RunError(CommandError):
+    """A run directory, its config or its checkpoint is unusable (the message names the file)."""
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    """``torch.save(state)`` atomically."""
+class RunNotFoundError(RunError, FileNotFoundError):
+    """The run directory, ``config.json`` or the checkpoint does not exist."""
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """``torch.save(state)`` atomically (see :mod:`flows.atomic`)."""
     atomic_write_bytes(path, lambda f: torch.save(state, f))
 
 
-def write_json(path: Path, obj: dict) -> None:
-    """Write ``obj`` as indented JSON atomically."""
-    data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
-    atomic_write_bytes(path, lambda f: f.write(data))
+def _check_dir(run_dir: str | Path) -> Path:
+    d = Path(run_dir)
+    if not str(run_dir).strip():
+        raise RunError("empty run directory path")
+    try:
+        exists, is_dir = d.exists(), d.is_dir()
+    except OSError as exc:
+        raise RunError(f"{d}: {one_line(exc)}") from None
+    if not exists:
+        raise RunNotFoundError(f"{d}: run directory not found")
+    if not is_dir:
+        raise RunError(f"{d}: not a directory (expected a flows run directory)")
+    return d
 
 
 def read_config(run_dir: str | Path) -> dict:
-    """The run's ``config.json`` as a dict."""
-    path = Path(run_dir) / CONFIG_NAME
+    """The run's ``config.json`` as a dict (checked: a JSON object with a usable ``model``)."""
+    path = _check_dir(run_dir) / CONFIG_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (is {run_dir} a flows run directory?)")
-    return json.loads(path.read_text())
+        raise RunNotFoundError(f"{path}: not found (is {run_dir} a flows run directory?)")
+    try:
+        config = json.loads(path.read_text())
+    except OSError as exc:
+        raise RunError(f"{path}: cannot read: {one_line(exc)}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunError(f"{path}: not valid JSON (truncated or corrupt): {one_line(exc)}") from None
+    if not isinstance(config, dict):
+        raise RunError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    model = config.get("model")
+    if not isinstance(model, dict):
+        raise RunError(f"{path}: no 'model' object (the architecture of the run)")
+    try:
+        ModelConfig(**model)
+    except TypeError as exc:
+        raise RunError(f"{path}: 'model' does not describe a flows model: "
+                       f"{one_line(exc)}") from None
+    return config
 
 
 def build_model(config: dict) -> GlowClassifier:
     """A fresh :class:`GlowClassifier` from a run config's ``model`` section."""
-    return GlowClassifier(ModelConfig(**config["model"]))
+    try:
+        return GlowClassifier(ModelConfig(**config["model"]))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise RunError(f"cannot build the model of this run's config: {one_line(exc)}") from None
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    keys: Iterable[str] = ("model",)) -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)``, checked to be a dict holding ``keys``.
+
+    Pickled code is refused, never run; a truncated, empty or non-torch file, or one without the
+    expected keys, raises :class:`RunError` naming ``path``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise RunNotFoundError(f"{path}: checkpoint not found")
+    if not path.is_file():
+        raise RunError(f"{path}: not a regular file (expected a torch checkpoint)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if "weights only" in first.lower() or "weights_only" in first.lower():
+            raise RunError(f"{path}: refused: the checkpoint holds pickled objects other than "
+                           "tensors and plain containers (loaded with weights_only=True)") from None
+        raise RunError(f"{path}: not a torch checkpoint ({one_line(first)})") from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, TypeError,
+            AttributeError, ImportError, IndexError, KeyError) as exc:
+        raise RunError(f"{path}: unreadable checkpoint (truncated, empty or not a torch file): "
+                       f"{one_line(str(exc).strip().splitlines()[0] if str(exc).strip() else exc)}"
+                       ) from None
+    if not isinstance(state, dict):
+        raise RunError(f"{path}: expected a dict of saved state, got {type(state).__name__}")
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise RunError(f"{path}: checkpoint lacks {', '.join(repr(k) for k in missing)}")
+    if "model" in state and not (isinstance(state["model"], dict) and all(
+            isinstance(v, torch.Tensor) for v in state["model"].values())):
+        raise RunError(f"{path}: 'model' is not a state dict of tensors")
+    return state
+
+
+def load_run_state(run_dir: str | Path, map_location: str | torch.device = "cpu",
+                   keys: Iterable[str] = ("model",)
+                   ) -> tuple[GlowClassifier, dict, dict[str, Any]]:
+    """``(model in eval mode, config, checkpoint dict)`` of the latest checkpoint of a run."""
+    config = read_config(run_dir)
+    ckpt_path = Path(run_dir) / CHECKPOINT_NAME
+    if not ckpt_path.exists():
+        raise RunNotFoundError(f"{ckpt_path}: no checkpoint in run directory")
+    state = load_checkpoint(ckpt_path, map_location, keys=("model", *keys))
+    model = build_model(config)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = lines[1] if len(lines) > 1 else (lines[0] if lines else "")
+        raise RunError(f"{ckpt_path}: does not fit the model described by {CONFIG_NAME} "
+                       f"(preset {config.get('preset', '?')!r}; another preset or objective?): "
+                       f"{one_line(detail)[:300]}") from None
+    model.to(map_location)
+    model.eval()
+    return model, config, state
 
 
 def load_run(run_dir: str | Path, map_location: str | torch.device = "cpu"
              ) -> tuple[GlowClassifier, dict]:
     """Load the latest checkpoint of a run: ``(model in eval mode, config dict)``."""
-    config = read_config(run_dir)
-    ckpt_path = Path(run_dir) / CHECKPOINT_NAME
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"{ckpt_path}: no checkpoint in run directory")
-    state = torch.load(ckpt_path, map_location=map_location, weights_only=False)
-    model = build_model(config)
-    model.load_state_dict(state["model"])
-    model.to(map_location)
-    model.eval()
+    model, config, _ = load_run_state(run_dir, map_location)
     return model, config

@@ -1,0 +1,351 @@
+"""Shared command-line helpers: argument types, one-line errors, exit statuses.
+
+Conventions of every entry point of this project (``flows.train``, ``flows.evaluate``,
+``flows.experiments.*``, ``paper_figures``):
+
+* bad usage (an invalid number, device or path, contradictory flags) is answered **before any
+  work** with one stderr line ``PROG: error: ...`` naming the argument, and exit status **2**;
+* an expected runtime failure (a corrupt or missing data file, an unreadable run directory, a
+  full disk) gives one line ``PROG: error: ...`` naming the file, and exit status **1**;
+* never a traceback for either.
+
+Usage::
+
+    from flows import cli
+
+    def build_parser() -> cli.ArgumentParser:
+        p = cli.ArgumentParser(prog="python -m flows.thing")
+        p.add_argument("--lr", type=cli.positive_float, default=1e-3)
+        p.add_argument("--steps", type=cli.positive_int, default=100)
+        p.add_argument("--seed", type=cli.seed, default=0)
+        p.add_argument("--eps", type=cli.float_range(0.0, None, lo_open=True), required=True)
+        p.add_argument("--device", type=cli.device, default=cli.default_device())
+        p.add_argument("--run", type=cli.existing_dir, required=True)
+        p.add_argument("--out", type=cli.output_file, required=True)
+        return p
+
+    @cli.guard("python -m flows.thing")
+    def main(argv=None) -> int:
+        args = build_parser().parse_args(argv)
+        if args.a and args.b:
+            raise cli.UsageError("--a and --b exclude each other")     # exit 2
+        ...  # raise cli.CommandError("x.json: ...") for runtime failures  (exit 1)
+        return 0
+
+:class:`ArgumentParser` prints argparse's errors as one line (exit 2). :func:`guard` turns
+:class:`UsageError` into exit 2 and :class:`CommandError` (the base of
+``flows.readers.DataFileError`` and ``flows.runs.RunError``) and ``OSError`` into exit 1; more
+exception types can be added per entry point. Both exits are :class:`CLIExit`, a ``SystemExit``
+whose ``str()`` is the printed line (so ``pytest.raises(SystemExit, match=...)`` sees it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import torch
+
+MAX_INT = 2**63 - 1
+"""Largest integer accepted by the integer types (torch's int64)."""
+
+MAX_SEED = 2**32 - 1
+"""Seeds are in ``[0, 2**32 - 1]`` (numpy's limit; derived per-epoch seeds stay in int64)."""
+
+USAGE_STATUS = 2
+RUNTIME_STATUS = 1
+
+
+class UsageError(Exception):
+    """Bad command-line input found after parsing (e.g. two flags that exclude each other)."""
+
+
+class CommandError(RuntimeError):
+    """An expected runtime failure (bad file, unreadable run); the message names the file."""
+
+
+class CLIExit(SystemExit):
+    """``SystemExit`` with an int status whose ``str()`` is the one line already printed."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(status)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def one_line(exc: BaseException | str) -> str:
+    """The message of ``exc`` on one line (``OSError``: ``file: reason``)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        names = [n for n in (exc.filename, exc.filename2) if n is not None]
+        text = f"{' -> '.join(str(n) for n in names)}: {exc.strerror}" if names else exc.strerror
+    elif isinstance(exc, KeyError) and exc.args:
+        text = f"missing key {exc.args[0]!r}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def exit_with(prog: str, message: BaseException | str, status: int) -> NoReturn:
+    """Print ``PROG: error: MESSAGE`` (one line) to stderr and exit with ``status``."""
+    line = f"{prog}: error: {one_line(message)}"
+    print(line, file=sys.stderr, flush=True)
+    raise CLIExit(line, status)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors are one line (no usage dump), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:  # noqa: D401 - argparse API
+        exit_with(self.prog, f"{message} (see --help)", USAGE_STATUS)
+
+
+F = TypeVar("F", bound=Callable[..., int])
+
+
+def guard(prog: str, *, usage: tuple[type[BaseException], ...] = (),
+          runtime: tuple[type[BaseException], ...] = ()) -> Callable[[F], F]:
+    """Decorate ``main(argv) -> int``: expected errors become one line and an exit status.
+
+    :class:`UsageError` and ``usage`` types exit 2; :class:`CommandError`, ``OSError`` and
+    ``runtime`` types exit 1. ``SystemExit`` (argparse, ``--help``) passes through.
+    """
+    usage_types = (UsageError, *usage)
+    runtime_types = (CommandError, OSError, *runtime)
+
+    def decorate(main: F) -> F:
+        @functools.wraps(main)
+        def wrapped(*args: Any, **kwargs: Any) -> int:
+            try:
+                return main(*args, **kwargs)
+            except usage_types as exc:
+                exit_with(prog, exc, USAGE_STATUS)
+            except runtime_types as exc:
+                exit_with(prog, exc, RUNTIME_STATUS)
+
+        return wrapped  # type: ignore[return-value]
+
+    return decorate
+
+
+# -- numbers ---------------------------------------------------------------------------------
+def _parse_int(value: str) -> int:
+    try:
+        n = int(str(value).strip(), 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    if abs(n) > MAX_INT:
+        raise argparse.ArgumentTypeError(f"{value!r} is out of range (|n| <= 2**63 - 1)")
+    return n
+
+
+def _parse_float(value: str) -> float:
+    try:
+        x = float(str(value).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {value!r}")
+    return x
+
+
+def _interval(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    """``">= 1"``, ``"> 0"``, ``"in [0, 1]"``, ... as used in the error messages."""
+    def num(v: float) -> str:
+        return str(v) if isinstance(v, int) else f"{v:g}"
+
+    if lo is not None and hi is not None:
+        return f"in {'(' if lo_open else '['}{num(lo)}, {num(hi)}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f"{'>' if lo_open else '>='} {num(lo)}"
+    if hi is not None:
+        return f"{'<' if hi_open else '<='} {num(hi)}"
+    return ""
+
+
+def int_range(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    """Argument type: an integer with ``lo <= n <= hi`` (``None``: unbounded, within int64)."""
+    def parse(value: str) -> int:
+        n = _parse_int(value)
+        if (lo is not None and n < lo) or (hi is not None and n > hi):
+            raise argparse.ArgumentTypeError(
+                f"expected an integer {_interval(lo, hi, False, False)}, got {value!r}")
+        return n
+
+    parse.__name__ = f"int_range({lo}, {hi})"
+    return parse
+
+
+def float_range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+                hi_open: bool = False) -> Callable[[str], float]:
+    """Argument type: a finite float in the interval ``[lo, hi]`` (``lo_open``/``hi_open``:
+    exclude that end; ``None``: unbounded)."""
+    def parse(value: str) -> float:
+        x = _parse_float(value)
+        bad_lo = lo is not None and (x <= lo if lo_open else x < lo)
+        bad_hi = hi is not None and (x >= hi if hi_open else x > hi)
+        if bad_lo or bad_hi:
+            raise argparse.ArgumentTypeError(
+                f"expected a finite number {_interval(lo, hi, lo_open, hi_open)}, got {value!r}")
+        return x
+
+    parse.__name__ = f"float_range({lo}, {hi})"
+    return parse
+
+
+positive_int = int_range(1)
+positive_int.__doc__ = "Argument type: an integer >= 1."
+non_negative_int = int_range(0)
+non_negative_int.__doc__ = "Argument type: an integer >= 0."
+seed = int_range(0, MAX_SEED)
+seed.__doc__ = "Argument type: a random seed in [0, 2**32 - 1]."
+threads = int_range(0, 4096)
+threads.__doc__ = "Argument type: a thread count in [0, 4096] (0: leave torch's default)."
+positive_float = float_range(0.0, lo_open=True)
+positive_float.__doc__ = "Argument type: a finite float > 0."
+non_negative_float = float_range(0.0)
+non_negative_float.__doc__ = "Argument type: a finite float >= 0."
+finite_float = float_range()
+finite_float.__doc__ = "Argument type: any finite float (no nan, no inf)."
+probability = float_range(0.0, 1.0)
+probability.__doc__ = "Argument type: a float in [0, 1]."
+
+
+# -- devices ---------------------------------------------------------------------------------
+def default_device() -> str:
+    """``"cuda"`` when a GPU is available, else ``"cpu"``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device(value: str) -> str:
+    """Argument type: ``cpu`` or ``cuda[:i]`` that exists on this machine (normalised string)."""
+    text = str(value).strip()
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError, TypeError):
+        raise argparse.ArgumentTypeError(
+            f"unknown device {value!r}; expected cpu or cuda[:INDEX]") from None
+    if dev.type == "cpu":
+        if dev.index not in (None, 0):
+            raise argparse.ArgumentTypeError(f"device {value!r} does not exist; use cpu")
+        return "cpu"
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(
+                f"device {value!r}: CUDA is not available on this machine; use cpu")
+        count = torch.cuda.device_count()
+        if dev.index is not None and not 0 <= dev.index < count:
+            raise argparse.ArgumentTypeError(
+                f"device {value!r} does not exist ({count} CUDA device(s): cuda:0..{count - 1})")
+        return "cuda" if dev.index is None else f"cuda:{dev.index}"
+    raise argparse.ArgumentTypeError(f"device {value!r} is not supported; use cpu or cuda[:INDEX]")
+
+
+# -- paths -----------------------------------------------------------------------------------
+def _nonempty(value: str) -> Path:
+    if not str(value).strip():
+        raise argparse.ArgumentTypeError("empty path")
+    return Path(value)
+
+
+def _probe_writable(directory: Path) -> None:
+    """Create (and at once delete) a temporary file in ``directory``; explain any failure."""
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(
+            f"cannot write in {directory}: {exc.strerror or exc}") from None
+
+
+def _nearest_existing(path: Path, target: Path) -> Path:
+    """The nearest ancestor of ``path`` (or ``path``) that exists; it must be a directory
+    (``target``: the path being checked, for the message)."""
+    p = path.absolute()
+    for a in (p, *p.parents):
+        try:
+            exists = a.exists()
+        except OSError as exc:  # e.g. a symlink loop
+            raise argparse.ArgumentTypeError(f"{a}: {exc.strerror or exc}") from None
+        if exists:
+            if not a.is_dir():
+                raise argparse.ArgumentTypeError(f"{a} is not a directory (cannot write {target})")
+            return a
+        if a.is_symlink():
+            raise argparse.ArgumentTypeError(f"{a} is a dangling symbolic link")
+    return Path("/")
+
+
+def output_file(value: str) -> Path:
+    """Argument type: a file path to be written (not a directory; its folder creatable and
+    writable). Nothing is created."""
+    path = _nonempty(value)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a directory, expected a file path")
+    if str(value).endswith(os.sep):
+        raise argparse.ArgumentTypeError(f"{value!r} ends with {os.sep!r}, expected a file path")
+    _probe_writable(_nearest_existing(path.parent, path))
+    return path
+
+
+def output_dir(value: str) -> Path:
+    """Argument type: a directory to be written into (existing or creatable, writable)."""
+    path = _nonempty(value)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} exists and is not a directory")
+    _probe_writable(_nearest_existing(path, path))
+    return path
+
+
+def existing_dir_of(what: str) -> Callable[[str], Path]:
+    """Argument type factory: an existing, readable directory; messages call it ``what``
+    (e.g. ``"run directory"``)."""
+    def parse(value: str) -> Path:
+        path = _nonempty(value)
+        try:
+            exists, is_dir = path.exists(), path.is_dir()
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"{what} {path}: {exc.strerror or exc}") from None
+        if not exists:
+            kind = "a dangling symbolic link" if path.is_symlink() else "not found"
+            raise argparse.ArgumentTypeError(f"{what} {path} does not exist ({kind})")
+        if not is_dir:
+            raise argparse.ArgumentTypeError(f"{what} {path} is not a directory")
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise argparse.ArgumentTypeError(f"{what} {path} is not readable")
+        return path
+
+    parse.__name__ = "existing_dir"
+    return parse
+
+
+existing_dir = existing_dir_of("directory")
+existing_dir.__doc__ = "Argument type: an existing, readable directory."
+
+
+def existing_file(value: str) -> Path:
+    """Argument type: an existing, readable regular file."""
+    path = _nonempty(value)
+    try:
+        exists, is_file = path.exists(), path.is_file()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"{path}: {exc.strerror or exc}") from None
+    if not exists:
+        raise argparse.ArgumentTypeError(f"{path}: file not found")
+    if not is_file:
+        raise argparse.ArgumentTypeError(f"{path} is not a regular file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"{path}: {exc.strerror or exc}") from None
+    return path
+
