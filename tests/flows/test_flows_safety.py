@@ -1,0 +1,299 @@
+"""Safety of the flows CLIs: malicious and corrupt checkpoints, atomic writes, last-good state."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from flows import atomic
+from flows import evaluate as feval
+from flows import train as ftrain
+from flows.runs import RunError, load_run, save_checkpoint
+
+
+def _train_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["--dataset", "mnist", "--objective", "reweighted", "--preset", "tiny",
+            "--epochs", "1", "--batch-size", "32", "--train-subset", "64", "--seed", "1",
+            "--warmup-steps", "1", "--device", "cpu", "--data-dir", str(data), "--out", str(out),
+            *extra]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny trained run (1 epoch, 2 steps), shared by the tests of this module."""
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    torch.set_num_threads(1)
+    assert ftrain.main(_train_args(tiny_data_dir, out)) == 0
+    return out
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "run"
+    shutil.copytree(run, dst)
+    return dst
+
+
+class _Payload:
+    """Unpickling this runs a shell command that creates a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _err_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+def test_malicious_checkpoint_runs_nothing(tiny_run: Path, tiny_data_dir: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    run = _copy(tiny_run, tmp_path)
+    marker = tmp_path / "pwned"
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    state["history"].append(_Payload(marker))
+    torch.save(state, run / "checkpoint.pt")
+    # sanity: the payload really fires when unpickled without weights_only
+    torch.load(run / "checkpoint.pt", weights_only=False)
+    assert marker.exists()
+    marker.unlink()
+
+    with pytest.raises(SystemExit) as exc:
+        feval.main(["--run", str(run), "--device", "cpu", "--out", str(tmp_path / "e.json")])
+    assert exc.value.code == 1
+    assert "refused" in _err_line(capsys) and "checkpoint.pt" in str(exc.value)
+    with pytest.raises(SystemExit) as exc:
+        ftrain.main(_train_args(tiny_data_dir, run, "--resume", "--epochs", "1"))
+    assert exc.value.code == 1 and "refused" in str(exc.value)
+    with pytest.raises(RunError, match="refused"):
+        load_run(run)
+    from flows.experiments import likelihood_gap
+
+    with pytest.raises((SystemExit, RunError)) as exc:  # the experiments load through load_run
+        likelihood_gap.main(["--run", str(run), "--out", str(tmp_path / "g.json"),
+                             "--data-dir", str(tiny_data_dir)])
+    assert not isinstance(exc.value, SystemExit) or exc.value.code != 0
+    assert not marker.exists()
+    assert not (tmp_path / "e.json").exists() and not (tmp_path / "g.json").exists()
+
+
+def _corrupt(run: Path, how: str) -> None:
+    ckpt, cfg = run / "checkpoint.pt", run / "config.json"
+    if how == "truncated":
+        ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    elif how == "empty":
+        ckpt.write_bytes(b"")
+    elif how == "json":
+        ckpt.write_text('{"model": {}}')
+    elif how == "missing-keys":
+        torch.save({"model": torch.load(ckpt, weights_only=True)["model"]}, ckpt)
+    elif how == "other-preset":
+        config = json.loads(cfg.read_text())
+        config["model"]["hidden"] = 16
+        cfg.write_text(json.dumps(config))
+    elif how == "config-truncated":
+        cfg.write_text(cfg.read_text()[:40])
+    elif how == "config-wrong-type":
+        cfg.write_text("[1, 2, 3]")
+    elif how == "config-model-bad":
+        config = json.loads(cfg.read_text())
+        config["model"]["no_such_field"] = 1
+        cfg.write_text(json.dumps(config))
+    elif how == "checkpoint-dir":
+        ckpt.unlink()
+        ckpt.mkdir()
+    elif how == "no-checkpoint":
+        ckpt.unlink()
+
+
+CORRUPTIONS = {
+    "truncated": "checkpoint.pt", "empty": "checkpoint.pt", "json": "checkpoint.pt",
+    "missing-keys": "checkpoint.pt", "other-preset": "checkpoint.pt",
+    "config-truncated": "config.json", "config-wrong-type": "config.json",
+    "config-model-bad": "config.json", "checkpoint-dir": "checkpoint.pt",
+    "no-checkpoint": "checkpoint.pt",
+}
+
+
+@pytest.mark.parametrize("how", sorted(CORRUPTIONS))
+def test_corrupt_run_is_one_line(how: str, tiny_run: Path, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    run = _copy(tiny_run, tmp_path)
+    _corrupt(run, how)
+    before = (run / "eval.json").exists()
+    with pytest.raises(SystemExit) as exc:
+        feval.main(["--run", str(run), "--device", "cpu"])
+    assert exc.value.code == 1
+    line = _err_line(capsys)
+    assert line.startswith("python -m flows.evaluate: error: ")
+    assert CORRUPTIONS[how] in line
+    assert (run / "eval.json").exists() == before
+
+
+def test_evaluate_read_only_run_with_out(tiny_run: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    run = _copy(tiny_run, tmp_path)
+    monkeypatch.setattr(feval, "_dir_writable", lambda d: Path(d) != run)  # root ignores modes
+    with pytest.raises(SystemExit) as exc:
+        feval.main(["--run", str(run), "--device", "cpu"])
+    assert exc.value.code == 2 and "pass --out" in _err_line(capsys)
+    out = tmp_path / "res" / "e.json"
+    assert feval.main(["--run", str(run), "--device", "cpu", "--limit", "8", "--draws", "1",
+                       "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["metrics"]["n_test"] == 8
+    assert not (run / "eval.json").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["--out", ""], ["--lr", "nan"], ["--lr", "-1"], ["--lr", "0"], ["--batch-size", "0"],
+    ["--max-grad-norm", "-1"], ["--train-subset", "-1"], ["--stop-after", "-1"],
+    ["--seed", str(2**64)], ["--device", "meta"], ["--device", "cpu:7"], ["--device", "foo"],
+    ["--beta", "inf"], ["--epochs", "1e3"], ["--warmup-steps", "-2"], ["--threads", "-1"],
+])
+def test_train_usage_errors_exit_2(argv: list[str], tiny_data_dir: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    args = _train_args(tiny_data_dir, tmp_path / "r")
+    for flag, value in zip(argv[::2], argv[1::2], strict=True):
+        i = args.index(flag) if flag in args else len(args)
+        args[i:i + 2] = [flag, value]
+    with pytest.raises(SystemExit) as exc:
+        ftrain.main(args)
+    assert exc.value.code == 2
+    assert argv[0] in _err_line(capsys)
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_without_checkpoint_is_refused(tiny_data_dir: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        ftrain.main(_train_args(tiny_data_dir, tmp_path / "fresh", "--resume"))
+    assert exc.value.code == 2 and "no checkpoint" in _err_line(capsys)
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_out_under_a_file_or_directory_is_refused(tiny_data_dir: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        ftrain.main(_train_args(tiny_data_dir, tmp_path / "f" / "run"))
+    assert exc.value.code == 2 and "not a directory" in _err_line(capsys)
+    with pytest.raises(SystemExit) as exc:
+        feval.main(["--run", str(tmp_path), "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "is a directory" in _err_line(capsys)
+
+
+# -- atomic writes ----------------------------------------------------------------------------
+def test_atomic_write_keeps_old_file_on_full_disk(tmp_path: Path) -> None:
+    target = tmp_path / "result.json"
+    atomic.write_json(target, {"a": 1})
+
+    def disk_full(f) -> None:
+        f.write(b"x" * 4096)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        atomic.atomic_write_bytes(target, disk_full)
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+    with pytest.raises(ValueError, match="result.json.*non-finite"):
+        atomic.write_json(target, {"a": float("nan")})
+    assert json.loads(target.read_text()) == {"a": 1}
+
+
+def _dead_pid() -> int:
+    pid = 999_999
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            pass
+        pid -= 1
+
+
+def test_stale_tmp_files_are_cleaned(tmp_path: Path) -> None:
+    stale = tmp_path / f".checkpoint.pt.{_dead_pid()}.abc123.tmp"
+    live = tmp_path / f".checkpoint.pt.{os.getpid()}.def456.tmp"
+    other = tmp_path / f".eval.json.{_dead_pid()}.x.tmp"
+    old_style = tmp_path / ".checkpoint.pt.zz9xk_q.tmp"
+    for p in (stale, live, other, old_style):
+        p.write_bytes(b"partial")
+    os.utime(old_style, (0, 0))
+    save_checkpoint(tmp_path / "checkpoint.pt", {"step": 1})
+    assert not stale.exists() and not old_style.exists()
+    assert live.exists() and other.exists()  # a live writer's file; another target's file
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True) == {"step": 1}
+    assert atomic.clean_stale_tmp(tmp_path) == [other]
+
+
+def test_savefig_is_atomic(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    for suffix in ("png", "pdf"):
+        p = atomic.savefig(fig, tmp_path / f"f.{suffix}", dpi=50)
+        assert p.read_bytes()[:4] in (b"\x89PNG", b"%PDF")
+    plt.close(fig)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.pdf", "f.png"]
+
+
+# -- last good state --------------------------------------------------------------------------
+def test_last_good_is_before_the_update_that_broke_the_parameters(
+    tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    real_step = torch.optim.Adam.step
+    calls = {"n": 0}
+
+    def exploding_step(self, *args, **kwargs):  # the second update makes a weight infinite
+        out = real_step(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].fill_(float("inf"))
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", exploding_step)
+    out = tmp_path / "inf"
+    with pytest.raises(SystemExit) as exc:
+        ftrain.main(_train_args(tiny_data_dir, out, "--train-subset", "128"))
+    assert exc.value.code == 1 and "non-finite parameters" in str(exc.value)
+    state = torch.load(out / "last_good.pt", weights_only=True)
+    assert state["step"] == 1  # after the first update, before the second
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not any(p.name.endswith(".tmp") for p in out.iterdir())
+
+
+def _finite_worker(rank: int, init: str, results: dict) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    value = torch.tensor(float("nan") if rank == 1 else 1.0)
+    results[rank] = ftrain.all_ranks_finite([value], 2)
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_non_finite_check_is_agreed_across_ranks(tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_finite_worker, args=(f"file://{tmp_path / 'rdv'}", results), nprocs=2)
+        assert dict(results) == {0: False, 1: False}  # rank 0 alone saw a finite loss
