@@ -30,6 +30,10 @@ class ActNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.logs = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.register_buffer("initialized", torch.tensor(False))
+        # A Python mirror of the buffer, so the training step reads no tensor to decide (no
+        # graph break under torch.compile); kept in sync when a state dict is loaded.
+        self.ready = False
+        self.register_load_state_dict_post_hook(_sync_ready)
 
     @torch.no_grad()
     def _init(self, x: torch.Tensor) -> None:
@@ -39,9 +43,10 @@ class ActNorm(nn.Module):
         self.logs.copy_(logs)
         self.bias.copy_(-mean * torch.exp(logs))
         self.initialized.fill_(True)
+        self.ready = True
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.training and not bool(self.initialized):
+        if self.training and not self.ready:
             self._init(x)
         h, w = x.shape[2:]
         y = x * torch.exp(self.logs) + self.bias
@@ -50,6 +55,11 @@ class ActNorm(nn.Module):
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         return (y - self.bias) * torch.exp(-self.logs)
+
+
+def _sync_ready(module: nn.Module, incompatible_keys: object) -> None:
+    del incompatible_keys
+    module.ready = bool(module.initialized)
 
 
 class InvConv1x1(nn.Module):
@@ -103,7 +113,24 @@ class ZeroConv2d(nn.Module):
         return self.conv(x) * torch.exp(3.0 * self.logscale)
 
 
-class AffineCoupling(nn.Module):
+class LowPrecisionNet(nn.Module):
+    """Base of layers whose *network* (not the flow) may run under autocast.
+
+    ``autocast_dtype = torch.bfloat16`` runs ``self.net`` in bf16 and returns float32; the affine
+    map, its log-determinant and everything downstream stay float32.
+    """
+
+    autocast_dtype: torch.dtype | None = None
+
+    def run_net(self, h: torch.Tensor) -> torch.Tensor:
+        if self.autocast_dtype is None:
+            return self.net(h)
+        with torch.autocast(device_type=h.device.type, dtype=self.autocast_dtype):
+            out = self.net(h)
+        return out.float()
+
+
+class AffineCoupling(LowPrecisionNet):
     """Affine coupling (Fetaya et al., Eq. 5): ``y_a = x_a``, ``y_b = (x_b + t(x_a)) * s(x_a)``.
 
     ``s = sigmoid(h + 2)`` (Glow), so ``logdet = sum log s``. ``x_a`` is the first ``C//2``
@@ -113,7 +140,6 @@ class AffineCoupling(nn.Module):
 
     def __init__(self, channels: int, hidden: int) -> None:
         super().__init__()
-        self.autocast_dtype: torch.dtype | None = None  # e.g. torch.bfloat16 on CUDA
         self.ca = channels // 2
         self.cb = channels - self.ca
         self.net = nn.Sequential(
@@ -125,12 +151,7 @@ class AffineCoupling(nn.Module):
         )
 
     def _shift_scale(self, xa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.autocast_dtype is None:
-            h = self.net(xa)
-        else:  # only the coupling network runs in low precision; the flow itself stays float32
-            with torch.autocast(device_type=xa.device.type, dtype=self.autocast_dtype):
-                h = self.net(xa)
-            h = h.float()
+        h = self.run_net(xa)
         shift, raw = h[:, 0::2], h[:, 1::2]
         return shift, raw + 2.0
 
@@ -167,6 +188,34 @@ class FlowStep(nn.Module):
         for layer in reversed(self.layers):
             y = layer.inverse(y)
         return y
+
+
+class FactorOutPrior(LowPrecisionNet):
+    """Glow's learned prior for the half factored out at a split, written as a flow layer.
+
+    At a split the factored-out half ``z`` gets ``N(mu(h), diag(exp(2 s(h))))`` given the kept
+    half ``h`` (Kingma & Dhariwal 2018, Sec. 3.4). As a bijection of ``z`` given ``h``:
+
+        u = (z - mu(h)) * exp(-s(h)),    logdet = -sum s(h),
+
+    so ``log N(z; mu, sigma) = log N(u; 0, 1) + logdet`` and the class-conditional prior of
+    :mod:`flows.priors` applies to ``u`` unchanged. ``mu, s`` come from a zero-initialised 3x3
+    convolution of ``h`` (the layer starts as the identity).
+    """
+
+    def __init__(self, keep_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.net = ZeroConv2d(keep_channels, 2 * out_channels)
+
+    def forward(self, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.run_net(h)
+        mean, logs = out[:, 0::2], out[:, 1::2]
+        return (z - mean) * torch.exp(-logs), -logs.flatten(1).sum(1)
+
+    def inverse(self, u: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        out = self.run_net(h)
+        mean, logs = out[:, 0::2], out[:, 1::2]
+        return u * torch.exp(logs) + mean
 
 
 def squeeze(x: torch.Tensor) -> torch.Tensor:

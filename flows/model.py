@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from flows.config import ModelConfig
-from flows.layers import AffineCoupling, FlowStep, PadChannels, squeeze, unsqueeze
+from flows.layers import FactorOutPrior, FlowStep, LowPrecisionNet, PadChannels, squeeze, unsqueeze
 from flows.priors import GaussianMixturePrior, SplitPrior
 
 EVAL_NOISE_SEED = 0
@@ -45,6 +45,7 @@ class GlowClassifier(nn.Module):
         self.pad = PadChannels()
         self.levels = nn.ModuleList()
         self.shapes: list[tuple[int, int, int]] = []  # shape of each factored-out / final part
+        self.factor_out = nn.ModuleList()  # learned priors at the splits (empty when disabled)
         c, s = 2 * config.in_channels, config.image_size
         if s % (2**config.levels):
             raise ValueError(f"image size {s} is not divisible by 2**levels = {2**config.levels}")
@@ -55,6 +56,8 @@ class GlowClassifier(nn.Module):
             c, s = 4 * c, s // 2
             if level < config.levels - 1:
                 self.shapes.append((c // 2, s, s))
+                if config.factor_out_prior:
+                    self.factor_out.append(FactorOutPrior(c - c // 2, c // 2))
                 c = c // 2
         self.shapes.append((c, s, s))
         self.latent_dims = 2 * self.data_dims
@@ -70,9 +73,13 @@ class GlowClassifier(nn.Module):
         self.register_buffer("eval_noise", torch.rand(shape, generator=gen), persistent=False)
 
     def set_autocast(self, dtype: torch.dtype | None) -> None:
-        """Run the coupling networks under autocast with ``dtype`` (``None``: full precision)."""
+        """Run the coupling (and split-prior) networks under autocast with ``dtype``.
+
+        ``None``: full precision. The flow's affine maps, log-determinants, the prior and the loss
+        always stay float32 (:class:`flows.layers.LowPrecisionNet`).
+        """
         for module in self.modules():
-            if isinstance(module, AffineCoupling):
+            if isinstance(module, LowPrecisionNet):
                 module.autocast_dtype = dtype
 
     # -- flow -------------------------------------------------------------------------------
@@ -97,8 +104,11 @@ class GlowClassifier(nn.Module):
             h = squeeze(h)
             if i < len(self.levels) - 1:
                 half = h.shape[1] // 2
-                parts.append(h[:, :half].flatten(1))
-                h = h[:, half:]
+                out, h = h[:, :half], h[:, half:]
+                if len(self.factor_out):
+                    out, ld = self.factor_out[i](out, h)
+                    logdet = logdet + ld
+                parts.append(out.flatten(1))
         parts.append(h.flatten(1))
         return torch.cat(parts[::-1], 1), logdet
 
@@ -107,20 +117,27 @@ class GlowClassifier(nn.Module):
         sizes = [c * s * s for c, s, _ in self.shapes]
         chunks = list(torch.split(z, sizes[::-1], 1))[::-1]  # back to level order
         c, s, _ = self.shapes[-1]
-        h = chunks[-1].view(-1, c, s, s)
+        h = chunks[-1].reshape(-1, c, s, s)
         for i in reversed(range(len(self.levels))):
             if i < len(self.levels) - 1:
                 c, s, _ = self.shapes[i]
-                h = torch.cat([chunks[i].view(-1, c, s, s), h], 1)
+                out = chunks[i].reshape(-1, c, s, s)
+                if len(self.factor_out):
+                    out = self.factor_out[i].inverse(out, h)
+                h = torch.cat([out, h], 1)
             h = unsqueeze(h)
             for step in reversed(self.levels[i]):
                 h = step.inverse(h)
         return self.pad.inverse(h)
 
     # -- classifier interface ------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``log p(x|y)`` in nats for every class: ``[N, num_classes]``."""
-        z, logdet = self.encode(x)
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """``log p(x, e|y)`` in nats for every class, ``[N, num_classes]``.
+
+        ``noise`` is the padding noise ``e`` in ``[0, 1)`` (default: :meth:`padding_noise`). For
+        evaluation use :func:`flows.scoring.score_images`, which averages over draws.
+        """
+        z, logdet = self.encode(x, noise)
         return self.prior(z) + logdet[:, None]
 
     def log_prior(self) -> torch.Tensor:

@@ -11,6 +11,7 @@ from flows.config import ModelConfig
 from flows.layers import (
     ActNorm,
     AffineCoupling,
+    FactorOutPrior,
     FlowStep,
     InvConv1x1,
     PadChannels,
@@ -113,11 +114,41 @@ def test_pixel_scale_logdet_matches_jacobian() -> None:
     assert math.isclose(pixel_scale_logdet(9), float(expected[0]), rel_tol=1e-12)
 
 
-@pytest.mark.parametrize("prior", ["gmm", "split"])
-def test_whole_flow_inverse_and_logdet(prior: str) -> None:
+def test_factor_out_prior_inverse_and_logdet() -> None:
+    """u = (z - mu(h)) exp(-s(h)) given h: exact inverse, logdet = -sum s = autograd Jacobian."""
+    torch.manual_seed(0)
+    layer = FactorOutPrior(3, 2).double()
+    _perturb(layer)
+    z = torch.randn(3, 2, 4, 4, dtype=torch.float64)
+    h = torch.randn(3, 3, 4, 4, dtype=torch.float64)
+    u, logdet = layer(z, h)
+    torch.testing.assert_close(layer.inverse(u, h), z, atol=1e-10, rtol=1e-10)
+    for i in range(3):  # per sample (h differs between samples)
+        ld = _jacobian_logdet(lambda v, i=i: layer(v, h[i : i + 1])[0], z[i : i + 1])
+        torch.testing.assert_close(logdet[i : i + 1], ld, atol=1e-8, rtol=1e-8)
+    # as a density: log N(z; mu, sigma) = log N(u; 0, 1) + logdet
+    out = layer.net(h)
+    mu, logs = out[:, 0::2], out[:, 1::2]
+    ref = torch.distributions.Normal(mu, logs.exp()).log_prob(z).flatten(1).sum(1)
+    std = torch.distributions.Normal(0.0, 1.0).log_prob(u).flatten(1).sum(1)
+    torch.testing.assert_close(std + logdet, ref)
+
+
+def test_actnorm_ready_flag_follows_state_dict() -> None:
+    a, b = ActNorm(2), ActNorm(2)
+    a.train()
+    a(torch.randn(8, 2, 3, 3))
+    assert a.ready and not b.ready
+    b.load_state_dict(a.state_dict())
+    assert b.ready
+
+
+@pytest.mark.parametrize("prior,factor_out", [("gmm", False), ("split", False), ("gmm", True),
+                                               ("split", True)])
+def test_whole_flow_inverse_and_logdet(prior: str, factor_out: bool) -> None:
     torch.manual_seed(0)
     cfg = ModelConfig(in_channels=1, hidden=4, steps_per_level=1, levels=2, image_size=8,
-                      prior=prior)
+                      prior=prior, factor_out_prior=factor_out)
     model = GlowClassifier(cfg).double()
     x = torch.rand(2, 1, 8, 8, dtype=torch.float64) - 0.5
     model.train()

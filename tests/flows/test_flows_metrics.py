@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from flows.metrics import accuracy, bits_per_dim
@@ -47,12 +48,24 @@ def test_accuracy() -> None:
     assert accuracy(torch.tensor([[0.0, 1.0], [2.0, 1.0]]), torch.tensor([1, 1])) == 0.5
 
 
-def test_lr_schedule_shape() -> None:
+def test_lr_schedules() -> None:
     spe, epochs = 10, 5
-    lrs = [lr_at(s, spe, epochs, 1e-3, 0) for s in range(spe * epochs)]
+    lrs = [lr_at(s, spe, epochs, 1e-3, 0, "step") for s in range(spe * epochs)]
     assert lrs[0] == 1e-3 and lrs[19] == 1e-3  # before 40% (= epoch 2)
     assert math.isclose(lrs[20], 1e-4) and math.isclose(lrs[39], 1e-4)
     assert math.isclose(lrs[40], 1e-5)  # from 80%
     assert math.isclose(lr_at(0, spe, epochs, 1e-3, 4), 2.5e-4)  # warm-up
-    assert math.isclose(lr_at(60 * spe, spe, 150, 1e-3, 0), 1e-4)  # paper: every 60 epochs
-    assert math.isclose(lr_at(60 * spe - 1, spe, 150, 1e-3, 0), 1e-3)
+    for sched in ("paper", "auto"):  # auto = paper from 150 epochs: /10 every 60 epochs
+        assert math.isclose(lr_at(60 * spe, spe, 150, 1e-3, 0, sched), 1e-4)
+        assert math.isclose(lr_at(60 * spe - 1, spe, 150, 1e-3, 0, sched), 1e-3)
+    # auto = anneal below 150 epochs: constant for 80% of the steps, then cosine to 0
+    total = spe * epochs
+    anneal = [lr_at(s, spe, epochs, 1e-3, 0) for s in range(total + 1)]
+    assert anneal == [lr_at(s, spe, epochs, 1e-3, 0, "anneal") for s in range(total + 1)]
+    assert all(v == 1e-3 for v in anneal[: int(0.8 * total) + 1])
+    tail = anneal[int(0.8 * total):]
+    assert all(a > b for a, b in zip(tail, tail[1:])) and anneal[total] < 1e-12
+    assert math.isclose(anneal[int(0.9 * total)], 5e-4)  # half way down the cosine
+    assert lr_at(123, spe, epochs, 1e-3, 0, "constant") == 1e-3
+    with pytest.raises(ValueError):
+        lr_at(0, spe, epochs, 1e-3, 0, "cosine")
