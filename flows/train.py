@@ -20,6 +20,7 @@ fast path (bf16 results differ from float32 ones, but repeat exactly).
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import os
@@ -32,6 +33,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from flows import cli
 from flows import data as fdata
 from flows.config import OBJECTIVES, PRESETS, model_config
 from flows.metrics import bits_per_dim
@@ -40,15 +42,21 @@ from flows.precision import choose_fast_path
 from flows.preprocess import augment, dequantize
 from flows.provenance import provenance
 from flows.runs import (
+    CHECKPOINT_KEYS,
     CHECKPOINT_NAME,
     CONFIG_NAME,
     LAST_GOOD_NAME,
+    RunError,
     build_model,
+    clean_stale_tmp,
+    load_checkpoint,
     save_checkpoint,
     write_json,
 )
 from flows.schedule import SCHEDULES, lr_at, resolve_schedule
 
+PROG = "python -m flows.train"
+SUMMARY_NAME = "train_summary.json"
 INIT_BATCH = 512  # images for the data-dependent actnorm initialisation
 # Settings that must match when resuming.
 RESUME_KEYS = ("dataset", "objective", "preset", "epochs", "batch_size", "seed", "train_subset",
@@ -56,35 +64,37 @@ RESUME_KEYS = ("dataset", "objective", "preset", "epochs", "batch_size", "seed",
 
 
 def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return cli.default_device()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m flows.train", description=__doc__.split("\n")[0])
+    p = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--dataset", required=True, choices=fdata.DATASETS)
     p.add_argument("--objective", required=True, choices=OBJECTIVES)
     p.add_argument("--preset", required=True, choices=sorted(PRESETS))
-    p.add_argument("--epochs", type=int, default=150)
-    p.add_argument("--batch-size", type=int, default=64, help="per-process batch size")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None, help="default: $ANNULUS_DATA_DIR or ../shared/data")
-    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--epochs", type=cli.positive_int, default=150)
+    p.add_argument("--batch-size", type=cli.positive_int, default=64, help="per-process batch size")
+    p.add_argument("--seed", type=cli.seed, default=0)
+    p.add_argument("--data-dir", type=cli.existing_dir_of("data directory"), default=None,
+                   help="default: $ANNULUS_DATA_DIR or ../shared/data")
+    p.add_argument("--out", type=cli.output_dir, required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=cli.positive_float, default=1e-3)
     p.add_argument("--lr-schedule", choices=SCHEDULES, default="auto",
                    help="auto: paper from 150 epochs, else anneal (see flows.schedule)")
-    p.add_argument("--warmup-steps", type=int, default=200)
-    p.add_argument("--max-grad-norm", type=float, default=500.0,
+    p.add_argument("--warmup-steps", type=cli.non_negative_int, default=200)
+    p.add_argument("--max-grad-norm", type=cli.positive_float, default=500.0,
                    help="clip the gradient norm (a loose guard: see docs/flows.md)")
     p.add_argument("--factor-out-prior", choices=("preset", "on", "off"), default="preset",
                    help="Glow's learned prior at the splits (default: as the preset says)")
-    p.add_argument("--beta", type=float, default=1.0, help="IB weight of L_Y (objective ib)")
-    p.add_argument("--train-subset", type=int, default=0,
+    p.add_argument("--beta", type=cli.non_negative_float, default=1.0,
+                   help="IB weight of L_Y (objective ib)")
+    p.add_argument("--train-subset", type=cli.non_negative_int, default=0,
                    help="images per epoch, a fresh random subset each epoch (0: all)")
     p.add_argument("--no-augment", dest="augment", action="store_false")
-    p.add_argument("--bg-seed", type=int, default=fdata.DEFAULT_BG_SEED,
+    p.add_argument("--bg-seed", type=cli.seed, default=fdata.DEFAULT_BG_SEED,
                    help="seed of the BG-MNIST background assignment")
-    p.add_argument("--device", default=default_device())
+    p.add_argument("--device", type=cli.device, default=default_device())
     p.add_argument("--amp", choices=("auto", "none", "bf16"), default="auto",
                    help="auto: bf16 coupling networks where bf16 is native (CUDA, AVX512-BF16/AMX)")
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
@@ -93,14 +103,57 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.compile the training step (auto: on CUDA only)")
     p.add_argument("--no-fast", dest="fast", action="store_false",
                    help="float32 eager reference path (no bf16, channels_last or compile)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave default)")
-    p.add_argument("--stop-after", type=int, default=0,
+    p.add_argument("--threads", type=cli.threads, default=0,
+                   help="torch CPU threads (0: leave default)")
+    p.add_argument("--stop-after", type=cli.non_negative_int, default=0,
                    help="stop after this many epochs in this invocation (0: run to --epochs)")
     return p
 
 
 def _fail(msg: str) -> SystemExit:
     return SystemExit(f"flows.train: error: {msg}")
+
+
+def check_out_dir(out: Path, resume: bool, rank: int) -> None:
+    """Before any work: ``--resume`` needs ``OUT/checkpoint.pt``, a fresh run must not overwrite
+    one, ``train_summary.json`` must be readable; stale temporary files are removed."""
+    ckpt_path = out / CHECKPOINT_NAME
+    if resume and not ckpt_path.is_file():
+        raise cli.UsageError(f"--resume: no checkpoint {ckpt_path} to continue from")
+    if not resume and ckpt_path.exists():
+        raise cli.UsageError(f"{ckpt_path} exists; pass --resume to continue or choose another "
+                             "--out")
+    summary = out / SUMMARY_NAME
+    if summary.exists():
+        try:
+            ok = isinstance(json.loads(summary.read_text()).get("invocations"), list)
+        except (OSError, ValueError, AttributeError):
+            ok = False
+        if not ok:
+            raise RunError(f"{summary}: not a valid train summary (expected a JSON object with "
+                           "an 'invocations' list); move it away to continue")
+    if rank == 0 and out.is_dir():
+        clean_stale_tmp(out)
+
+
+def all_ranks_finite(tensors: list[torch.Tensor], world: int) -> bool:
+    """True iff every tensor is finite on *every* rank (one ``all_reduce(MIN)`` under DDP)."""
+    ok = torch.stack([torch.isfinite(t.detach()).all() for t in tensors]).all()
+    if world > 1:
+        flag = ok.to(torch.int32)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        ok = flag > 0
+    return bool(ok)
+
+
+def stop_non_finite(what: str, epoch: int, step: int, out: Path, rank: int, good: dict) -> None:
+    """Save ``good`` (the last state known to be finite) to ``last_good.pt`` and stop."""
+    if rank == 0:
+        save_checkpoint(out / LAST_GOOD_NAME, good)
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    raise cli.CommandError(f"non-finite {what} at epoch {epoch + 1} step {step}; last good "
+                           f"state (step {good['step']}) saved to {out / LAST_GOOD_NAME}")
 
 
 def setup_distributed(device_arg: str) -> tuple[int, int, torch.device]:
@@ -154,10 +207,9 @@ def train(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     ckpt_path = out / CHECKPOINT_NAME
-    if ckpt_path.exists() and not args.resume:
-        raise _fail(f"{ckpt_path} exists; pass --resume to continue or choose another --out")
+    check_out_dir(out, args.resume, rank)
     if args.epochs < 1 or args.batch_size < 1:
-        raise _fail("--epochs and --batch-size must be positive")
+        raise cli.UsageError("--epochs and --batch-size must be positive")
     try:
         fast = choose_fast_path(device, args.amp, args.channels_last, args.compile, args.fast)
     except ValueError as exc:
@@ -177,14 +229,18 @@ def train(args: argparse.Namespace) -> dict:
     model.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     start_epoch, step, history = 0, 0, []
-    if args.resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        old = state["config"]
+    if args.resume:
+        state = load_checkpoint(ckpt_path, device, keys=CHECKPOINT_KEYS)
+        old = state["config"] if isinstance(state["config"], dict) else {}
         diff = [k for k in RESUME_KEYS if old.get(k) != config.get(k)]
         if diff:
             raise _fail(f"--resume with different settings than the checkpoint: {', '.join(diff)}")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise RunError(f"{ckpt_path}: cannot resume from it: {cli.one_line(exc)[:300]}"
+                           ) from None
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
     else:
         g = torch.Generator().manual_seed(epoch_seed(args.seed, -1))
@@ -242,20 +298,21 @@ def train(args: argparse.Namespace) -> dict:
                 group["lr"] = lr
             lp = net(x)
             loss = objective_loss(lp, y, model.log_prior(), args.objective, d, args.beta)
-            if not torch.isfinite(loss):
-                if rank == 0:
-                    save_checkpoint(out / LAST_GOOD_NAME, snapshot(epoch))
-                raise _fail(f"non-finite loss at epoch {epoch + 1} step {step}; last good state "
-                            f"saved to {out / LAST_GOOD_NAME}")
+            # Non-finite guard, agreed across ranks (all_reduce) so that all ranks stop together.
+            # last_good.pt: the state at the start of the failing step, or the state before the
+            # update when the update itself made a parameter non-finite (never non-finite).
+            if not all_ranks_finite([loss], world):
+                stop_non_finite("loss", epoch, step, out, rank, snapshot(epoch))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-            if not torch.isfinite(gnorm):
-                if rank == 0:
-                    save_checkpoint(out / LAST_GOOD_NAME, snapshot(epoch))
-                raise _fail(f"non-finite gradient at epoch {epoch + 1} step {step}; last good "
-                            f"state saved to {out / LAST_GOOD_NAME}")
+            if not all_ranks_finite([gnorm], world):
+                stop_non_finite("gradient", epoch, step, out, rank, snapshot(epoch))
+            before = copy.deepcopy(snapshot(epoch))  # the state before this update
             optimizer.step()
+            if not all_ranks_finite(list(model.parameters()), world):
+                stop_non_finite("parameters after the update", epoch, step, out, rank, before)
+            del before
             step += 1
             with torch.no_grad():
                 joint = lp.detach().float() + model.log_prior()
@@ -289,7 +346,9 @@ def train(args: argparse.Namespace) -> dict:
     return summary
 
 
+@cli.guard(PROG)
 def main(argv: list[str] | None = None) -> int:
+    """Parse (bad usage: one line, exit 2), train (expected failures: one line, exit 1)."""
     args = build_parser().parse_args(argv)
     train(args)
     return 0
