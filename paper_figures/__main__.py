@@ -1,7 +1,8 @@
 """``python -m paper_figures``: rebuild the paper's figures and tables from stored results.
 
-Exit status 0 when everything requested was made, 1 when an input was missing (the other
-figures are still made), 2 on bad usage.
+Exit status 0 when everything requested was made, 1 when an input was missing or malformed
+(the other figures are still made; each problem is one line naming the file), 2 on bad usage
+(one line naming the argument).
 """
 
 from __future__ import annotations
@@ -12,18 +13,33 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from flows import cli
 from paper_figures.registry import BY_NAME, ITEMS, Context, run_item
+
+PROG = "python -m paper_figures"
+
+
+def results_dir(value: str) -> Path:
+    """Argument type: the results directory (may be missing: then every input is reported as
+    missing), but not a file."""
+    path = Path(value)
+    if not value.strip():
+        raise argparse.ArgumentTypeError("empty path")
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is not a directory")
+    return path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m paper_figures",
+    p = cli.ArgumentParser(
+        prog=PROG,
         description="Rebuild every figure (PNG + PDF) and table (Markdown + LaTeX) of the paper "
                     "that the project reproduces, from the stored result JSON.")
     p.add_argument("--only", action="append", metavar="NAME", choices=sorted(BY_NAME),
                    help="build only this item (repeatable); see --list")
-    p.add_argument("--out", type=Path, default=Path("figures"), help="output directory")
-    p.add_argument("--results", type=Path, default=Path("results"),
+    p.add_argument("--out", type=cli.output_dir, default=Path("figures"),
+                   help="output directory")
+    p.add_argument("--results", type=results_dir, default=Path("results"),
                    help="directory of the result JSON (default: results)")
     p.add_argument("--recompute", action="store_true",
                    help="recompute the theory caches in RESULTS/theory/*.json")
@@ -31,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli.guard(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
+    """Build the requested items; see the module docstring for the exit statuses."""
     args = build_parser().parse_args(argv)
     if args.list:
         for it in ITEMS:

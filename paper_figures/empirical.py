@@ -8,19 +8,86 @@ paper gives numbers, shows them beside ours.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from paper_figures import paper_numbers as pn
+from flows.experiments import paper_numbers as pn
 from paper_figures import style
 
 
+class ResultError(Exception):
+    """A stored result cannot be used (unreadable, not JSON, non-finite, lacks a field); the
+    message names the file and what is wrong."""
+
+
+def _first_non_finite(obj: Any, where: str = "") -> str | None:
+    """Dotted path of the first NaN or infinity in ``obj`` (``None`` when all are finite)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return where or "top level"
+    if isinstance(obj, dict):
+        children = [(f"{where}.{k}" if where else str(k), v) for k, v in obj.items()]
+    elif isinstance(obj, list):
+        children = [(f"{where}[{i}]", v) for i, v in enumerate(obj)]
+    else:
+        return None
+    for name, v in children:
+        found = _first_non_finite(v, name)
+        if found:
+            return found
+    return None
+
+
 def load(path: Path) -> dict[str, Any]:
-    """Read one result JSON."""
-    return json.loads(Path(path).read_text())
+    """Read one result JSON: a JSON object with only finite numbers, else :class:`ResultError`
+    (NaN, Infinity and numbers like 1e400 are refused, never printed as "nan"/"inf")."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultError(f"{path}: cannot read: {exc}") from None
+    try:
+        res = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultError(f"{path}: not valid JSON (truncated or corrupt): {exc}") from None
+    except RecursionError:
+        raise ResultError(f"{path}: JSON nested too deeply") from None
+    if not isinstance(res, dict):
+        raise ResultError(f"{path}: expected a JSON object, got {type(res).__name__}")
+    bad = _first_non_finite(res)
+    if bad is not None:
+        raise ResultError(f"{path}: non-finite number at {bad} (refused)")
+    return res
+
+
+#: kinds for :func:`require`: a number, a string, a list, a dict, a list of numbers
+_KINDS = {"num": "a number", "str": "a string", "list": "a list", "dict": "an object",
+          "nums": "a list of numbers"}
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def require(res: dict[str, Any], path: Path | str, spec: dict[str, str]) -> dict[str, Any]:
+    """Check that ``res`` has every dotted key of ``spec`` with the given kind (see ``_KINDS``);
+    :class:`ResultError` naming ``path`` and the key otherwise. Returns ``res``."""
+    for key, kind in spec.items():
+        v: Any = res
+        for part in key.split("."):
+            if not isinstance(v, dict) or part not in v:
+                raise ResultError(f"{path}: missing {key!r}")
+            v = v[part]
+        ok = {"num": _is_num(v), "str": isinstance(v, str), "list": isinstance(v, list),
+              "dict": isinstance(v, dict),
+              "nums": isinstance(v, list) and bool(v) and all(_is_num(x) for x in v)}[kind]
+        if not ok:
+            raise ResultError(f"{path}: {key!r} is {type(v).__name__} {str(v)[:40]!r}, "
+                              f"expected {_KINDS[kind]}")
+    return res
 
 
 def label(dataset: str) -> str:

@@ -2,13 +2,14 @@
 
 A missing input never raises: :func:`run_item` prints one line per missing file naming the
 command that produces it, builds what it can from the inputs present, and reports a status.
+A malformed input (not JSON, non-finite numbers, a missing field) is named with what is wrong and
+which row or item could not be made from it; the other rows and items are still made.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,10 +39,26 @@ class Context:
     results: Path
     out: Path
     recompute: bool = False
+    problems: list[str] = field(default_factory=list)
+    item: str = ""  # the item being built (prefix of the problem lines)
+
+    def problem(self, msg: str) -> None:
+        """Record (and print) an input that could not be used; the item becomes 'partial'."""
+        line = f"{self.item}: {msg}" if self.item else msg
+        self.problems.append(line)
+        _say(line)
 
     def show(self, rel: str) -> str:
         """A results path as the user would type it."""
         p = self.results / rel
+        try:
+            r = os.path.relpath(p)
+        except ValueError:
+            return str(p)
+        return str(p) if r.startswith("..") else r
+
+    def show_path(self, p: Path) -> str:
+        """Any path as the user would type it (relative when inside the working directory)."""
         try:
             r = os.path.relpath(p)
         except ValueError:
@@ -108,10 +125,35 @@ ATTACK_RUNS = tuple(f"{d}-{o}-small" for d in ("mnist", "cifar10") for o in ("re
 
 
 # -- builders ----------------------------------------------------------------------------------
+#: Fields each kind of result must have (dotted keys; see :func:`paper_figures.empirical.require`).
+EVAL_SPEC = {"config.dataset": "str", "config.objective": "str", "metrics.accuracy": "num",
+             "metrics.bits_per_dim": "num"}
+ATTACK_SPEC = {"dataset": "str", "table2": "dict"}
+GAP_SPEC = {"dataset": "str", "n_test": "num", "accuracy": "num", "histogram.bin_edges": "nums",
+            "histogram.counts_true": "nums", "histogram.counts_wrong": "nums",
+            "gap_histogram.bin_edges": "nums", "gap_histogram.counts": "nums",
+            "confidence_margin": "list", "gap.p50": "num", "spread.std_log_px_given_true": "num"}
+INTERP_SPEC = {"dataset": "str", "alphas": "nums", "bpd_mean": "nums", "bpd_p05": "nums",
+               "bpd_p95": "nums", "p_y0_mean": "nums", "p_y1_mean": "nums", "n_pairs": "num",
+               "finding": "str"}
+FIG1_SPEC = {"dataset": "str", "alphas": "nums", "examples": "list"}
+ROW_SPEC = {"dataset": "str", "accuracy": "num", "bits_per_dim": "num"}
+
+
+class NoUsableInput(Exception):
+    """Every input of an item was malformed (each one was reported already)."""
+
+
 def _theory(cache: str, compute: Callable[[], dict], plot: Callable) -> Builder:
     def build(ctx: Context, _paths: list[Path]) -> list[Path]:
-        data = theory.cached(ctx.results / "theory" / cache, compute, ctx.recompute)
-        return plot(data, ctx.out)
+        path = ctx.results / "theory" / cache
+        data = theory.cached(path, compute, ctx.recompute)
+        try:
+            return plot(data, ctx.out)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise empirical.ResultError(f"{ctx.show('theory/' + cache)}: malformed theory cache "
+                                        f"({type(exc).__name__}: {exc}); rerun with --recompute"
+                                        ) from None
 
     return build
 
@@ -120,17 +162,29 @@ def _fig2(ctx: Context, _paths: list[Path]) -> list[Path]:
     return theory.plot_figure2(theory.figure2_data(), ctx.out)
 
 
-def _loaded(paths: list[Path]) -> list[dict]:
-    return [empirical.load(p) for p in paths]
+def _loaded(ctx: Context, paths: list[Path], spec: dict[str, str], what: str) -> list[dict]:
+    """The usable results among ``paths``; each unusable one is reported as the ``what`` (a
+    row or a panel) that could not be made from it. Raises :class:`NoUsableInput` if none is."""
+    out = []
+    for p in paths:
+        try:
+            out.append(empirical.require(empirical.load(p), ctx.show_path(p), spec))
+        except empirical.ResultError as exc:
+            ctx.problem(f"could not make the {what} from {exc}")
+    if paths and not out:
+        raise NoUsableInput(f"none of its {len(paths)} input(s) is usable")
+    return out
 
 
 def _table1(ctx: Context, paths: list[Path]) -> list[Path]:
     extra = sorted(set((ctx.results / "table1").glob("*.json")) - set(paths))
-    return tables.write(tables.table1(_loaded(list(paths) + extra)), ctx.out, "table1")
+    return tables.write(tables.table1(_loaded(ctx, list(paths) + extra, EVAL_SPEC, "row")),
+                        ctx.out, "table1")
 
 
 def _table2(ctx: Context, paths: list[Path]) -> list[Path]:
-    return tables.write(tables.table2(_loaded(paths)), ctx.out, "table2")
+    return tables.write(tables.table2(_loaded(ctx, paths, ATTACK_SPEC, "column")), ctx.out,
+                        "table2")
 
 
 def _table3_fallback(ctx: Context) -> list[Path]:
@@ -141,49 +195,63 @@ def _table3_fallback(ctx: Context) -> list[Path]:
 
 def _table3(ctx: Context, paths: list[Path]) -> list[Path]:
     if len(paths) == 1 and paths[0].name == "table3.json":
-        res = empirical.load(paths[0])
-        t = tables.table3(res["rows"], ctx.show("bg_mnist/table3.json")
+        shown = ctx.show_path(paths[0])
+        res = empirical.require(empirical.load(paths[0]), shown, {"rows": "list"})
+        rows = []
+        for i, r in enumerate(res["rows"]):
+            try:
+                if not isinstance(r, dict):
+                    raise empirical.ResultError(f"{shown}: rows[{i}] is not an object")
+                rows.append(empirical.require(r, f"{shown} rows[{i}]", ROW_SPEC))
+            except empirical.ResultError as exc:
+                ctx.problem(f"could not make the row from {exc}")
+        t = tables.table3(rows, ctx.show("bg_mnist/table3.json")
                           + " (python -m flows.experiments.bg_mnist)", empirical.scale_text(res))
     else:  # fallback: the flows evaluate JSON
-        rows = []
-        for r in _loaded(paths):
-            m = r.get("metrics", {})
-            rows.append({"dataset": r.get("config", {}).get("dataset", "?"),
-                         "accuracy": m.get("accuracy"), "bits_per_dim": m.get("bits_per_dim"),
-                         "n_test": m.get("n_test")})
+        spec = {k: v for k, v in EVAL_SPEC.items() if k != "config.objective"}
+        loaded = _loaded(ctx, paths, spec, "row")
+        rows = [{"dataset": r["config"]["dataset"], "accuracy": r["metrics"]["accuracy"],
+                 "bits_per_dim": r["metrics"]["bits_per_dim"],
+                 "n_test": r["metrics"].get("n_test")} for r in loaded]
         t = tables.table3(rows, "the flows evaluate JSON (results/table3, results/table1)",
-                          empirical.scale_text(_loaded(paths[:1])[0]) if paths else "")
+                          empirical.scale_text(loaded[0]) if loaded else "")
     return tables.write(t, ctx.out, "table3")
 
 
 def _fig3(ctx: Context, paths: list[Path]) -> list[Path]:
-    return empirical.plot_fig3(_loaded(paths), ctx.out)
+    return empirical.plot_fig3(_loaded(ctx, paths, GAP_SPEC, "panel"), ctx.out)
 
 
 def _fig1(ctx: Context, paths: list[Path]) -> list[Path]:
-    return empirical.plot_fig1(_loaded(paths), ctx.out, ctx.results)
+    return empirical.plot_fig1(_loaded(ctx, paths, FIG1_SPEC, "panel"), ctx.out, ctx.results)
 
 
 def _fig4(ctx: Context, paths: list[Path]) -> list[Path]:
     return empirical.plot_interpolation(
-        _loaded(paths), ctx.out, "fig4_interpolation",
+        _loaded(ctx, paths, INTERP_SPEC, "panel"), ctx.out, "fig4_interpolation",
         "Figure 4: mean likelihood and class probabilities along interpolations")
 
 
-def _bg(paths: list[Path], key: str) -> dict:
+def _bg(ctx: Context, paths: list[Path], key: str) -> dict:
     res = empirical.load(paths[0])
     if not res.get(key):
-        raise MissingResult(f"{paths[0]} has no '{key}' (run the bg_mnist experiment with "
+        raise MissingResult(f"{ctx.show_path(paths[0])} has no '{key}' (run the bg_mnist "
+                            f"experiment with "
                             f"{'--samples-run' if key == 'samples' else '--n-pairs > 0'})")
     return res
 
 
 def _fig5(ctx: Context, paths: list[Path]) -> list[Path]:
-    return empirical.plot_fig5(_bg(paths, "samples"), ctx.out, ctx.results)
+    res = _bg(ctx, paths, "samples")
+    empirical.require(res, ctx.show_path(paths[0]), {
+        "samples.bits_per_dim_of_samples": "list", "samples.pred_of_samples": "list"})
+    return empirical.plot_fig5(res, ctx.out, ctx.results)
 
 
 def _fig6(ctx: Context, paths: list[Path]) -> list[Path]:
-    res = _bg(paths, "interpolation")
+    res = _bg(ctx, paths, "interpolation")
+    empirical.require(res, ctx.show_path(paths[0]),
+                      {f"interpolation.{k}": v for k, v in INTERP_SPEC.items()})
     interp = dict(res["interpolation"])
     if not interp.get("provenance"):  # state the scale of the run it came from
         cfgs = (res.get("provenance") or {}).get("run_config") or []
@@ -235,8 +303,13 @@ def _say(msg: str) -> None:
 
 
 def run_item(item: Item, ctx: Context) -> Outcome:
-    """Build one item from whatever inputs exist; never raises for missing inputs."""
+    """Build one item from whatever inputs exist; never raises for missing or malformed inputs.
+
+    Status: "made"; "partial" (an input missing or unusable, the rest made); "skipped" (nothing
+    to build from); "failed" (the item could not be made; the message names the input files).
+    """
     out = Outcome(item.name, "made")
+    ctx.problems, ctx.item = [], item.name
     present = [ctx.results / n.path for n in item.needs if (ctx.results / n.path).is_file()]
     missing = [n for n in item.needs if not (ctx.results / n.path).is_file()]
     for n in missing:
@@ -260,10 +333,17 @@ def run_item(item: Item, ctx: Context) -> Outcome:
         return out
     except Exception as exc:  # a malformed result must not stop the other figures
         out.status = "failed"
-        out.messages.append(f"{item.name}: failed: {type(exc).__name__}: {exc}")
-        _say(f"{item.name}: failed: {type(exc).__name__}: {exc}")
-        traceback.print_exc(limit=3, file=sys.stderr)
+        out.messages.extend(ctx.problems)
+        if isinstance(exc, (empirical.ResultError, NoUsableInput)):
+            reason = str(exc)
+        else:
+            inputs = ", ".join(ctx.show_path(p) for p in present) or "no input files"
+            reason = f"{type(exc).__name__}: {exc} (inputs: {inputs})"
+        msg = f"{item.name}: could not make {item.paper} ({item.kind}): {' '.join(reason.split())}"
+        out.messages.append(msg)
+        _say(msg)
         return out
-    if missing:
+    out.messages.extend(ctx.problems)
+    if missing or ctx.problems:
         out.status = "partial"
     return out

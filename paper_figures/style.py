@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from flows import atomic  # noqa: E402
+
 #: Okabe & Ito (2008) colour-blind-safe palette.
 OKABE_ITO: dict[str, str] = {
     "black": "#000000",
@@ -69,13 +71,14 @@ def figure(*args: Any, **kwargs: Any) -> tuple[plt.Figure, Any]:
 
 
 def save(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
-    """Write ``name.png`` and ``name.pdf`` into ``out_dir``; close the figure."""
+    """Write ``name.png`` and ``name.pdf`` into ``out_dir`` atomically; close the figure."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
-    fig.savefig(paths[0], dpi=DPI)
-    fig.savefig(paths[1])
-    plt.close(fig)
+    try:
+        atomic.savefig(fig, paths[0], dpi=DPI)
+        atomic.savefig(fig, paths[1])
+    finally:
+        plt.close(fig)
     return paths
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from paper_figures import paper_numbers as pn
+from flows import atomic
+from flows.experiments import paper_numbers as pn
 from paper_figures.empirical import label, run_config, scale_text
 
 MISSING = "-"
@@ -58,17 +60,21 @@ def tex_escape(s: str) -> str:
 
 
 def write(table: Table, out_dir: Path, name: str) -> list[Path]:
-    """Write ``name.md`` and ``name.tex``."""
+    """Write ``name.md`` and ``name.tex`` (atomically)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     md, tex = out_dir / f"{name}.md", out_dir / f"{name}.tex"
-    md.write_text(table.markdown())
-    tex.write_text(table.latex())
+    atomic.write_text(md, table.markdown())
+    atomic.write_text(tex, table.latex())
     return [md, tex]
 
 
 def _f(v: Any, fmt: str) -> str:
-    return MISSING if v is None else format(v, fmt)
+    """A table cell: ``MISSING`` for ``None``; a number must be finite."""
+    if v is None:
+        return MISSING
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ValueError(f"not a finite number: {v!r}")
+    return format(v, fmt)
 
 
 # -- Table 1 -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from fractions import Fraction
@@ -31,6 +32,7 @@ from annulus.proposition import (
     minimal_dimension_exact,
     minimal_dimension_search,
 )
+from flows import atomic
 from paper_figures import style
 
 LN10 = math.log(10)
@@ -44,18 +46,49 @@ MIN_DIM_PAIRS: tuple[tuple[str, str], ...] = (
 
 
 # -- cache --------------------------------------------------------------------------------
+def read_cache(path: Path) -> dict[str, Any] | None:
+    """The cached JSON at ``path``, or ``None`` (saying why on stderr) when it is missing,
+    empty, truncated, non-finite or not a cache of this module."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        print(f"{path}: unusable theory cache ({exc}); recomputing", file=sys.stderr)
+        return None
+    if not isinstance(data, dict) or "figure" not in data:
+        print(f"{path}: not a theory cache (no 'figure' key); recomputing", file=sys.stderr)
+        return None
+    if not _all_finite(data):
+        print(f"{path}: theory cache holds non-finite numbers; recomputing", file=sys.stderr)
+        return None
+    return data
+
+
+def _all_finite(obj: Any) -> bool:
+    if isinstance(obj, float):
+        return math.isfinite(obj)
+    if isinstance(obj, dict):
+        return all(_all_finite(v) for v in obj.values())
+    if isinstance(obj, list):
+        return all(_all_finite(v) for v in obj)
+    return True
+
+
 def cached(path: Path, compute: Callable[[], dict[str, Any]], recompute: bool = False
            ) -> dict[str, Any]:
-    """Load ``path`` or (when missing or ``recompute``) compute it and write it there."""
+    """Load ``path`` or (when missing, unusable or ``recompute``) compute it and write it there
+    atomically (an interrupted or failed write never leaves a broken cache)."""
     path = Path(path)
-    if path.is_file() and not recompute:
-        return json.loads(path.read_text())
+    data = None if recompute else read_cache(path)
+    if data is not None:
+        return data
     start = time.perf_counter()
     data = compute()
     data["seconds"] = round(time.perf_counter() - start, 3)
     data["generated_by"] = "python -m paper_figures --recompute"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1) + "\n")
+    atomic.write_json(path, data, indent=1, sort_keys=False)
     return data
 
 
