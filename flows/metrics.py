@@ -6,7 +6,7 @@ import math
 
 import torch
 
-NUM_BINS = 256
+from flows.preprocess import NUM_BINS
 
 
 def bits_per_dim(log_px: torch.Tensor, num_dims: int) -> torch.Tensor:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 IMAGE_SIZE = 32
 NUM_BINS = 256
+"""Bins of an 8-bit pixel (the one definition; :mod:`flows.metrics` uses it too)."""
 
 
 def pad_to_32(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -39,13 +40,11 @@ def pad_to_32(images_uint8: torch.Tensor) -> torch.Tensor:
     return F.pad(images_uint8, (pw, pw, ph, ph), value=0)
 
 
-def to_model_input(images_uint8: torch.Tensor, dataset: str | None = None) -> torch.Tensor:
+def to_model_input(images_uint8: torch.Tensor) -> torch.Tensor:
     """Deterministic model input: float32 ``[N, C, 32, 32]``, pixel k -> (k + 0.5)/256 - 0.5.
 
-    ``dataset`` is accepted for interface stability (all datasets use the same rule; 28x28 inputs
-    are zero-padded to 32x32).
+    The same rule for every dataset; 28x28 inputs are zero-padded to 32x32.
     """
-    del dataset
     padded = pad_to_32(images_uint8)
     return (padded.to(torch.float32) + 0.5) / NUM_BINS - 0.5
 

@@ -1,4 +1,4 @@
-"""Provenance for JSON outputs: git commit, host, versions, time."""
+"""Provenance for JSON outputs: git commit (the one implementation), host, versions, time."""
 
 from __future__ import annotations
 
@@ -13,22 +13,31 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _git(*args: str) -> str | None:
+    """Output of ``git -C REPO_ROOT ARGS`` (stripped), or ``None`` when git is unavailable."""
+    if not (REPO_ROOT / ".git").exists():
+        return None
+    try:
+        return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def git_commit() -> str:
-    """``git rev-parse HEAD`` (+ ``-dirty`` if modified); else ``$ANNULUS_GIT_COMMIT`` or unknown.
+    """The commit hash of the source tree (``git rev-parse HEAD``); outside a git checkout
+    ``$ANNULUS_GIT_COMMIT`` or ``"unknown"``. Whether the tree was modified: :func:`git_dirty`.
 
     ``ANNULUS_GIT_COMMIT`` is set by ``scripts/flows_cpu_runs.sh``, which runs an exported copy
     (``git archive``) of a commit so that later edits of the worktree cannot affect the runs.
     """
-    if not (REPO_ROOT / ".git").exists():
-        return os.environ.get("ANNULUS_GIT_COMMIT", "unknown")
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout
-        return head + ("-dirty" if dirty.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return os.environ.get("ANNULUS_GIT_COMMIT", "unknown")
+    return _git("rev-parse", "HEAD") or os.environ.get("ANNULUS_GIT_COMMIT", "unknown")
+
+
+def git_dirty() -> bool | None:
+    """True when tracked files differ from HEAD (``None`` when git is unavailable)."""
+    out = _git("status", "--porcelain", "--untracked-files=no")
+    return None if out is None else bool(out)
 
 
 def device_description(device: torch.device) -> str:
@@ -42,6 +51,7 @@ def provenance(device: torch.device) -> dict:
     """A dict of commit, device, versions and UTC timestamp."""
     return {
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "device": device_description(device),
         "torch": torch.__version__,
         "python": platform.python_version(),

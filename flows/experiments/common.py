@@ -175,7 +175,7 @@ def load_test_inputs(
         if n <= 0:
             raise UserInputError(f"--n-test must be positive, got {n}")
         images, labels = images[:n], labels[:n]
-    x = torch.as_tensor(np.asarray(to_model_input(images, dataset)), dtype=torch.float32)
+    x = torch.as_tensor(np.asarray(to_model_input(images)), dtype=torch.float32)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
     return x, y
 

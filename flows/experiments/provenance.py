@@ -15,11 +15,9 @@ Every JSON written by ``flows.experiments.*`` has a top-level ``"provenance"`` o
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,32 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(_REPO_ROOT), *args],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
-
-
-def git_commit() -> str:
-    """Commit hash of the checkout that holds this file, or ``"unknown"``."""
-    return _git("rev-parse", "HEAD") or "unknown"
-
-
-def git_dirty() -> bool | None:
-    """True when tracked files differ from HEAD (``None`` when git is unavailable)."""
-    out = _git("status", "--porcelain", "--untracked-files=no")
-    return None if out is None else bool(out)
+from flows import atomic
+from flows.provenance import git_commit, git_dirty
 
 
 def device_info(device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -136,10 +110,6 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write ``result`` (made JSON-safe) to ``path``, creating parent folders."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with open(p, "w") as fh:
-        json.dump(to_jsonable(result), fh, indent=1, allow_nan=False)
-        fh.write("\n")
-    return p
+    """Write ``result`` (made JSON-safe, non-finite -> null) to ``path`` atomically
+    (:func:`flows.atomic.write_json`, the one JSON writer)."""
+    return atomic.write_json(path, to_jsonable(result), indent=1, sort_keys=False)

@@ -75,7 +75,7 @@ def _fit_tiny(data_dir: Path) -> torch.nn.Module:
     torch.manual_seed(0)
     model = GlowClassifier(ModelConfig(in_channels=1, hidden=8, steps_per_level=1, levels=2))
     images, labels = load_split("mnist", "train", data_dir=data_dir)
-    x = to_model_input(images, "mnist").float()
+    x = to_model_input(images).float()
     model.eval()
     with torch.no_grad():
         z, _ = model.encode(x)

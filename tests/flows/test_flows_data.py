@@ -135,7 +135,7 @@ def test_compose_rule_and_blur() -> None:
 
 def test_preprocessing_padding_and_augment() -> None:
     k = torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8)
-    x = to_model_input(k, "mnist")
+    x = to_model_input(k)
     assert x.shape == (6, 1, 32, 32) and x.dtype == torch.float32
     assert float(x[:, :, :2].max()) == 0.5 / 256 - 0.5  # zero padding = pixel 0
     assert float(x.min()) >= -0.5 and float(x.max()) <= 0.5

@@ -35,7 +35,7 @@ def test_bits_per_dim_of_a_known_discrete_model() -> None:
 def test_dequantisation_consistent_with_deterministic_input() -> None:
     k = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
     k32 = torch.nn.functional.pad(k, (8, 8, 8, 8))
-    x = to_model_input(k32, "cifar10")
+    x = to_model_input(k32)
     assert float(x.min()) == (0.5 / 256 - 0.5) and float(x.max()) == (255.5 / 256 - 0.5)
     xq = dequantize(k32, torch.Generator().manual_seed(0))
     assert xq.min() >= -0.5 and xq.max() < 0.5
