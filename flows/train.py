@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fail(msg: str) -> SystemExit:
-    return SystemExit(f"flows.train: error: {msg}")
+    return SystemExit(f"{PROG}: error: {cli.one_line(msg)}")
 
 
 def check_out_dir(out: Path, resume: bool, rank: int) -> None:
