@@ -175,3 +175,90 @@ def test_real_bg_mnist_test_split() -> None:
     assert torch.equal(y, labels)
     assert bool((x >= digits).all())
     assert 40 < float(x.float().mean()) < 200  # backgrounds are not black
+
+
+# -- what a data file must be (issue 12) -------------------------------------------------------
+def test_idx_header_dimensions_must_be_the_datasets(tmp_path: Path) -> None:
+    from flows.readers import read_idx_images
+
+    write_idx_images(tmp_path / "im", np.zeros((4, 56, 14)))  # size-consistent, wrong shape
+    assert read_idx_images(tmp_path / "im").shape == (4, 1, 56, 14)  # no expectation given
+    with pytest.raises(DataFileError, match=r"im: header says 56x14 images, expected 28x28"):
+        read_idx_images(tmp_path / "im", (28, 28))
+
+
+def _mnist_dir(root: Path, n: int = 20) -> Path:
+    (root / "mnist").mkdir(parents=True)
+    for prefix in ("train", "t10k"):
+        write_idx_images(root / "mnist" / f"{prefix}-images-idx3-ubyte.gz", np.zeros((n, 28, 28)))
+        write_idx_labels(root / "mnist" / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    return root
+
+
+def test_load_split_names_wrong_dims_dirs_loops_and_unreadable_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _mnist_dir(tmp_path / "d")
+    images = root / "mnist" / "t10k-images-idx3-ubyte.gz"
+    write_idx_images(images, np.zeros((20, 56, 14)))
+    with pytest.raises(DataFileError, match=r"t10k-images-idx3-ubyte.gz: header says 56x14"):
+        fdata.load_split("mnist", "test", root)
+    images.unlink()
+    images.mkdir()
+    with pytest.raises(DataFileError, match=r"t10k-images-idx3-ubyte.gz: is a directory"):
+        fdata.load_split("mnist", "test", root)
+    images.rmdir()
+    images.symlink_to(images)  # a loop
+    with pytest.raises(DataFileError, match=r"t10k-images-idx3-ubyte.gz: symbolic link loop"):
+        fdata.load_split("mnist", "test", root)
+    images.unlink()
+    images.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(DataFileError, match=r"t10k-images-idx3-ubyte.gz: dangling symbolic link"):
+        fdata.load_split("mnist", "test", root)
+    images.unlink()
+    write_idx_images(images, np.zeros((20, 28, 28)))
+    real_read = Path.read_bytes
+
+    def denied(self: Path) -> bytes:  # tests run as root, so chmod 000 would not stop a read
+        if self.name == images.name:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(DataFileError, match=r"t10k-images-idx3-ubyte.gz: not readable"):
+        fdata.load_split("mnist", "test", root)
+    monkeypatch.undo()
+    assert fdata.load_split("mnist", "test", root)[0].shape == (20, 1, 28, 28)
+    (root / "file").write_text("x")
+    with pytest.raises(DataFileError, match="is not a directory"):
+        fdata.resolve_data_dir(root / "file")
+
+
+def test_published_directory_refuses_a_batch_cut_at_a_record_boundary(tmp_path: Path) -> None:
+    from flows.readers import PUBLISHED, read_cifar_batch
+
+    d = tmp_path / "cifar10"
+    d.mkdir()
+    write_cifar(d / "test_batch.bin", np.zeros((5, 3, 32, 32)), np.arange(5), False)
+    assert read_cifar_batch(d / "test_batch.bin")[0].shape[0] == 5  # not the published dir
+    (tmp_path / "SHA256SUMS").write_text("")
+    assert fdata.is_published_dir(tmp_path)
+    with pytest.raises(DataFileError, match=r"test_batch.bin: 15365 bytes after decompression, "
+                                            r"the published file has 30730000"):
+        read_cifar_batch(d / "test_batch.bin", strict=fdata.is_published_dir(tmp_path))
+    # a file of the published size but other content is refused everywhere (sha256)
+    size, _ = PUBLISHED["mnist/t10k-labels-idx1-ubyte"]
+    (tmp_path / "mnist").mkdir()
+    write_idx_labels(tmp_path / "mnist" / "t10k-labels-idx1-ubyte", np.zeros(size - 8))
+    with pytest.raises(DataFileError, match="differs from the published file"):
+        read_idx_labels(tmp_path / "mnist" / "t10k-labels-idx1-ubyte")
+
+
+@realdata
+@pytest.mark.realdata
+def test_real_files_match_the_published_checksums() -> None:
+    from flows.readers import read_bytes
+
+    assert fdata.is_published_dir(REAL_DATA)
+    data = read_bytes(REAL_DATA / "mnist" / "t10k-labels-idx1-ubyte.gz")
+    read_idx_labels(REAL_DATA / "mnist" / "t10k-labels-idx1-ubyte.gz", strict=True)
+    assert len(data) == 10008
