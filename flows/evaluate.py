@@ -1,101 +1,137 @@
 """Evaluate a run on the test split: ``python -m flows.evaluate --run RUN_DIR [--out FILE]``.
 
-Writes JSON with test accuracy (Bayes rule on ``log p(x|y) + log p(y)``), bits/dim of
-``log p(x)`` (marginal) and of ``log p(x|y_true)``, plus provenance (config, seed, git commit,
-device, wall time). The model is in eval mode: deterministic inputs
-(:func:`flows.preprocess.to_model_input`, bin centres) and padding noise fixed at 0.5.
+Writes JSON with test accuracy and its 95% Wilson interval, bits/dim of ``log p(x)`` with its
+standard error, plus provenance (config, seed, git commit, device, wall time). Scores come from
+:func:`flows.scoring.score_images`: ``--draws`` draws of dequantisation and padding noise per
+image (seeded by ``--seed``), the classifier on the log-mean-exp over draws, everything float32
+(no autocast). See :mod:`flows.scoring` for the estimators and why.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from flows import cli, scoring
 from flows import data as fdata
-from flows.metrics import bits_per_dim
 from flows.provenance import provenance
-from flows.runs import EVAL_NAME, load_run, write_json
+from flows.runs import CHECKPOINT_NAME, CONFIG_NAME, EVAL_NAME, RunError, load_run_state, write_json
+
+PROG = "python -m flows.evaluate"
+MAX_DRAWS = 1000
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m flows.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("--run", required=True, help="run directory written by flows.train")
-    p.add_argument("--out", default=None, help="extra JSON copy, e.g. results/table1/x.json")
-    p.add_argument("--data-dir", default=None, help="default: the run's, $ANNULUS_DATA_DIR, ...")
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N test images")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--threads", type=int, default=0)
+    p = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--run", type=cli.existing_dir_of("run directory"), required=True,
+                   help="run directory written by flows.train")
+    p.add_argument("--out", type=cli.output_file, default=None,
+                   help="extra JSON copy, e.g. results/table1/x.json")
+    p.add_argument("--data-dir", type=cli.existing_dir_of("data directory"), default=None,
+                   help="default: the run's, $ANNULUS_DATA_DIR, ...")
+    p.add_argument("--batch-size", type=cli.positive_int, default=500)
+    p.add_argument("--limit", type=cli.non_negative_int, default=0,
+                   help="evaluate only the first N test images (0: all)")
+    p.add_argument("--draws", type=cli.int_range(1, MAX_DRAWS), default=scoring.DEFAULT_DRAWS,
+                   help=f"noise draws per image (dequantisation and padding), 1..{MAX_DRAWS}")
+    p.add_argument("--seed", type=cli.seed, default=0, help="seed of the noise draws")
+    p.add_argument("--device", type=cli.device, default=cli.default_device())
+    p.add_argument("--threads", type=cli.threads, default=0)
     return p
 
 
-@torch.no_grad()
 def evaluate_model(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                   dataset: str, batch_size: int, device: torch.device) -> dict:
-    """Accuracy and bits/dim of ``model`` on uint8 ``images``."""
-    model.eval()
-    correct, bpd_sum, bpd_cond_sum, nll_sum = 0, 0.0, 0.0, 0.0
-    d = model.data_dims
-    for start in range(0, images.shape[0], batch_size):
-        x = fdata.to_model_input(images[start:start + batch_size], dataset).to(device)
-        y = labels[start:start + batch_size].to(device)
-        joint = model.logits(x).double()
-        log_px = torch.logsumexp(joint, 1)
-        lp_true = (joint - model.log_prior().double()).gather(1, y[:, None]).squeeze(1)
-        correct += int((joint.argmax(1) == y).sum())
-        bpd_sum += float(bits_per_dim(log_px, d).sum())
-        bpd_cond_sum += float(bits_per_dim(lp_true, d).sum())
-        nll_sum += float(-log_px.sum())
-    n = images.shape[0]
-    return {"n_test": n, "accuracy": correct / n, "bits_per_dim": bpd_sum / n,
-            "bits_per_dim_true_class": bpd_cond_sum / n, "nll_nats": nll_sum / n}
+                   batch_size: int, device: torch.device, draws: int = scoring.DEFAULT_DRAWS,
+                   seed: int = 0, desc: str | None = None) -> dict:
+    """Accuracy and bits/dim of ``model`` on uint8 ``images`` (:func:`flows.scoring.metrics`)."""
+    scores = scoring.score_images(model, images, draws=draws, seed=seed, batch_size=batch_size,
+                                  device=device, desc=desc)
+    return scoring.metrics(scores, labels)
 
 
+def _checked_metrics(metrics: dict, where: Path) -> dict:
+    """Refuse non-finite metrics (a broken model); an undefined standard error becomes null."""
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            if not k.endswith("_se"):
+                raise RunError(f"{where}: the model gives a non-finite {k} ({v}) on the test set")
+            v = None
+        out[k] = v
+    return out
+
+
+def _dir_writable(d: Path) -> bool:
+    try:
+        with tempfile.TemporaryFile(dir=d):
+            return True
+    except OSError:
+        return False
+
+
+@cli.guard(PROG)
 def main(argv: list[str] | None = None) -> int:
+    """Evaluate; bad usage: one line, exit 2; unusable run or data: one line, exit 1."""
     args = build_parser().parse_args(argv)
+    run_dir = Path(args.run)
+    in_run = _dir_writable(run_dir)
+    if not in_run and args.out is None:
+        raise cli.UsageError(f"--run {run_dir}: directory not writable (cannot write "
+                             f"{EVAL_NAME} there); pass --out FILE")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     t0 = time.time()
-    try:
-        model, config = load_run(args.run, map_location=device)
-        data_dir = args.data_dir
-        if data_dir is None and not os.environ.get(fdata.ENV_VAR):
-            data_dir = config.get("data_dir")
-        images, labels = fdata.load_split(config["dataset"], "test", data_dir,
-                                          bg_seed=config.get("bg_seed", fdata.DEFAULT_BG_SEED))
-    except (FileNotFoundError, fdata.DataFileError) as exc:
-        raise SystemExit(f"flows.evaluate: error: {exc}") from None
+    model, config, ckpt = load_run_state(run_dir, map_location=device, keys=("epoch", "history"))
+    if config.get("dataset") not in fdata.DATASETS:
+        raise RunError(f"{run_dir / CONFIG_NAME}: 'dataset' is {config.get('dataset')!r}, "
+                       f"expected one of {', '.join(fdata.DATASETS)}")
+    data_dir = args.data_dir
+    if data_dir is None and not os.environ.get(fdata.ENV_VAR):
+        data_dir = config.get("data_dir")
+    images, labels = fdata.load_split(config["dataset"], "test", data_dir,
+                                      bg_seed=config.get("bg_seed", fdata.DEFAULT_BG_SEED))
     if args.limit > 0:
         images, labels = images[:args.limit], labels[:args.limit]
-    metrics = evaluate_model(model, images, labels, config["dataset"], args.batch_size, device)
-    ckpt = torch.load(Path(args.run) / "checkpoint.pt", map_location="cpu", weights_only=False)
-    train_summary = Path(args.run) / "train_summary.json"
+    metrics = evaluate_model(model, images, labels, args.batch_size, device, args.draws,
+                             args.seed, desc="scoring")
+    metrics = _checked_metrics(metrics, run_dir / CHECKPOINT_NAME)
+    history = [h for h in ckpt["history"] if isinstance(h, dict)] \
+        if isinstance(ckpt["history"], list) else []
+    train_summary = run_dir / "train_summary.json"
     result = {
-        "run": Path(args.run).name,
+        "run": run_dir.resolve().name,
         "metrics": metrics,
         "config": config,
-        "seed": config["seed"],
+        "seed": config.get("seed"),
         "epochs_trained": ckpt["epoch"],
-        "train_history": ckpt["history"],
-        "train_wall_time_s": (sum(h["seconds"] for h in ckpt["history"])),
+        "train_history": history,
+        "train_wall_time_s": sum(float(h.get("seconds", 0.0)) for h in history),
         "train_summary_present": train_summary.exists(),
         "eval_wall_time_s": time.time() - t0,
         "command": shlex.join([sys.executable.rsplit("/", 1)[-1], "-m", "flows.evaluate",
                                *sys.argv[1:]]),
         "provenance": provenance(device),
     }
-    write_json(Path(args.run) / EVAL_NAME, result)
+    if in_run:
+        write_json(run_dir / EVAL_NAME, result)
+    else:
+        print(f"{PROG}: note: {run_dir} is not writable; {EVAL_NAME} written only to {args.out}",
+              file=sys.stderr)
     if args.out:
         write_json(Path(args.out), result)
+    se = metrics.get("bits_per_dim_se")
     print(f"{result['run']}: accuracy {metrics['accuracy']:.4f}  bits/dim "
-          f"{metrics['bits_per_dim']:.4f}  (n={metrics['n_test']}, "
+          f"{metrics['bits_per_dim']:.4f} +- {'n/a' if se is None else f'{se:.4f}'}  "
+          f"(n={metrics['n_test']}, draws={metrics['draws']}, "
           f"{result['eval_wall_time_s']:.1f}s)")
     return 0
 
