@@ -57,8 +57,8 @@ def read_cache(path: Path) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         print(f"{path}: unusable theory cache ({exc}); recomputing", file=sys.stderr)
         return None
-    if not isinstance(data, dict) or "figure" not in data:
-        print(f"{path}: not a theory cache (no 'figure' key); recomputing", file=sys.stderr)
+    if not isinstance(data, dict):
+        print(f"{path}: not a theory cache (not a JSON object); recomputing", file=sys.stderr)
         return None
     if not _all_finite(data):
         print(f"{path}: theory cache holds non-finite numbers; recomputing", file=sys.stderr)
@@ -90,6 +90,18 @@ def cached(path: Path, compute: Callable[[], dict[str, Any]], recompute: bool = 
     data["generated_by"] = "python -m paper_figures --recompute"
     atomic.write_json(path, data, indent=1, sort_keys=False)
     return data
+
+
+def _real(x: Any) -> float:
+    """``float`` of an exact :mod:`annulus` number: a Fraction, a ``Sci`` (``m * 10**e``, possibly
+    far below the float range: computed through mpmath), a ``Complement`` (``1 - x``), or a
+    float / mpf."""
+    if hasattr(x, "m") and hasattr(x, "e"):  # annulus.numeric.Sci
+        m = Fraction(x.m)
+        return float(mpmath.mpf(m.numerator) / m.denominator * mpmath.mpf(10) ** x.e)
+    if type(x).__name__ == "Complement":  # annulus.numeric.Complement: 1 - x.x
+        return 1.0 - _real(x.x)
+    return float(x)
 
 
 def _params(eps: str, delta: str, Delta: str) -> Params:
@@ -129,8 +141,8 @@ def figure2_data(params: Params = FIG2_PARAMS) -> dict[str, Any]:
             lm = float(m.log_prob_norms(mid)[0])
             row[f"log10_{name}"] = (lm + log_cd) / LN10 if np.isfinite(lm) else None
         pieces.append(row)
-    return {"params": _params_json(params), "dimension": d, "lambda1": float(lam1),
-            "lambda2": float(cert.lambda2), "attack_probability": float(cert.attack_probability),
+    return {"params": _params_json(params), "dimension": d, "lambda1": _real(lam1),
+            "lambda2": _real(cert.lambda2), "attack_probability": _real(cert.attack_probability),
             "certified": bool(cert.certified), "pieces": pieces}
 
 
@@ -324,7 +336,7 @@ def compute_kl_vs_d(params: Params = FIG2_PARAMS, n: int = 36) -> dict[str, Any]
         with mpmath.mp.workdps(digits):
             lam1 = canonical_lambda1(params, d)
             con = params.construction(d, lam1)
-            rows.append({"d": d, "lambda1": float(lam1), "dps": digits,
+            rows.append({"d": d, "lambda1": _real(lam1), "dps": digits,
                          "kl_q_p_joint": float(con.kl_q_p_joint()),
                          "kl_p_q_joint": float(con.kl_p_q_joint()),
                          "lemma2_joint": float(con.lemma2_bound() / 2),
@@ -387,8 +399,8 @@ def compute_mc_attack(params: Params = FIG2_PARAMS, n: int = 20000,
         rows.append({"d": d, "success_rate": res["success_rate"], "ci99": res["ci99"],
                      "exact_probability": float(res["exact_probability"]), "seed": i})
     return {"figure": "mc_attack", "params": _params_json(params), "n": n,
-            "d_star": cert.dimension, "lambda1": float(cert.lambda1),
-            "lambda2": float(cert.lambda2), "rows": rows}
+            "d_star": cert.dimension, "lambda1": _real(cert.lambda1),
+            "lambda2": _real(cert.lambda2), "rows": rows}
 
 
 def plot_mc_attack(data: dict[str, Any], out_dir: Path) -> list[Path]:
@@ -434,7 +446,7 @@ def compute_tv(eps: str = "0.1", delta: str = "1e-3", n: int = 24) -> dict[str, 
             lam1 = canonical_lambda1(p, d)
             con = p.construction(d, lam1)
             rows.append({"d": d, "log10_tv": float(con.log_total_variation()) / LN10,
-                         "lower_bound": d * (1 - float(p.lambda2_of(lam1))) / 6})
+                         "lower_bound": d * (1 - _real(p.lambda2_of(lam1))) / 6})
         series.append({"Delta": D, "d_star": d_star, "rows": rows})
     return {"figure": "tv_vs_d", "eps": eps, "delta": delta, "series": series}
 
