@@ -9,7 +9,9 @@ wrongly typed ``config.json``) raises :class:`RunError`, whose one-line message 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import pickle
 import zipfile
 from collections.abc import Iterable
@@ -81,19 +83,52 @@ def read_config(run_dir: str | Path) -> dict:
     model = config.get("model")
     if not isinstance(model, dict):
         raise RunError(f"{path}: no 'model' object (the architecture of the run)")
-    try:
-        ModelConfig(**model)
-    except TypeError as exc:
-        raise RunError(f"{path}: 'model' does not describe a flows model: "
-                       f"{one_line(exc)}") from None
+    problem = model_section_problem(model)
+    if problem:
+        raise RunError(f"{path}: 'model' does not describe a flows model: {problem}")
+    for key, kinds in (("dataset", (str,)), ("data_dir", (str, type(None))),
+                       ("bg_seed", (int, type(None)))):
+        if key in config and (not isinstance(config[key], kinds) or
+                              isinstance(config[key], bool)):
+            raise RunError(f"{path}: {key!r} is {type(config[key]).__name__}, expected "
+                           f"{' or '.join(k.__name__ for k in kinds)}")
     return config
+
+
+MODEL_LIMITS = {"in_channels": (1, 3), "num_classes": (1, 1000), "hidden": (1, 4096),
+                "steps_per_level": (1, 64), "levels": (1, 8), "image_size": (4, 256)}
+"""Plausible ranges of the integer fields of a model section (a wrong one is refused before any
+tensor is allocated)."""
+
+
+def model_section_problem(model: dict) -> str | None:
+    """What is wrong with a config's ``model`` section (``None`` when it is a usable one)."""
+    fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(model) - set(fields))
+    if unknown:
+        return f"unknown field(s) {', '.join(unknown)}"
+    for name, value in model.items():
+        default = fields[name].default
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            lo, hi = MODEL_LIMITS.get(name, (0, 2**31))
+            ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+        elif isinstance(default, float):
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(value) and value > 0)
+        else:
+            ok = isinstance(value, str) and (name != "prior" or value in ("gmm", "split"))
+        if not ok:
+            return f"{name} = {value!r} is not valid"
+    return None
 
 
 def build_model(config: dict) -> GlowClassifier:
     """A fresh :class:`GlowClassifier` from a run config's ``model`` section."""
     try:
         return GlowClassifier(ModelConfig(**config["model"]))
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
         raise RunError(f"cannot build the model of this run's config: {one_line(exc)}") from None
 
 
