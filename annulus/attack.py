@@ -38,7 +38,18 @@ import mpmath
 import numpy as np
 
 from annulus.construction import Construction, JointModel
-from annulus.numeric import UndecidableError, certify, fmt, json_number, log_unit_ball_volume, num
+from annulus.numeric import (
+    Sci,
+    UndecidableError,
+    as_sci,
+    certify,
+    compare,
+    exact_fraction,
+    fmt,
+    json_number,
+    log_unit_ball_volume,
+    num,
+)
 from annulus.proposition import Params
 from annulus.radial import Piece, pieces
 from annulus.sampling import (
@@ -52,6 +63,8 @@ from annulus.sampling import (
 
 #: Two-sided 99% normal quantile, z = Phi^{-1}(0.995).
 Z99 = 2.5758293035489004
+#: False-alarm probability of the consistency test that decides the exit status.
+TEST_ALPHA = 1e-9
 #: Integers above this many bits are not used for exact rational decisions (interval instead).
 MAX_EXACT_BITS = 20_000
 #: A region is "rare" for a Monte Carlo estimate when its expected count n*m is below this.
@@ -74,12 +87,14 @@ def attack(x: Any, Delta: float, out: Any = None) -> Any:
 
 
 # -- exact per-piece decisions ---------------------------------------------------------------
-def _joint_fraction(model: JointModel, piece: Piece, y: int) -> Fraction | None:
-    """``C_d m(x, y)`` on the piece as an exact rational, ``None`` if it needs huge integers."""
-    total = Fraction(0)
+def _joint_exact(model: JointModel, piece: Piece, y: int) -> Fraction | Sci | None:
+    """``C_d m(x, y)`` on the piece exactly: ``sum_c m(y) w_c / (b_c^d - a_c^d)`` as a Fraction,
+    or as a Sci when the weights share one decimal exponent (the unit ball at large ``d``,
+    where the volume is 1); ``None`` when that needs huge integers."""
     d = model.d
+    terms: list[Sci] = []
     for w, ann in model.conditionals[y].components:
-        if w == 0 or not ann.covers(piece.lo, piece.hi):
+        if (isinstance(w, Fraction) and w == 0) or not ann.covers(piece.lo, piece.hi):
             continue
         bits = d * max(ann.b.numerator.bit_length(), ann.b.denominator.bit_length(),
                        ann.a.numerator.bit_length(), ann.a.denominator.bit_length())
@@ -89,15 +104,33 @@ def _joint_fraction(model: JointModel, piece: Piece, y: int) -> Fraction | None:
             return None
         else:
             vol = ann.b ** d - ann.a ** d
-        total += w / vol
-    return model.prior[y] * total
+        weight = w if isinstance(w, Sci) else exact_fraction(w)
+        if weight is None:
+            return None
+        terms.append(as_sci(weight).scale(model.prior[y] / vol))
+    return _exact_sum(terms)
+
+
+def _exact_sum(terms: list[Sci]) -> Fraction | Sci | None:
+    """The exact sum of positive Sci numbers (``None`` if it needs a huge Fraction)."""
+    if not terms:
+        return Fraction(0)
+    if all(t.e == terms[0].e for t in terms):
+        return Sci(sum((t.m for t in terms), Fraction(0)), terms[0].e)
+    fractions = [t.fraction() for t in terms]
+    return None if any(f is None for f in fractions) else sum(fractions, Fraction(0))
 
 
 def _posterior_at_least(model: JointModel, piece: Piece, y: int, t: Fraction) -> bool:
     """Exactly decide ``m(y|x) >= t`` on the piece (``m(x) > 0`` there)."""
-    g = [_joint_fraction(model, piece, yy) for yy in (0, 1)]
+    g = [_joint_exact(model, piece, yy) for yy in (0, 1)]
     if g[0] is not None and g[1] is not None:
-        return g[y] >= t * (g[0] + g[1])
+        total = _exact_sum([as_sci(v) for v in g if not (isinstance(v, Fraction) and v == 0)])
+        if total is not None:
+            top = g[y]
+            if isinstance(top, Fraction) and top == 0:
+                return t <= 0
+            return compare(as_sci(top), as_sci(total).scale(t)) >= 0 if t > 0 else True
     try:
         return certify(lambda ctx: model.posterior_on(ctx, piece, y) - num(ctx, t),
                        strict=False).holds
@@ -258,6 +291,27 @@ def wilson_interval(k: int, n: int, z: float = Z99) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def chernoff_statistic(k: int, n: int, p: Any) -> mpmath.mpf:
+    """``n kl(k/n || p)``: by the Chernoff bound ``P(n kl(K/n || p) >= c) <= 2 e^-c`` for
+    ``K ~ Binomial(n, p)`` (each tail is at most ``e^-c``), exactly, for every ``n`` and ``p``."""
+    with mpmath.mp.workdps(30):
+        mp = mpmath.mp
+        a, p = mp.mpf(k) / n, mp.mpf(p)
+
+        def term(x: Any, y: Any) -> Any:  # x log(x/y), 0 when x = 0
+            if x == 0:
+                return mp.mpf(0)
+            return mp.inf if y == 0 else x * (mp.log(x) - mp.log(y))
+
+        return n * (term(a, p) + term(1 - a, 1 - p))
+
+
+def test_threshold(alpha: float = TEST_ALPHA) -> float:
+    """``c = log(2/alpha)``: a correct run has ``n kl(k/n || P) >= c`` with probability <=
+    ``alpha``."""
+    return math.log(2 / alpha)
+
+
 @dataclass
 class KLEstimate:
     """A Monte Carlo estimate of a joint KL beside its exact value."""
@@ -377,10 +431,22 @@ class SamplingResult:
         return self.successes / self.n if self.n else math.nan
 
     @property
+    def statistic(self) -> mpmath.mpf:
+        """``n kl(k/n || P)`` with ``k`` the successes judged with the exact median (a
+        Binomial(n, P) count when the code is right)."""
+        return chernoff_statistic(self.successes_exact_median, self.n, self.exact_probability)
+
+    @property
     def consistent(self) -> bool:
-        """The exact probability lies inside the 99% Wilson interval."""
-        lo, hi = self.ci99
-        return bool(lo <= float(self.exact_probability) <= hi)
+        """The count is consistent with the exact probability: ``n kl(k/n || P) < log(2/alpha)``
+        (a correct run fails with probability below ``alpha = 1e-9``). The 99% Wilson interval
+        is reported, not tested: it would fail a correct run 1% of the time."""
+        return bool(self.statistic < test_threshold())
+
+    def test_text(self) -> str:
+        return (f"n kl(k/n || P) = {fmt(self.statistic, 3)} "
+                f"{'<' if self.consistent else '>='} log(2/alpha) = {test_threshold():.3g}, "
+                f"alpha = {TEST_ALPHA:g}")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -393,6 +459,9 @@ class SamplingResult:
                              "p_q_joint": self.kl["p_q_joint"].to_json()},
             "seconds": self.seconds,
             "consistent": self.consistent,
+            "test": {"statistic": json_number(self.statistic), "threshold": test_threshold(),
+                     "alpha": TEST_ALPHA, "successes": self.successes_exact_median,
+                     "rule": "Chernoff: P(n kl(k/n || P) >= log(2/alpha)) <= alpha"},
             "seed": self.seed,
             "successes": self.successes,
             "success_rate_exact_median": (self.successes_exact_median / self.n
@@ -411,7 +480,7 @@ class SamplingResult:
 
     def format_text(self) -> str:
         lo, hi = self.ci99
-        ok = "inside" if self.consistent else "OUTSIDE"
+        ok = "inside" if lo <= float(self.exact_probability) <= hi else "outside"
         lines = [
             f"Sampling: n={self.n} draws (x, y) ~ p at d={self.dimension} (seed {self.seed}, "
             f"{self.backend}, {self.chunk_rows} rows/chunk), {self.seconds:.2f} s",
@@ -422,6 +491,8 @@ class SamplingResult:
             "  failures per property: " + ", ".join(f"{k}: {v}" for k, v in
                                                     self.per_property.items())
             + f"; with the exact median: {self.successes_exact_median} successes",
+            f"  consistency test (exit status): {self.test_text()}: "
+            + ("passed" if self.consistent else "FAILED"),
             f"  median log q(X), X~p: empirical {self.median['empirical']:.6g}, exact "
             f"{self.median['exact']:.6g}; vector vs exact-radius mismatches: "
             + ", ".join(f"{k} {v}" for k, v in self.mismatches.items()),

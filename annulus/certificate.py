@@ -1,10 +1,20 @@
-"""The certificate: every lemma, condition and property of Appendix D checked exactly, and the
-errata that the computation exposes.
+"""The certificate: every lemma, condition and property of Appendix D checked exactly, the
+verdict on Proposition 1, and the errata that the computation exposes.
 
 Each inequality is decided by :func:`annulus.numeric.certify` (interval arithmetic with outward
-rounding, precision doubled until the sign is certain) or, where both sides are small rationals,
-by exact rational arithmetic; every :class:`Check` records which. Reported values are mpmath
-floats at the requested precision.
+rounding, precision doubled until the sign is certain) or by exact rational arithmetic; every
+:class:`Check` records which. Every reported value comes from :func:`annulus.numeric.enclose`
+(interval arithmetic at a precision raised until the value is right to every digit shown).
+
+**Verdict.** Proposition 1 claims: both joint KLs below ``eps`` (18), and with probability
+greater than 1/3 over ``x ~ p`` an adversarial example with properties 1-7, where property 6
+is stated "for Delta < 1" and 6-7 are limits in ``d``. The certificate says
+
+* ``certified`` — both KLs < eps, properties 1-5 hold on a set of radii whose ``p``-probability
+  is certified > 1/3, and ``Delta < 1`` (property 6);
+* ``claim_fails`` — the KLs and properties 1-5 hold on a set of positive probability, but that
+  probability is not > 1/3, or ``Delta >= 1`` (the reason names which);
+* ``not_certified`` — a KL is not below eps or no radius satisfies properties 1-5.
 """
 
 from __future__ import annotations
@@ -17,12 +27,16 @@ from typing import Any
 
 import mpmath
 
-from annulus.construction import Construction
+from annulus.construction import Construction, Weight
 from annulus.numeric import (
     Ctx,
     Number,
+    as_sci,
     certify,
-    log_annulus_volume_ratio,
+    compare,
+    enclose,
+    exact_fraction,
+    fmt,
     log_unit_ball_volume,
     num,
 )
@@ -30,8 +44,7 @@ from annulus.proposition import (
     Params,
     admissible,
     canonical_lambda1,
-    condition_B,
-    first_true,
+    first_eq19,
     minimal_dimension_closed_form,
     minimal_dimension_exact,
     minimal_dimension_search,
@@ -41,6 +54,10 @@ from annulus.radial import Piece
 
 INTERVAL = "interval arithmetic (mpmath.iv)"
 RATIONAL = "exact rational arithmetic"
+PROPS_1_5 = ("1", "2", "3", "4", "5")
+CERTIFIED, CLAIM_FAILS, NOT_CERTIFIED = "certified", "claim_fails", "not_certified"
+#: Exit status of ``python -m annulus.verify`` for each verdict (2 is bad input).
+EXIT_STATUS = {CERTIFIED: 0, NOT_CERTIFIED: 1, CLAIM_FAILS: 3}
 
 
 @dataclass
@@ -70,8 +87,8 @@ class Erratum:
 class Certificate:
     params: Params
     dimension: int
-    lambda1: Fraction
-    lambda2: Fraction
+    lambda1: Weight
+    lambda2: Weight
     dimension_source: str
     lambda1_source: str
     minimal_dimension: dict[str, int]
@@ -83,16 +100,49 @@ class Certificate:
     kl_checks: list[Check]
     attack_probability: mpmath.mpf
     attack_probability_check: Check
+    attack_radii: list[tuple[Fraction, Fraction]]
     errata: list[Erratum]
     dps: int
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def verdict(self) -> str:
+        """``certified``, ``claim_fails`` or ``not_certified`` (see the module docstring)."""
+        holds = all(c.holds for c in self.kl_checks) and all(
+            c.holds for c in self.properties if c.id in PROPS_1_5) and bool(self.attack_radii)
+        if not holds:
+            return NOT_CERTIFIED
+        if not self.attack_probability_check.holds or self.params.Delta >= 1:
+            return CLAIM_FAILS
+        return CERTIFIED
+
+    @property
     def certified(self) -> bool:
-        """KLs below eps and properties 1-5 hold (the claims of Prop. 1 that define success)."""
-        return all(c.holds for c in self.kl_checks) and all(
-            c.holds for c in self.properties if c.id in {"1", "2", "3", "4", "5"})
+        """Proposition 1 holds here as claimed (verdict ``certified``)."""
+        return self.verdict == CERTIFIED
+
+    def verdict_reason(self) -> str:
+        """The verdict in words: what holds and, if it is not ``certified``, what does not."""
+        p = fmt(self.attack_probability, 8)
+        if self.verdict == NOT_CERTIFIED:
+            failed = [c.statement for c in self.kl_checks if not c.holds]
+            failed += [f"property {c.id}" for c in self.properties
+                       if c.id in PROPS_1_5 and not c.holds]
+            if not self.attack_radii and not failed:
+                failed = ["properties 1-5 hold at no radius"]
+            return "fails: " + "; ".join(failed)
+        head = (f"both joint KLs < eps and properties 1-5 hold on a set of p-probability "
+                f"P = {p}")
+        if self.verdict == CERTIFIED:
+            return head + " > 1/3 (certified), and Delta < 1 (property 6): Proposition 1 holds"
+        why = []
+        if not self.attack_probability_check.holds:
+            why.append("P <= 1/3")
+        if self.params.Delta >= 1:
+            why.append("Delta >= 1 (property 6, and with it the proposition, is stated for "
+                       "Delta < 1 only)")
+        return head + ", but " + " and ".join(why) + ": the claim of Proposition 1 fails"
 
 
 def _lt(f: Callable[[Ctx], Number], g: Callable[[Ctx], Number], strict: bool = True) -> bool:
@@ -100,55 +150,69 @@ def _lt(f: Callable[[Ctx], Number], g: Callable[[Ctx], Number], strict: bool = T
     return certify(lambda ctx: g(ctx) - f(ctx), strict=strict).holds
 
 
-def _median_piece(con: Construction, under: str) -> Piece:
-    """The piece holding the lower median of ``q(X)`` for ``X ~ p`` or ``X ~ q``."""
-    mp = mpmath.mp
+def median_piece(con: Construction, under: str) -> Piece:
+    """The piece holding the lower median of ``q(X)`` for ``X ~ p`` (``under="p"``) or
+    ``X ~ q``: pieces ordered by the level of ``q``, accumulated ``under``-mass reaching 1/2.
+    Levels and masses are compared at a precision that follows ``d``."""
     dist = con.p if under == "p" else con.q
-    levels = []
-    for pc in con.pieces:
-        log_mass = dist.log_mass_on(mp, pc)
-        if log_mass is None:
-            continue
-        level = con.q.log_marginal_on(mp, pc)
-        levels.append((mp.mpf("-inf") if level is None else level, mp.exp(log_mass), pc))
-    levels.sort(key=lambda item: item[0])
-    acc = mp.mpf(0)
-    for _level, mass, pc in levels:
-        acc += mass
-        if acc >= mp.mpf(1) / 2:
-            return pc
+    with mpmath.mp.workdps(40 + len(str(con.d))):
+        mp = mpmath.mp
+        levels = []
+        for pc in con.pieces:
+            log_mass = dist.log_mass_on(mp, pc)
+            if log_mass is None:
+                continue
+            level = con.q.log_marginal_on(mp, pc)
+            levels.append((mp.mpf("-inf") if level is None else level, mp.exp(log_mass), pc))
+        levels.sort(key=lambda item: item[0])
+        acc = mp.mpf(0)
+        for _level, mass, pc in levels:
+            acc += mass
+            if acc >= mp.mpf(1) / 2:
+                return pc
     return levels[-1][2]
 
 
-def build_certificate(params: Params, dim: int | None = None, lambda1: Fraction | None = None,
+def _ratio_in_ball(lam1: Weight, lam2: Weight) -> Fraction | None:
+    """``lambda1 / (lambda1 + lambda2)`` exactly (``p(0|x)`` in the ball, Eq. 11)."""
+    a, b = as_sci(lam1), as_sci(lam2)
+    if a.e == b.e:
+        return a.m / (a.m + b.m)
+    fa, fb = exact_fraction(a), exact_fraction(b)
+    return None if fa is None or fb is None else fa / (fa + fb)
+
+
+def build_certificate(params: Params, dim: int | None = None, lambda1: Weight | None = None,
                       dps: int = 30) -> Certificate:
     """Check Proposition 1 and Lemmas 1-3 at ``(eps, delta, Delta)``.
 
-    ``dim`` defaults to the smallest dimension at which the proof's five conditions admit a
-    lambda1; ``lambda1`` to :func:`annulus.proposition.canonical_lambda1`.
+    ``dim`` defaults to the smallest dimension at which the proof's five conditions and
+    ``lambda1 < 1/3`` admit a lambda1; ``lambda1`` to
+    :func:`annulus.proposition.canonical_lambda1`. Reported values have ``dps`` correct digits.
     """
     start = time.perf_counter()
-    d_search = minimal_dimension_search(params)
+    d_star = minimal_dimension_search(params)
+    d_default = minimal_dimension_search(params, third=True)
     d_closed = minimal_dimension_closed_form(params)
     d_exact = minimal_dimension_exact(params)
-    d = d_search if dim is None else dim
+    d = d_default if dim is None else dim
     lam1 = canonical_lambda1(params, d) if lambda1 is None else lambda1
     con = params.construction(d, lam1)
-    eps, delta = params.eps, params.delta
-    E = lambda ctx: num(ctx, eps)  # noqa: E731
+    lam2 = con.lambda2
+    eps, delta, Delta = params.eps, params.delta, params.Delta
 
-    with mpmath.mp.workdps(dps + 10):
-        mp = mpmath.mp
-        kl = {
-            "q_p_joint": con.kl_q_p_joint(mp), "p_q_joint": con.kl_p_q_joint(mp),
-            "q_p_class0": con.kl_q_p_class0(mp), "p_q_class0": con.kl_p_q_class0(mp),
-        }
-        bounds = {"lemma2": con.lemma2_bound(mp), "lemma3": con.lemma3_bound(mp)}
-        log_v = d * mp.log1p(num(mp, params.Delta))
-        adm = admissible(params, d)
-        inner = con.inner
-        p0_in = con.p.posterior_on(mp, inner, 0)
-        q0_in = con.q.posterior_on(mp, inner, 0)
+    def V(f: Callable[[Ctx], Number]) -> mpmath.mpf:
+        return enclose(f, dps)
+
+    E = lambda ctx: num(ctx, eps)  # noqa: E731
+    inner = con.inner
+    kl = {"q_p_joint": V(con.kl_q_p_joint), "p_q_joint": V(con.kl_p_q_joint),
+          "q_p_class0": V(con.kl_q_p_class0), "p_q_class0": V(con.kl_p_q_class0)}
+    bounds = {"lemma2": V(con.lemma2_bound), "lemma3": V(con.lemma3_bound)}
+    adm = admissible(params, d)
+    q0_in = V(lambda ctx: con.q.posterior_on(ctx, inner, 0))
+    p0_exact = _ratio_in_ball(lam1, lam2)
+    p0_in = p0_exact if p0_exact is not None else V(lambda ctx: con.p.posterior_on(ctx, inner, 0))
 
     kl_checks = [
         Check("KL(q||p)", "KL(q(x,y) || p(x,y)) < eps", _lt(con.kl_q_p_joint, E),
@@ -158,23 +222,22 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Fraction 
     ]
 
     # ---- Lemmas ---------------------------------------------------------------------------
-    inv_v = lambda ctx: ctx.exp(-d * ctx.log1p(num(ctx, params.Delta)))  # noqa: E731
+    def inv_v(ctx: Ctx) -> Number:
+        return ctx.exp(-d * ctx.log1p(num(ctx, Delta)))
+
     L1 = lambda ctx: num(ctx, lam1)  # noqa: E731
-    lemmas: list[Check] = []
-    lemma1_ok = (certify(lambda ctx: con.p.posterior_on(ctx, inner, 0) - con.lemma1_p0(ctx)
-                         + ctx.mpf(10) ** (-dps), strict=True).holds
-                 and certify(lambda ctx: con.lemma1_p0(ctx) - con.p.posterior_on(ctx, inner, 0)
-                             + ctx.mpf(10) ** (-dps), strict=True).holds
-                 and certify(lambda ctx: con.q.posterior_on(ctx, inner, 0) - con.lemma1_q0(ctx)
-                             + ctx.mpf(10) ** (-dps), strict=True).holds
-                 and certify(lambda ctx: con.lemma1_q0(ctx) - con.q.posterior_on(ctx, inner, 0)
-                             + ctx.mpf(10) ** (-dps), strict=True).holds)
-    lemmas.append(Check(
+    tol = lambda ctx: ctx.mpf(10) ** (-dps)  # noqa: E731
+    lemma1_ok = all(
+        certify(lambda ctx, f=f, g=g: f(ctx) - g(ctx) + tol(ctx)).holds
+        for f, g in ((lambda ctx: con.p.posterior_on(ctx, inner, 0), con.lemma1_p0),
+                     (lambda ctx: con.q.posterior_on(ctx, inner, 0), con.lemma1_q0))
+        for f, g in ((f, g), (g, f)))
+    lemmas: list[Check] = [Check(
         "Lemma 1", "for ||x|| < 1: p(0|x) = lambda1/(lambda1+lambda2) (11), "
         "q(0|x) = 1/(1+lambda2(1+Delta)^d) (12); compared with Bayes' rule on the densities",
-        lemma1_ok, {"p0": p0_in, "q0": q0_in}, {"p0": con.lemma1_p0(mpmath.mp),
-                                                "q0": con.lemma1_q0(mpmath.mp)},
-        note=f"agreement to 1e-{dps} certified"))
+        lemma1_ok, {"p0": p0_in, "q0": q0_in},
+        {"p0": V(con.lemma1_p0), "q0": V(con.lemma1_q0)},
+        note=f"agreement to 1e-{dps} certified")]
     hyp2 = _lt(inv_v, L1) and _lt(L1, lambda ctx: -ctx.expm1(-num(ctx, eps)))
     bound2 = certify(con.lemma2_gap, strict=False).holds
     concl2 = _lt(con.kl_q_p_joint, E, strict=False)
@@ -184,8 +247,8 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Fraction 
         note=f"hypotheses {'hold' if hyp2 else 'fail'}; exact KL(q(x|0)||p(x|0)) "
              f"{'<=' if bound2 else '>'} bound; KL(q(x,y)||p(x,y)) "
              f"{'<=' if concl2 else '>'} eps"))
-    hyp3 = (_lt(inv_v, L1) and lam1 < 1
-            and _lt(L1, lambda ctx: num(ctx, eps) / (d * ctx.log1p(num(ctx, params.Delta)))))
+    hyp3 = (_lt(inv_v, L1) and compare(as_sci(lam1), Fraction(1)) < 0
+            and _lt(L1, lambda ctx: num(ctx, eps) / (d * ctx.log1p(num(ctx, Delta)))))
     bound3 = certify(con.lemma3_gap, strict=False).holds
     concl3 = _lt(con.kl_p_q_joint, E, strict=False)
     lemmas.append(Check(
@@ -197,64 +260,48 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Fraction 
              f"{'<=' if concl3 else '>'} eps"))
 
     # ---- the proof's five sufficient conditions ---------------------------------------------
-    lam2 = con.lambda2
-    cond1 = lam1 / (lam1 + lam2) >= 1 - delta if lam1 + lam2 > 0 else False
+    # (1) lambda1/(lambda1+lambda2) >= 1-delta  <=>  delta lambda1 >= (1-delta) lambda2
+    cond1 = compare(as_sci(lam1).scale(delta), as_sci(lam2).scale(1 - delta)) >= 0
+    log_v = lambda ctx: d * ctx.log1p(num(ctx, Delta))  # noqa: E731
     conditions = [
-        Check("(1)", "lambda1/(lambda1+lambda2) >= 1-delta", cond1,
-              lam1 / (lam1 + lam2) if lam1 + lam2 else None, 1 - delta, RATIONAL),
+        Check("(1)", "lambda1/(lambda1+lambda2) >= 1-delta", cond1, p0_in, 1 - delta, RATIONAL),
         Check("(2)", "1/(1+lambda2(1+Delta)^d) <= delta",
               _lt(con.lemma1_q0, lambda ctx: num(ctx, delta), strict=False), q0_in, delta),
         Check("(3)", "lambda1 <= 1-e^-eps",
-              _lt(L1, lambda ctx: -ctx.expm1(-num(ctx, eps)), strict=False), lam1, adm.hi3),
-        Check("(4)", "lambda1 > (1+Delta)^-d", _lt(inv_v, L1), lam1, mpmath.exp(-log_v)),
+              _lt(L1, lambda ctx: -ctx.expm1(-num(ctx, eps)), strict=False), lam1,
+              V(lambda ctx: -ctx.expm1(-num(ctx, eps)))),
+        Check("(4)", "lambda1 > (1+Delta)^-d", _lt(inv_v, L1), lam1, V(inv_v)),
         Check("(5)", "lambda1 < eps/(d log(1+Delta))",
-              _lt(L1, lambda ctx: num(ctx, eps) / (d * ctx.log1p(num(ctx, params.Delta)))),
-              lam1, adm.hi5),
+              _lt(L1, lambda ctx: num(ctx, eps) / log_v(ctx)), lam1,
+              V(lambda ctx: num(ctx, eps) / log_v(ctx))),
     ]
 
-    # ---- Proposition 1's properties (the attack x -> xbar: radial move into the ball) ----------
+    # ---- Proposition 1's properties (the attack x -> xbar: radial move into the ball) --------
     # The shell [1, 1+Delta) is one common piece when Delta <= 1; for Delta > 1 it overlaps the
-    # class-1 annulus [2, 3] and spans several pieces, on which property 1 must be checked
-    # separately (the attack set is the union of those where it holds).
-    shell_pcs = [pc for pc in con.pieces if pc.lo >= 1 and pc.hi <= 1 + params.Delta]
+    # class-1 annulus [2, 3] and spans several pieces, on which property 1 is decided
+    # separately (the attack set is the union of those where properties 1-5 hold).
+    shell_pcs = [pc for pc in con.pieces if pc.lo >= 1 and pc.hi <= 1 + Delta]
 
-    def _prop1_on(pc: Piece) -> bool:
-        return all(certify(lambda ctx, m=m: m.posterior_on(ctx, pc, 0) - (1 - num(ctx, delta)),
-                           strict=False).holds for m in (con.p, con.q))
+    def _conf(m: Any, pc: Piece) -> bool:
+        return certify(lambda ctx: m.posterior_on(ctx, pc, 0) - (1 - num(ctx, delta)),
+                       strict=False).holds
 
-    attack_pcs = [pc for pc in shell_pcs if _prop1_on(pc)]
-    with mpmath.mp.workdps(dps + 10):
-        p0_sh = con.p.posterior_on(mpmath.mp, shell_pcs[0], 0)
-        q0_sh = con.q.posterior_on(mpmath.mp, shell_pcs[0], 0)
-    prop1 = bool(attack_pcs)
-    yp_bar = 0 if p0_in > mpmath.mpf(1) / 2 else 1
-    q_wrong = certify(
-        lambda ctx: num(ctx, Fraction(1, 2)) - con.q.posterior_on(ctx, inner, 0)).holds
+    prop1_pcs = [pc for pc in shell_pcs if _conf(con.p, pc) and _conf(con.q, pc)]
+
+    # Property 4: xbar = x s(r)/r, s(r) = (1 + max(r - Delta, 0))/2; ||x - xbar|| = r - s(r)
+    # increases with r, so on an open piece lo < r < hi its supremum is hi - s(hi), not
+    # attained: ||x - xbar|| < Delta on the piece iff hi - s(hi) <= Delta (exact rationals).
+    def _s(r: Fraction) -> Fraction:
+        return (1 + max(r - Delta, Fraction(0))) / 2
+
+    prop4_pcs = [pc for pc in prop1_pcs if pc.hi - _s(pc.hi) <= Delta and _s(pc.hi) <= 1]
+    yp_bar = 0 if compare(as_sci(lam1), as_sci(lam2)) > 0 else 1
+    q_wrong = certify(lambda ctx: num(ctx, Fraction(1, 2)) - con.q.posterior_on(ctx, inner, 0)
+                      ).holds
     prop2 = yp_bar == 0 and q_wrong
-    q_true_small = _lt(lambda ctx: con.q.posterior_on(ctx, inner, 0), lambda ctx: num(ctx, delta),
-                       strict=False)
+    q_true_small = conditions[1].holds
     prop3 = q_true_small and cond1 and yp_bar == 0
-    # Property 4: xbar = x * s(r) / r with s(r) = (1 + max(r - Delta, 0)) / 2 < 1 and
-    # ||x - xbar|| = r - s(r) < Delta for every 1 <= r < 1 + Delta.
-    with mpmath.mp.workdps(dps + 10):
-        mp = mpmath.mp
-        # E[||x|| | shell] = d/(d+1) (b^(d+1) - 1)/(b^d - 1), b = 1 + Delta
-        b = 1 + params.Delta
-        mean_r = mp.exp(mp.log(mp.mpf(d) / (d + 1))
-                        + log_annulus_volume_ratio(mp, Fraction(1), b, d + 1)
-                        - log_annulus_volume_ratio(mp, Fraction(1), b, d))
-        mean_dist = (mean_r - 1 + num(mp, params.Delta)) / 2 if params.Delta < 1 else None
-        attack_mass = sum((mp.exp(con.p.log_mass_on(mp, pc)) for pc in attack_pcs), mp.mpf(0))
-    # r - s(r) increases with r, so on an open piece lo < r < hi its supremum is hi - s(hi),
-    # not attained: ||x - xbar|| < Delta on the piece iff hi - s(hi) <= Delta (exact rationals).
-    def _step(r: Fraction) -> Fraction:
-        return r - (1 + max(r - params.Delta, Fraction(0))) / 2
-
-    prop4 = bool(attack_pcs) and all(_step(pc.hi) <= params.Delta and
-                                     (1 + max(pc.hi - params.Delta, Fraction(0))) / 2 <= 1
-                                     for pc in attack_pcs)
-    med_p = _median_piece(con, "p")
-    med_q = _median_piece(con, "q")
+    med_p, med_q = median_piece(con, "p"), median_piece(con, "q")
 
     def _dens_ok(med: Piece) -> bool:
         if med == inner:
@@ -263,106 +310,131 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Fraction 
                        - con.q.log_marginal_on(ctx, med), strict=False).holds
 
     prop5 = _dens_ok(med_p) and _dens_ok(med_q)
-    with mpmath.mp.workdps(dps + 10):
-        mp = mpmath.mp
-        log_cd = log_unit_ball_volume(mp, d)
-        log_q_bar = con.q.log_marginal_on(mp, inner) - log_cd
-        med_level = con.q.log_marginal_on(mp, med_p)
-        log_med = (med_level - log_cd) if med_level is not None else mp.mpf("-inf")
-        log_ball = con.log_ball_probability_bound(mp)
-        log_tv = con.log_total_variation(mp)
-        tv_lower = d * (1 - num(mp, lam2)) / 6
-    tv_grows = certify(lambda ctx: con.log_total_variation(ctx)
-                       - ctx.log(d * (1 - num(ctx, lam2)) / 6), strict=False).holds
+    attack_pcs = prop4_pcs if (prop2 and prop3 and prop5) else []
+
+    def attack_mass(ctx: Ctx) -> Number:
+        return sum((ctx.exp(con.p.log_mass_on(ctx, pc)) for pc in attack_pcs), ctx.mpf(0))
+
+    attack_p = V(attack_mass)
+    log_cd = lambda ctx: log_unit_ball_volume(ctx, d)  # noqa: E731
+    log_q_bar = V(lambda ctx: con.q.log_marginal_on(ctx, inner) - log_cd(ctx))
+    log_med = V(lambda ctx: con.q.log_marginal_on(ctx, med_p) - log_cd(ctx))
+    sup_dist = max((pc.hi - _s(pc.hi) for pc in prop1_pcs), default=None)
+    conf_min = min((V(lambda ctx, m=m, pc=pc: m.posterior_on(ctx, pc, 0))
+                    for pc in prop1_pcs for m in (con.p, con.q)), default=None)
+    radii = ", ".join(f"[{fmt(pc.lo, 6)}, {fmt(pc.hi, 6)})" for pc in prop1_pcs) or "none"
+    log10_ball = V(lambda ctx: con.log_ball_probability_bound(ctx) / ctx.log(10))
+    tv_density = V(lambda ctx: ctx.exp(con.log_total_variation(ctx)))
+    tv_classifier = V(lambda ctx: ctx.exp(con.log_classifier_variation(ctx)))
+    tv_grows = certify(lambda ctx: con.log_total_variation(ctx) - ctx.log(ctx.mpf(d) / 3),
+                       strict=False).holds
     properties = [
         Check("1", "y_q(x) = y_p(x) with p(y_p(x)|x) >= 1-delta and q(y_q(x)|x) >= 1-delta "
-              "(x in the shell 1 < ||x|| < 1+Delta)", prop1, min(p0_sh, q0_sh), 1 - delta),
+              f"(x in the shell 1 <= ||x|| < 1+Delta); holds for radii {radii}; value: the "
+              "smallest confidence there", bool(prop1_pcs), conf_min, 1 - delta),
         Check("2", "y_p(xbar) = y_p(x) and y_q(xbar) != y_p(xbar) (corrected statement)",
               prop2, {"y_p(xbar)": yp_bar, "q(0|xbar)": q0_in}, Fraction(1, 2)),
         Check("3", "q(y_p(xbar)|xbar) <= delta and p(y_p(xbar)|xbar) >= 1-delta "
               "(corrected statement)", prop3, q0_in, delta),
         Check("4", "||x - xbar|| < Delta (xbar = x (1 + max(||x||-Delta,0)) / (2||x||)); "
-              "value: mean distance over the attackable set, sup = Delta not attained",
-              prop4, mean_dist, params.Delta, RATIONAL),
+              "value: sup of ||x - xbar|| over the radii of property 1 (not attained)",
+              bool(prop4_pcs) and len(prop4_pcs) == len(prop1_pcs), sup_dist, Delta, RATIONAL),
         Check("5", "q(xbar) >= median of q(X), X ~ p (lower median; also checked for X ~ q); "
               "value/bound are log densities", prop5, log_q_bar, log_med),
-        Check("6", "sup_c P_p(||X-c|| < Delta) <= Delta^d max_x C_d p(x) -> 0 as d -> inf "
-              "(needs Delta < 1); value: log10 of the bound at this d", params.Delta < 1,
-              log_ball / mpmath.log(10), 0.0, "exact bound (mp)"),
-        Check("7", "total variation int |grad p| dx 'can be made as small as desired'; value: "
-              "TV(p) at this d, bound: the lower bound d (1-lambda2)/6 (grows with d)",
-              not tv_grows, mpmath.exp(log_tv), tv_lower, "exact (mp)"),
+        Check("6", "for Delta < 1: sup_c P_p(||X-c|| < Delta) <= Delta^d max_x C_d p(x) -> 0 as "
+              "d -> inf; value: log10 of the bound at this d", Delta < 1, log10_ball, 0.0,
+              "exact bound"),
+        Check("7", "total variation 'can be made as small as desired': of the classifier "
+              "q(0|.) (value) it is, -> 0 as d grows; of the density p it is not: "
+              "int |grad p| >= d/3 on B(0,3) (bound: TV(p) at this d)", True, tv_classifier,
+              tv_density, "exact", note="classifier reading holds; density reading fails"
+              if tv_grows else "both readings small here"),
     ]
-    attack_ok = prop1 and prop2 and prop3 and prop5
-    attack_p = attack_mass if attack_ok else mpmath.mpf(0)
     attack_check = Check(
         "P(attack)", "P_{x~p}(an attack with properties 1-5 exists) > 1/3",
-        attack_ok and certify(lambda ctx: sum((ctx.exp(con.p.log_mass_on(ctx, pc))
-                                               for pc in attack_pcs), ctx.mpf(0))
-                              - num(ctx, Fraction(1, 3))).holds,
+        bool(attack_pcs) and certify(lambda ctx: attack_mass(ctx)
+                                     - num(ctx, Fraction(1, 3))).holds,
         attack_p, Fraction(1, 3))
 
-    errata = find_errata(params, con, d_search, kl, q0_in, yp_bar, tv_grows, tv_lower, log_tv)
-    failing = [c.id for c in properties if c.id in {"1", "2", "3", "4", "5"} and not c.holds]
-    if d == d_search and lambda1 is None and all(c.holds for c in conditions) and failing:
+    errata = find_errata(params, con, d_star, kl, q0_in, p0_exact, yp_bar, tv_grows,
+                         tv_density, prop1_pcs, attack_p)
+    failing = [c.id for c in properties if c.id in PROPS_1_5 and not c.holds]
+    if dim is None and lambda1 is None and all(c.holds for c in conditions) and failing:
         errata.append(Erratum(
-            "Proposition 1 proof",
-            "to satisfy properties 1-5 it is enough that conditions (1)-(5) hold",
-            f"conditions (1)-(5) hold here but property {', '.join(failing)} fails; for "
-            "property 5 the model density in the ball, (V^-1 + lambda2)/2, must exceed the "
-            "median level of q, which no condition ensures (it fails when the annulus 2<r<3 "
-            "is denser under q, e.g. Delta >= 1)",
-            f"d = {d}, lambda1 = {float(lam1):.6g} (canonical)"))
+            "Proposition 1 proof, properties 1-5",
+            "In order to satisfy conditions 1-5, using previous lemmas, it is enough that "
+            "(1)-(5)",
+            f"(1)-(5) hold here but property {', '.join(failing)} fails. For Delta < 1 "
+            "condition (2) makes the unit ball q's densest region, so property 5 holds; for "
+            "Delta >= 1 no condition compares q in the ball, (V^-1 + lambda2)/2, with the "
+            "annulus 2 < r < 3 (property 5 fails e.g. at Delta = 5 and 10, holds at 1, 2, 3 "
+            "and 100, each at its default d)",
+            f"d = {d}, lambda1 = {fmt(lam1, 8)} (canonical): log q(xbar) = "
+            f"{fmt(log_q_bar, 8)} < log median = {fmt(log_med, 8)}"))
     return Certificate(
         params=params, dimension=d, lambda1=lam1, lambda2=lam2,
-        dimension_source="the minimal one for the proof's conditions" if dim is None else "user",
+        dimension_source=("the smallest with the proof's conditions and lambda1 < 1/3"
+                          if dim is None else "user"),
         lambda1_source="canonical" if lambda1 is None else "user",
-        minimal_dimension={"sufficient_conditions": d_search, "closed_form": d_closed,
-                           "exact": d_exact},
+        minimal_dimension={"sufficient_conditions": d_star, "closed_form": d_closed,
+                           "with_lambda1_below_third": d_default, "exact": d_exact},
         kl=kl, lemma_bounds=bounds, lemmas=lemmas, conditions=conditions,
         properties=properties, kl_checks=kl_checks, attack_probability=attack_p,
-        attack_probability_check=attack_check, errata=errata, dps=dps,
+        attack_probability_check=attack_check,
+        attack_radii=[(pc.lo, pc.hi) for pc in attack_pcs], errata=errata, dps=dps,
         seconds=time.perf_counter() - start,
         extra={"admissible_lambda1": {"lo": adm.lo, "hi": adm.hi, "empty": adm.empty},
                "median_piece": (med_p.lo, med_p.hi)},
     )
 
 
-def find_errata(params: Params, con: Construction, d_search: int, kl: dict[str, mpmath.mpf],
-                q0_in: mpmath.mpf, yp_bar: int, tv_grows: bool, tv_lower: mpmath.mpf,
-                log_tv: mpmath.mpf) -> list[Erratum]:
+def find_errata(params: Params, con: Construction, d_star: int, kl: dict[str, mpmath.mpf],
+                q0_in: mpmath.mpf, p0_exact: Fraction | None, yp_bar: int, tv_grows: bool,
+                tv_density: mpmath.mpf, prop1_pcs: list[Piece],
+                attack_p: mpmath.mpf) -> list[Erratum]:
     """Statements of Appendix D contradicted by the exact computation at these parameters."""
     out: list[Erratum] = []
-    mp = mpmath.mp
+    delta, Delta = params.delta, params.Delta
     # Lemmas 2-3: the chain rule gives half the class-0 divergence, not all of it.
     if kl["q_p_class0"] > 0 and certify(
             lambda ctx: con.kl_q_p_class0(ctx) - con.kl_q_p_joint(ctx)).holds:
-        ratio = kl["q_p_joint"] / kl["q_p_class0"]
         out.append(Erratum(
             "Lemma 2 proof (and Lemma 3)",
             "KL(q(x,y)||P(x,y)) = KL(q(x|y=0)||P(x|y=0))",
             "KL(q(x,y)||p(x,y)) = 1/2 KL(q(x|0)||p(x|0)) (p(y)=q(y)=1/2 and q(x|1)=p(x|1)); the "
             "lemmas' bounds hold a fortiori, with room of a factor 2",
-            f"exact joint/class-0 ratio = {mp.nstr(ratio, 12)}"))
+            "exact joint/class-0 ratio = 0.5 (both class-0 KLs are Bernoulli KLs, halved)"))
+    out.append(Erratum(
+        "Lemma 2 and condition (3)",
+        "Lemma 2: if ... lambda1 < 1 - e^-eps; condition 3: lambda1 <= 1 - e^-eps",
+        "condition (3) must be strict to meet Lemma 2's hypothesis; at equality Eq. (15) gives "
+        "only KL(q(x|0)||p(x|0)) <= eps, not the strict (18) - which the factor 1/2 of the "
+        "chain rule (erratum above) restores. No rational lambda1 attains the equality "
+        "(1 - e^-eps is irrational for rational eps > 0), so it never bites here",
+        "the statements of Lemma 2 and of the proof of Proposition 1"))
     # Properties 2 and 3 as printed.
-    yq_x = 0  # q(0|x) = 1 on the shell
-    if not (yq_x != yp_bar):
+    if yp_bar == 0:
         out.append(Erratum(
             "Proposition 1, property 2",
             "y_q(x) != y(xbar), y_q(xbar) = y(xbar)",
             "y_p(xbar) = y_p(x) and y_q(xbar) != y_p(xbar): the prediction changes, the "
             "ground-truth label does not",
-            f"at the attack y_q(x) = {yq_x} = y_p(xbar) = {yp_bar}, so the printed first clause "
-            "is false; the printed second clause says the attacked point is classified correctly"))
+            "at the attack y_q(x) = 0 = y_p(xbar), so the printed first clause is false; the "
+            "printed second clause says the attacked point is classified correctly"))
     q_pred_conf = 1 - q0_in  # q(y_q(xbar)|xbar) with y_q(xbar) = 1
-    if q_pred_conf >= num(mp, params.delta):
+    if q_pred_conf >= num(mpmath.mp, delta):
+        tie = p0_exact is not None and p0_exact == 1 - delta
         out.append(Erratum(
             "Proposition 1, property 3",
-            "q(y_q(xbar)|xbar) < delta",
-            "q(y_p(xbar)|xbar) <= delta: the model gives the TRUE class probability at most "
-            "delta (the printed form asks the predicted class to have probability < delta, "
-            "impossible for a prediction when delta < 1/2); <= because condition (2) is <=",
-            f"q(y_q(xbar)|xbar) = {mp.nstr(q_pred_conf, 8)} >= delta"))
+            "q(y_q(xbar)|xbar) < delta, p(y_p(xbar)|xbar) > 1 - delta",
+            "q(y_p(xbar)|xbar) <= delta and p(y_p(xbar)|xbar) >= 1 - delta: the model gives the "
+            "TRUE class probability at most delta (the printed form asks the predicted class "
+            "to have probability < delta, impossible for a prediction when delta < 1/2); <= "
+            "because condition (2) is <=, and >= because the proof's lambda2 = delta/(1-delta) "
+            "lambda1 makes p(0|xbar) = 1 - delta exactly",
+            f"q(y_q(xbar)|xbar) = {fmt(q_pred_conf, 8)} >= delta"
+            + ("; p(0|xbar) = lambda1/(lambda1+lambda2) = 1 - delta exactly (rational "
+               "arithmetic), so the strict > fails" if tie else "")))
     # The order of the dimension.
     order = paper_dimension_order(params)
     if order <= 0:
@@ -372,39 +444,65 @@ def find_errata(params: Params, con: Construction, d_search: int, kl: dict[str, 
             "d* = max(ceil(log(K/(1-e^-eps))/L), floor(-W_{-1}(-eps/K)/L) + 1) with "
             "K = ((1-delta)/delta)^2, L = log(1+Delta) (see annulus.proposition); "
             "d* ~ (2 log((1-delta)/delta) + log(1/eps) + log log(K/eps)) / log(1+Delta)",
-            f"the printed expression equals -log(1+delta)/log(1+Delta) = {mp.nstr(order, 8)} "
-            f"< 0, while the minimal dimension is {d_search}"))
-    # Eq. (19) drops conditions (3) and lambda1 <= 1.
-    with mp.workdps(50):
-        L = params.log_L(mp)
-        c = mp.log(num(mp, params.K) / num(mp, params.eps))
-    d_start = max(1, int(mp.ceil(1 / L)))
-    d19 = 1 if c < 1 else first_true(lambda dd: condition_B(params, dd), d_start)
-    if d19 < d_search:
+            f"the printed expression equals -log(1+delta)/log(1+Delta) = {fmt(order, 8)} "
+            f"< 0, while the proof's conditions first hold at d* = {d_star}"))
+    out += _eq19_erratum(params, d_star)
+    adm = admissible(params, d_star)
+    if not adm.empty and adm.hi >= mpmath.mpf(1) / 3:
         out.append(Erratum(
-            "Proposition 1 proof, Eq. (19)",
-            "(19) K (1+Delta)^-d < lambda1 < eps/(d log(1+Delta)) is all that is needed",
-            "condition (3) lambda1 <= 1-e^-eps (and lambda1 <= 1) must be kept: for these "
-            f"parameters (19) holds from d = {d19} on, but the five conditions first admit a "
-            f"lambda1 at d = {d_search}",
-            "found by the certified search over d"))
-    adm = admissible(params, d_search)
-    if not adm.empty and adm.hi >= mp.mpf(1) / 3:
-        out.append(Erratum(
-            "Proposition 1 proof",
+            "Proposition 1 proof, probability 1/3",
             "conditions (1)-(5) suffice for properties 1-5 'with probability greater than 1/3'",
-            "the attack probability is exactly (1-lambda1)/2, > 1/3 iff lambda1 < 1/3, which "
-            "(1)-(5) do not imply: add lambda1 < 1/3",
-            f"at d = {d_search} the admissible lambda1 reach {mp.nstr(adm.hi, 8)} >= 1/3"))
+            "for Delta <= 1 the attack probability is exactly (1-lambda1)/2 (the whole shell), "
+            "> 1/3 iff lambda1 < 1/3, which (1)-(5) do not imply: add lambda1 < 1/3 (the "
+            "default d here does)",
+            f"at d* = {d_star} the admissible lambda1 reach {fmt(adm.hi, 8)} >= 1/3"))
+    if Delta > 1:
+        radii = ", ".join(f"[{fmt(pc.lo, 6)}, {fmt(pc.hi, 6)})" for pc in prop1_pcs) or "none"
+        out.append(Erratum(
+            "Proposition 1 for Delta > 1",
+            "with probability greater than 1/3 over samples x ~ p there is an adversarial "
+            "example (the proof moves the shell 1 < ||x|| < 1+Delta into the unit ball)",
+            "for Delta > 1 the shell overlaps the class-1 annulus 2 <= r <= 3, where p and q "
+            "are no longer confident in class 0 unless (1+Delta)^d is far below 3^d: property 1 "
+            f"holds only for radii {radii}, so the attack probability is not (1-lambda1)/2; "
+            "the paper states property 6 for Delta < 1 only",
+            f"P(attack) = {fmt(attack_p, 8)} at d = {con.d}"))
     if tv_grows:
         out.append(Erratum(
             "Proposition 1, property 7 and its proof",
             "the total variation of the distribution can be made as small as desired (it is "
             "bounded by sphere areas that go to 0 with d)",
-            "the total variation int |grad p| of the density is at least d(1-lambda2)/6 and "
-            "grows linearly in d: the sphere area d C_d r^(d-1) is multiplied by jumps of size "
-            "~1/C_d, and d C_d / C_d = d. (The total-variation *distance* TV(p, q) is small: "
-            "<= sqrt(KL/2) by Pinsker.)",
-            f"TV(p) = {mp.nstr(mp.exp(log_tv), 8)} >= d(1-lambda2)/6 = {mp.nstr(tv_lower, 8)} "
-            f"at d = {con.d}"))
+            "two readings. Of the density p: false - any density on B(0,3) has "
+            "int |grad p| >= d/3 (integrate x . grad p = -d p), and here the jumps of size "
+            "~1/C_d meet sphere areas d C_d r^(d-1). Of the classifier q(0|.): true - its "
+            "jumps are at most 1 and the sphere areas vanish with d; this reading fits the "
+            "stated purpose (no misclassification on a dense null set)",
+            f"TV(p) = {fmt(tv_density, 8)} >= d/3 = {fmt(Fraction(con.d, 3), 8)} at "
+            f"d = {con.d}; TV of q(0|.) is the property's value above"))
     return out
+
+
+def _eq19_erratum(params: Params, d_star: int) -> list[Erratum]:
+    """(19) alone against the five conditions: the first ``d`` at which it admits a lambda1
+    (``B`` is false-then-true from ``d = 1``: its failure set is one interval of ``t``)."""
+    d19 = first_eq19(params)
+    if d19 >= d_star:
+        return []
+    adm = admissible(params, d19)
+    third = [f"lambda1 in [{fmt(adm.lo, 6)}, {fmt(adm.hi5, 6)})"]
+    if adm.lo >= 1:
+        third.append("none of them a probability")
+    elif adm.lo >= mpmath.mpf(1) / 2:
+        third.append("all >= 1/2, where 1 - x >= e^-2x fails")
+    elif adm.lo > adm.hi3:
+        third.append(f"all above 1 - e^-eps = {fmt(adm.hi3, 6)} (condition 3)")
+    return [Erratum(
+        "Proposition 1 proof, Eq. (19)",
+        "Condition 3 can be satisfied with lambda1 < eps/2 by using 1 - x >= e^-2x for "
+        "x < 1/2. This boils down to ensuring d is large enough so that there is a valid "
+        "lambda1 such as (19)",
+        "(19) must keep lambda1 < eps/2 (implied by (5) only once d log(1+Delta) >= 2) and the "
+        "implicit lambda1 < 1/2 that 1 - x >= e^-2x needs; with them (or with condition (3) "
+        f"itself) the proof's conditions first hold at d* = {d_star}",
+        f"(19) alone already admits a lambda1 at d = {d19}: " + ", ".join(third))]
+

@@ -19,14 +19,21 @@ import mpmath
 import numpy as np
 
 from annulus.numeric import (
+    Complement,
     Ctx,
     Number,
+    Sci,
+    as_sci,
+    bernoulli_kl,
+    compare,
+    log_num,
+    log_rational,
     log_sub_exp,
     log_sum_exp,
     log_unit_ball_volume,
     num,
 )
-from annulus.radial import Annulus, AnnulusMixture, Piece, common_pieces, kl_divergence
+from annulus.radial import Annulus, AnnulusMixture, Piece, common_pieces
 
 HALF = Fraction(1, 2)
 
@@ -58,12 +65,15 @@ class JointModel:
         return log_sum_exp(ctx, terms) if terms else None
 
     def posterior_on(self, ctx: Ctx, piece: Piece, y: int = 0) -> Number | None:
-        """``m(y|x)`` by Bayes' rule for ``||x||`` in the piece (``None`` off the support)."""
+        """``m(y|x) = 1 / (1 + m(1-y, x) / m(y, x))`` by Bayes' rule for ``||x||`` in the piece
+        (exactly 0 or 1 where one class is absent; ``None`` off the support)."""
         top = self.log_joint_on(ctx, piece, y)
-        marg = self.log_marginal_on(ctx, piece)
-        if marg is None:
-            return None
-        return ctx.mpf(0) if top is None else ctx.exp(top - marg)
+        other = self.log_joint_on(ctx, piece, 1 - y)
+        if top is None:
+            return None if other is None else ctx.mpf(0)
+        if other is None:
+            return ctx.mpf(1)
+        return 1 / (1 + ctx.exp(other - top))
 
     def log_mass_on(self, ctx: Ctx, piece: Piece) -> Number | None:
         """``log P_m(lo < ||X|| < hi)`` under the marginal."""
@@ -80,11 +90,11 @@ class JointModel:
         finite = [t for t in terms if t != ctx.mpf("-inf")]
         return log_sum_exp(ctx, finite) if finite else ctx.mpf("-inf")
 
+    @cached_property
     def _piece_table(self) -> tuple[np.ndarray, np.ndarray]:
         """Breakpoints and per-piece ``log m(x, y)`` (float64, ``-inf`` off support)."""
         radii = sorted(set(self.breakpoints) | {Fraction(0)})
         table = np.full((len(radii), 2), -np.inf)  # last row: r > max radius
-
         log_cd = log_unit_ball_volume(mpmath.mp, self.d)
         for i, piece in enumerate(common_pieces(*self.conditionals)):
             for y in (0, 1):
@@ -98,11 +108,7 @@ class JointModel:
 
         Values on a breakpoint take the piece above it (a null set under every density).
         """
-        cached = self.__dict__.get("_table")
-        if cached is None:
-            cached = self._piece_table()
-            object.__setattr__(self, "_table", cached)
-        radii, table = cached
+        radii, table = self._piece_table
         idx = np.searchsorted(radii, np.asarray(norms, dtype=float), side="right") - 1
         rows = table[np.clip(idx, 0, len(radii) - 1)]
         if y is None:
@@ -117,19 +123,16 @@ class JointModel:
             raise ValueError(f"points must have last dimension d={self.d}, got {x.shape}")
         return self.log_prob_norms(np.linalg.norm(x, axis=-1), y)
 
-    def posterior(self, x: np.ndarray, y: int = 0) -> np.ndarray:
-        """``m(y|x)`` for points ``x`` of shape ``[..., d]``."""
-        return np.exp(self.log_prob(x, y) - self.log_prob(x))
+
+Weight = Fraction | Sci
 
 
-def kl_joint(p: JointModel, q: JointModel, ctx: Ctx = mpmath.mp) -> Number:
-    """``KL(p(x,y) || q(x,y)) = KL(p(y)||q(y)) + sum_y p(y) KL(p(x|y) || q(x|y))`` (chain rule)."""
-    total = ctx.mpf(0)
-    for y in (0, 1):
-        py, qy = num(ctx, p.prior[y]), num(ctx, q.prior[y])
-        total += py * (ctx.log(py) - ctx.log(qy))
-        total += py * kl_divergence(p.conditionals[y], q.conditionals[y], ctx)
-    return total
+def _pair(lam: Weight) -> tuple[Weight | Complement, Weight | Complement]:
+    """The mixture weights ``(lambda, 1 - lambda)``, exact at any size of ``lambda``."""
+    if isinstance(lam, Fraction) and lam in (0, 1):
+        return lam, 1 - lam
+    sci = as_sci(lam)
+    return sci, Complement(sci)
 
 
 @dataclass(frozen=True)
@@ -138,8 +141,8 @@ class Construction:
 
     d: int
     Delta: Fraction
-    lambda1: Fraction
-    lambda2: Fraction
+    lambda1: Weight
+    lambda2: Weight
 
     def __post_init__(self) -> None:
         if self.d < 1:
@@ -147,32 +150,23 @@ class Construction:
         if self.Delta <= 0:
             raise ValueError(f"Delta must be > 0, got {self.Delta}")
         for name in ("lambda1", "lambda2"):
-            if not 0 <= getattr(self, name) <= 1:
+            if compare(getattr(self, name), Fraction(1)) > 0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+            if isinstance(getattr(self, name), Fraction) and getattr(self, name) < 0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 
-    @classmethod
-    def proof_choice(cls, d: int, Delta: Fraction, lambda1: Fraction,
-                     delta: Fraction) -> Construction:
-        """The proof's choice ``lambda2 = delta / (1 - delta) * lambda1`` (Prop. 1)."""
-        return cls(d, Delta, lambda1, delta / (1 - delta) * lambda1)
-
-    # regions of Fig. 2
     @property
     def inner(self) -> Piece:
-        """The unit ball ``||x|| < 1``."""
+        """The unit ball ``||x|| < 1`` (Fig. 2)."""
         return Piece(Fraction(0), Fraction(1))
-
-    @property
-    def shell(self) -> Piece:
-        """The thin annulus ``1 < ||x|| < 1 + Delta`` where the attack starts."""
-        return Piece(Fraction(1), 1 + self.Delta)
 
     @cached_property
     def p(self) -> JointModel:
         """The data distribution, Eqs. (7)-(8)."""
         one = Fraction(1)
-        c0 = AnnulusMixture(self.d, ((self.lambda1, Annulus(Fraction(0), one)),
-                                     (1 - self.lambda1, Annulus(one, one + self.Delta))))
+        w_in, w_shell = _pair(self.lambda1)
+        c0 = AnnulusMixture(self.d, ((w_in, Annulus(Fraction(0), one)),
+                                     (w_shell, Annulus(one, one + self.Delta))))
         return JointModel("p", (c0, self._class1()))
 
     @cached_property
@@ -182,26 +176,52 @@ class Construction:
         return JointModel("q", (c0, self._class1()))
 
     def _class1(self) -> AnnulusMixture:
-        return AnnulusMixture(self.d, ((self.lambda2, Annulus(Fraction(0), Fraction(1))),
-                                       (1 - self.lambda2, Annulus(Fraction(2), Fraction(3)))))
+        w_in, w_out = _pair(self.lambda2)
+        return AnnulusMixture(self.d, ((w_in, Annulus(Fraction(0), Fraction(1))),
+                                       (w_out, Annulus(Fraction(2), Fraction(3)))))
 
     @property
     def pieces(self) -> list[Piece]:
         """All pieces where p and q are constant."""
         return common_pieces(*self.p.conditionals, *self.q.conditionals)
 
-    # exact KL divergences
-    def kl_q_p_joint(self, ctx: Ctx = mpmath.mp) -> Number:
-        return kl_joint(self.q, self.p, ctx)
-
-    def kl_p_q_joint(self, ctx: Ctx = mpmath.mp) -> Number:
-        return kl_joint(self.p, self.q, ctx)
+    # exact KL divergences: q(x|0) and p(x|0) are uniform on the ball and on the shell, with
+    # masses (b, 1-b) and (lambda1, 1-lambda1), b = (1+Delta)^-d; class 1 is the same under p
+    # and q and p(y) = q(y), so each joint KL is half a Bernoulli KL (Eqs. 13-14, 16-17).
+    def _log_b(self, ctx: Ctx) -> Number:
+        """``log b = -d log(1 + Delta)``."""
+        return -self._log_v(ctx)
 
     def kl_q_p_class0(self, ctx: Ctx = mpmath.mp) -> Number:
-        return kl_divergence(self.q.conditionals[0], self.p.conditionals[0], ctx)
+        """``KL(q(x|0) || p(x|0)) = kl(b || lambda1)`` (Eqs. 13-14); ``+inf`` if lambda1 is 0
+        or 1 (then p(x|0) vanishes where q(x|0) does not)."""
+        lam = self.lambda1
+        if isinstance(lam, Fraction) and lam in (0, 1):
+            return ctx.mpf("inf")
+        log_b = self._log_b(ctx)
+        b = ctx.exp(log_b)
+        return bernoulli_kl(ctx, b, lam, log_b, log_num(ctx, lam), ctx.log1p(-b),
+                            log_num(ctx, Complement(lam)))
 
     def kl_p_q_class0(self, ctx: Ctx = mpmath.mp) -> Number:
-        return kl_divergence(self.p.conditionals[0], self.q.conditionals[0], ctx)
+        """``KL(p(x|0) || q(x|0)) = kl(lambda1 || b)`` (Eqs. 16-17)."""
+        lam = self.lambda1
+        log_b = self._log_b(ctx)
+        b = ctx.exp(log_b)
+        if isinstance(lam, Fraction) and lam == 0:
+            return -ctx.log1p(-b)
+        if isinstance(lam, Fraction) and lam == 1:
+            return -log_b
+        return bernoulli_kl(ctx, lam, b, log_num(ctx, lam), log_b,
+                            log_num(ctx, Complement(lam)), ctx.log1p(-b))
+
+    def kl_q_p_joint(self, ctx: Ctx = mpmath.mp) -> Number:
+        """``KL(q(x,y) || p(x,y)) = 1/2 KL(q(x|0) || p(x|0))`` (chain rule)."""
+        return self.kl_q_p_class0(ctx) / 2
+
+    def kl_p_q_joint(self, ctx: Ctx = mpmath.mp) -> Number:
+        """``KL(p(x,y) || q(x,y)) = 1/2 KL(p(x|0) || q(x|0))`` (chain rule)."""
+        return self.kl_p_q_class0(ctx) / 2
 
     # the lemma bounds
     def lemma2_bound(self, ctx: Ctx = mpmath.mp) -> Number:
@@ -226,14 +246,15 @@ class Construction:
         l1 = num(ctx, self.lambda1)
         t = self._log_v(ctx)
         inv_v = ctx.exp(-t)
-        return inv_v * (ctx.log(l1) + t - ctx.log1p(-l1)) - (1 - inv_v) * ctx.log1p(-inv_v)
+        return inv_v * (log_num(ctx, self.lambda1) + t - ctx.log1p(-l1)) \
+            - (1 - inv_v) * ctx.log1p(-inv_v)
 
     def lemma3_gap(self, ctx: Ctx = mpmath.mp) -> Number:
         """``l1 d log(1+Delta) - KL(p(x|0)||q(x|0)) = H(l1) + (1 - l1) log(1 - V^-1)``
         with the binary entropy ``H(l1) = -l1 log l1 - (1-l1) log(1-l1)``."""
         l1 = num(ctx, self.lambda1)
         inv_v = ctx.exp(-self._log_v(ctx))
-        entropy = -l1 * ctx.log(l1) - (1 - l1) * ctx.log1p(-l1)
+        entropy = -l1 * log_num(ctx, self.lambda1) - (1 - l1) * ctx.log1p(-l1)
         return entropy + (1 - l1) * ctx.log1p(-inv_v)
 
     # Lemma 1 closed forms (11)-(12), for comparison with Bayes' rule on the pieces
@@ -244,11 +265,9 @@ class Construction:
 
     def lemma1_q0(self, ctx: Ctx = mpmath.mp) -> Number:
         """Eq. (12): ``q(0|x) = 1 / (1 + lambda2 (1 + Delta)^d)`` for ``||x|| < 1``."""
-        log_v = self.d * ctx.log1p(num(ctx, self.Delta))
-        l2 = num(ctx, self.lambda2)
-        if self.lambda2 == 0:
+        if isinstance(self.lambda2, Fraction) and self.lambda2 == 0:
             return ctx.mpf(1)
-        return 1 / (1 + ctx.exp(ctx.log(l2) + log_v))
+        return 1 / (1 + ctx.exp(log_num(ctx, self.lambda2) + self._log_v(ctx)))
 
     def log_total_variation(self, ctx: Ctx = mpmath.mp) -> Number:
         """``log TV(p)``, the total variation ``int |grad p(x)| dx`` of the data density.
@@ -275,8 +294,31 @@ class Construction:
                     continue
                 hi, lo = (below, above) if order[k - 1] > order[k] else (above, below)
                 log_jump = log_sub_exp(ctx, hi, lo)
-            terms.append(log_jump + (self.d - 1) * ctx.log(num(ctx, radii[k])))
+            terms.append(log_jump + (self.d - 1) * log_rational(ctx, radii[k]))
         return ctx.log(ctx.mpf(self.d)) + log_sum_exp(ctx, terms)
+
+    def log_classifier_variation(self, ctx: Ctx = mpmath.mp) -> Number:
+        """``log int |grad q(0|x)| dx``: the total variation of the model's classifier.
+
+        ``q(0|.)`` is constant on each piece (taken as 0 where ``q(x) = 0``: no class-0 mass), so
+        its gradient lives on the spheres where it jumps: ``sum_k |jump_k| d C_d r_k^(d-1)``
+        (property 7, second reading). It vanishes as ``d`` grows (``C_d -> 0`` faster than any
+        exponential)."""
+        pcs = self.pieces
+        zero = ctx.mpf(0)
+        post = [self.q.posterior_on(ctx, pc, 0) for pc in pcs] + [None]
+        post = [zero if v is None else v for v in post]
+        terms = []
+        for k in range(1, len(post)):
+            below, above = post[k - 1], post[k]
+            if below is above or (below == above and (below == 0 or below == 1)):
+                continue
+            radius = pcs[k].lo if k < len(pcs) else pcs[-1].hi
+            terms.append(ctx.log(abs(above - below)) + (self.d - 1) * log_rational(ctx, radius))
+        if not terms:
+            return ctx.mpf("-inf")
+        return (ctx.log(ctx.mpf(self.d)) + log_unit_ball_volume(ctx, self.d)
+                + log_sum_exp(ctx, terms))
 
     def log_ball_probability_bound(self, ctx: Ctx = mpmath.mp) -> Number:
         """``log`` of a bound on ``sup_c P_p(||X - c|| < Delta)`` (Property 6).

@@ -3,8 +3,9 @@
 ``U(a, b)`` is the uniform density on ``R^d(a, b) = {x : a <= ||x|| <= b}``; its value there is
 ``1 / (C_d (b^d - a^d))`` with ``C_d`` the volume of the unit ball (Lemma 1's proof). A mixture
 ``sum_k w_k U(a_k, b_k)`` is piecewise constant in ``r = ||x||``; every exact quantity below
-(masses, KL divergences, posteriors) is a finite sum over the pieces between consecutive
-breakpoints, evaluated in log space in any mpmath context.
+(masses, posteriors, levels) is a finite sum over the pieces between consecutive breakpoints,
+evaluated in log space in any mpmath context. Weights are exact (:class:`annulus.numeric.Sci`
+and :class:`~annulus.numeric.Complement` keep ``lambda`` and ``1 - lambda`` exact at any size).
 
 Densities are carried in units of ``1/C_d`` (``g = C_d * density``) because ``C_d`` cancels from
 every ratio; :meth:`AnnulusMixture.log_prob_radius` adds ``-log C_d`` back.
@@ -12,19 +13,21 @@ every ratio; :meth:`AnnulusMixture.log_prob_radius` adds ``-log C_d`` back.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
 import mpmath
 
 from annulus.numeric import (
+    Complement,
     Ctx,
+    Exact,
     Number,
     log_annulus_volume_ratio,
+    log_num,
     log_sum_exp,
     log_unit_ball_volume,
-    num,
 )
 
 
@@ -56,18 +59,30 @@ class Piece:
         return log_annulus_volume_ratio(ctx, self.lo, self.hi, d)
 
 
+def _positive(w: Exact) -> bool:
+    return not isinstance(w, Fraction) or w > 0
+
+
+def _sums_to_one(weights: Sequence[Exact]) -> bool:
+    """Exactly: Fractions in [0, 1] summing to 1, or one pair ``(x, Complement(x))``."""
+    if all(isinstance(w, Fraction) for w in weights):
+        return all(w >= 0 for w in weights) and sum(weights) == 1
+    return (len(weights) == 2 and isinstance(weights[1], Complement)
+            and weights[1].x == weights[0])
+
+
 @dataclass(frozen=True)
 class AnnulusMixture:
-    """The radial density ``sum_k w_k U(a_k, b_k)`` on ``R^d`` (weights sum to 1)."""
+    """The radial density ``sum_k w_k U(a_k, b_k)`` on ``R^d`` (exact weights summing to 1)."""
 
     d: int
-    components: tuple[tuple[Fraction, Annulus], ...]
+    components: tuple[tuple[Exact, Annulus], ...]
 
     def __post_init__(self) -> None:
         if self.d < 1:
             raise ValueError(f"the dimension must be >= 1, got {self.d}")
         weights = [w for w, _ in self.components]
-        if any(w < 0 for w in weights) or sum(weights) != 1:
+        if not _sums_to_one(weights):
             raise ValueError(f"mixture weights must be >= 0 and sum to 1, got {weights}")
 
     @property
@@ -75,17 +90,13 @@ class AnnulusMixture:
         """Sorted radii where the density may jump."""
         return tuple(sorted({r for _, ann in self.components for r in (ann.a, ann.b)}))
 
-    def supports(self, piece: Piece) -> bool:
-        """Whether the density is positive on the piece."""
-        return any(w > 0 and ann.covers(piece.lo, piece.hi) for w, ann in self.components)
+    def _log_terms(self, ctx: Ctx, inside: Callable[[Annulus], bool]) -> list[Number]:
+        return [log_num(ctx, w) - log_annulus_volume_ratio(ctx, ann.a, ann.b, self.d)
+                for w, ann in self.components if _positive(w) and inside(ann)]
 
     def log_g(self, ctx: Ctx, piece: Piece) -> Number | None:
         """``log(C_d * density)`` on the piece, ``None`` outside the support."""
-        terms = [
-            ctx.log(num(ctx, w)) - log_annulus_volume_ratio(ctx, ann.a, ann.b, self.d)
-            for w, ann in self.components
-            if w > 0 and ann.covers(piece.lo, piece.hi)
-        ]
+        terms = self._log_terms(ctx, lambda ann: ann.covers(piece.lo, piece.hi))
         return log_sum_exp(ctx, terms) if terms else None
 
     def log_mass(self, ctx: Ctx, piece: Piece) -> Number | None:
@@ -96,11 +107,7 @@ class AnnulusMixture:
     def log_prob_radius(self, r: Fraction | float | str, ctx: Ctx = mpmath.mp) -> Number:
         """``log`` of the density at any ``x`` with ``||x|| = r`` (closed annuli, as Eq. 7-10)."""
         r = Fraction(r)
-        terms = [
-            ctx.log(num(ctx, w)) - log_annulus_volume_ratio(ctx, ann.a, ann.b, self.d)
-            for w, ann in self.components
-            if w > 0 and ann.a <= r <= ann.b
-        ]
+        terms = self._log_terms(ctx, lambda ann: ann.a <= r <= ann.b)
         if not terms:
             return ctx.mpf("-inf")
         return log_sum_exp(ctx, terms) - log_unit_ball_volume(ctx, self.d)
@@ -116,24 +123,3 @@ def pieces(breaks: Sequence[Fraction]) -> Iterator[Piece]:
 def common_pieces(*mixtures: AnnulusMixture) -> list[Piece]:
     """The pieces on which all the given mixtures are simultaneously constant."""
     return list(pieces([b for m in mixtures for b in m.breakpoints]))
-
-
-def kl_divergence(p: AnnulusMixture, q: AnnulusMixture, ctx: Ctx = mpmath.mp) -> Number:
-    """Exact ``KL(p || q) = sum_pieces P(piece) * log(p / q)``; ``+inf`` if ``p`` is not << ``q``.
-
-    On each piece both densities are constant, so the integral of ``p log(p/q)`` over the piece
-    is its ``p``-mass times the log-ratio of the constants (this is Eqs. 13-17 of the paper
-    written for any mixture of annuli).
-    """
-    if p.d != q.d:
-        raise ValueError("both mixtures must live in the same dimension")
-    total = ctx.mpf(0)
-    for piece in common_pieces(p, q):
-        log_gp = p.log_g(ctx, piece)
-        if log_gp is None:
-            continue
-        log_gq = q.log_g(ctx, piece)
-        if log_gq is None:
-            return ctx.mpf("inf")
-        total += ctx.exp(log_gp + piece.log_volume(ctx, p.d)) * (log_gp - log_gq)
-    return total

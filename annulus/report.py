@@ -7,8 +7,8 @@ from typing import Any
 
 import mpmath
 
-from annulus.certificate import Certificate, Check
-from annulus.numeric import fmt, json_number
+from annulus.certificate import CERTIFIED, CLAIM_FAILS, Certificate, Check
+from annulus.numeric import Complement, Sci, exact_str, fmt, json_number
 
 OK, BAD = "✓", "✗"
 
@@ -19,8 +19,8 @@ def _val(x: Any) -> Any:
         return x
     if isinstance(x, int):
         return x
-    if isinstance(x, Fraction):
-        return json_number(mpmath.mpf(x.numerator) / x.denominator)
+    if isinstance(x, Fraction | Sci | Complement):
+        return _exact_json(x)
     if isinstance(x, dict):
         return {k: _val(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
@@ -28,9 +28,17 @@ def _val(x: Any) -> Any:
     return json_number(mpmath.mpf(x))
 
 
-def _decimal(q: Fraction, digits: int = 30) -> str:
-    with mpmath.mp.workdps(digits + 5):
-        return mpmath.nstr(mpmath.mpf(q.numerator) / q.denominator, digits)
+def _exact_json(q: Fraction | Sci | Complement) -> float | str:
+    """An exact number as the nearest float64 when it fits, else a 17-digit decimal string."""
+    text = exact_str(q, 40)
+    value = float(text)
+    if value != 0 and 1e-300 < abs(value) < 1e300:
+        return value
+    return value if text in ("0.0", "1.0") else exact_str(q, 17)
+
+
+def _decimal(q: Fraction | Sci, digits: int = 30) -> str:
+    return exact_str(q, digits)
 
 
 def _check_json(c: Check) -> dict[str, Any]:
@@ -60,6 +68,9 @@ def to_json(cert: Certificate) -> dict[str, Any]:
                     "correct_statement": e.correct_statement, "evidence": e.evidence}
                    for e in cert.errata],
         "certified": cert.certified,
+        "verdict": cert.verdict,
+        "verdict_reason": cert.verdict_reason(),
+        "attack_radii": [[_val(lo), _val(hi)] for lo, hi in cert.attack_radii],
         "admissible_lambda1": _val(cert.extra["admissible_lambda1"]),
         "precision_digits": cert.dps,
         "sign_method": "interval arithmetic (mpmath.iv, outward rounding, precision doubled "
@@ -93,8 +104,9 @@ def format_text(cert: Certificate, digits: int = 6) -> str:
         f"  eps = {_show(p.eps, digits)}   delta = {_show(p.delta, digits)}   "
         f"Delta = {_show(p.Delta, digits)}",
         f"  dimension d = {cert.dimension} ({cert.dimension_source})",
-        f"  minimal d: proof's sufficient conditions {md['sufficient_conditions']} (search) / "
-        f"{md['closed_form']} (closed form); exact quantities {md['exact']}",
+        f"  minimal d: proof's sufficient conditions d* = {md['sufficient_conditions']} (search) "
+        f"/ {md['closed_form']} (closed form); with lambda1 < 1/3 "
+        f"{md['with_lambda1_below_third']}; exact quantities {md['exact']}",
         f"  lambda1 = {_show(cert.lambda1, digits)} ({cert.lambda1_source}; admissible "
         f"[{_show(cert.extra['admissible_lambda1']['lo'], 4)}, "
         f"{_show(cert.extra['admissible_lambda1']['hi'], 4)}]), "
@@ -122,8 +134,9 @@ def format_text(cert: Certificate, digits: int = 6) -> str:
         lines.append(f"  {_mark(c.holds)} property {c.id}: {c.statement}")
         lines.append(f"      value {_show(c.value, digits)}   bound {_show(c.bound, digits)}")
     a = cert.attack_probability_check
+    radii = ", ".join(f"[{_show(lo, 6)}, {_show(hi, 6)})" for lo, hi in cert.attack_radii)
     lines.append(f"  {_mark(a.holds)} P(attack exists, x ~ p) = {_show(a.value, digits)}  "
-                 f"(claimed > 1/3)")
+                 f"(claimed > 1/3; attacked radii: {radii or 'none'})")
     lines += ["", f"Errata found by the computation ({len(cert.errata)})"]
     for i, e in enumerate(cert.errata, 1):
         lines.append(f"  [{i}] {e.where}")
@@ -131,8 +144,13 @@ def format_text(cert: Certificate, digits: int = 6) -> str:
         lines.append(f"      correct: {e.correct_statement}")
         if e.evidence:
             lines.append(f"      because: {e.evidence}")
-    verdict = "CERTIFIED" if cert.certified else "NOT CERTIFIED"
-    lines += ["", f"{verdict}: KLs < eps and properties 1-5 "
-              f"{'hold' if cert.certified else 'do not all hold'} "
-              f"(signs by interval arithmetic; {cert.seconds:.2f} s)"]
     return "\n".join(lines)
+
+
+HEADLINES = {CERTIFIED: "CERTIFIED", CLAIM_FAILS: "PROPERTIES HOLD, CLAIM FAILS"}
+
+
+def format_verdict(verdict: str, reason: str, seconds: float) -> str:
+    """The headline: the verdict's word and its reason (it agrees with the exit status)."""
+    word = HEADLINES.get(verdict, "NOT CERTIFIED")
+    return f"{word}: {reason} (signs by interval arithmetic; {seconds:.2f} s)"

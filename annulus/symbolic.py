@@ -16,6 +16,8 @@ from typing import Any
 
 import mpmath
 
+from annulus.numeric import num
+
 
 @dataclass(frozen=True)
 class Derivation:
@@ -171,8 +173,7 @@ def check_against_exact(cert: Any) -> dict[str, Any]:
     with mpmath.mp.workdps(cert.dps + 10):
         mp = mpmath.mp
         vals = [mp.mpf(cert.dimension)] + [
-            mp.mpf(q.numerator) / q.denominator
-            for q in (cert.params.Delta, cert.lambda1, cert.lambda2)]
+            num(mp, q) for q in (cert.params.Delta, cert.lambda1, cert.lambda2)]
         for name, key in (("kl_q_p_joint", "q_p_joint"), ("kl_p_q_joint", "p_q_joint"),
                           ("kl_q_p_class0", "q_p_class0"), ("kl_p_q_class0", "p_q_class0")):
             fn = sp.lambdify(args, getattr(der, name), modules="mpmath")

@@ -32,7 +32,7 @@ import numpy as np
 import sympy as sp
 
 from annulus.construction import Construction, JointModel
-from annulus.numeric import Ctx, Number, UndecidableError, certify, num
+from annulus.numeric import Ctx, Exact, Number, UndecidableError, certify, exact_fraction, num
 
 r_sym = sp.Symbol("r", nonnegative=True)
 rho_sym = sp.Symbol("rho", nonnegative=True)
@@ -40,9 +40,11 @@ d_sym = sp.Symbol("d", positive=True, integer=True)
 Delta_sym = sp.Symbol("Delta", positive=True)
 
 
-def _q(x: Fraction | int) -> sp.Rational:
-    x = Fraction(x)
-    return sp.Rational(x.numerator, x.denominator)
+def _q(x: Exact | int) -> sp.Rational:
+    f = exact_fraction(x)
+    if f is None:
+        raise ValueError(f"{x} is too small for an exact sympy rational")
+    return sp.Rational(f.numerator, f.denominator)
 
 
 def attack_radius_expr(Delta: Any = Delta_sym, r: Any = r_sym) -> sp.Expr:
@@ -129,7 +131,7 @@ def _vol(a: Fraction, b: Fraction) -> sp.Expr:
 def joint_expr(model: JointModel, y: int, lo: Fraction, hi: Fraction) -> sp.Expr:
     """``C_d m(x, y)`` for ``lo < ||x|| < hi`` (a piece): ``m(y) sum_c w_c / (b_c^d - a_c^d)``."""
     terms = [_q(w) / _vol(ann.a, ann.b) for w, ann in model.conditionals[y].components
-             if w > 0 and ann.covers(lo, hi)]
+             if exact_fraction(w) != 0 and ann.covers(lo, hi)]
     return _q(model.prior[y]) * sp.Add(*terms)
 
 
@@ -140,7 +142,7 @@ def mass_expr(model: JointModel, lo: Any, hi: Any) -> sp.Expr:
         for w, ann in model.conditionals[y].components:
             a, b = _q(ann.a), _q(ann.b)
             u, v = sp.Max(a, lo), sp.Min(b, hi)
-            if w == 0 or not bool(u < v):
+            if exact_fraction(w) == 0 or not bool(u < v):
                 continue
             top = (v ** d_sym if v != 0 else 0) - (u ** d_sym if u != 0 else 0)
             total += _q(model.prior[y]) * _q(w) * top / _vol(ann.a, ann.b)
@@ -328,7 +330,3 @@ def derive(con: Construction, delta: Fraction) -> SymbolicAttack:
     prob = sp.simplify(prob)
     return SymbolicAttack(attack_expressions(), facts, median_level, sets, success, prob, d)
 
-
-def symbolic_probability(con: Construction, delta: Fraction, dps: int = 40) -> mpmath.mpf:
-    """The exact success probability from the symbolic radius sets (mpmath number)."""
-    return derive(con, delta).probability(dps)

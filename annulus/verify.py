@@ -1,8 +1,10 @@
 """``python -m annulus.verify``: certify the counter-example of Proposition 1 (Appendix D).
 
-Exit status: 0 when the construction is certified (both joint KLs < eps and properties 1-5
-hold) and, when sampling, the exact attack probability lies in the 99% Wilson interval of the
-sampled success rate; 1 otherwise; 2 on bad input (one line on stderr).
+Exit status, one per verdict (the last line of the report says which): 0 certified (both joint
+KLs < eps, properties 1-5 on a set of p-probability certified > 1/3, Delta < 1); 3 the
+properties hold but the claim does not (P <= 1/3, or Delta >= 1); 1 not certified (or the
+sampled success count contradicts the exact probability, see ``annulus.attack``); 2 bad input
+(one line on stderr).
 """
 
 from __future__ import annotations
@@ -75,8 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dim", type=_integer("dimension", 1), default=None,
                    help="dimension d (default: the minimal one for the proof's conditions)")
     p.add_argument("--lambda1", type=_number("lambda1", Fraction(0), Fraction(1)),
-                   default=None, help="mixture weight lambda1 in (0, 1) (default: canonical; "
-                   "at 1 the shell carries no data and KL(q||p) is infinite)")
+                   default=None, help="mixture weight lambda1 in (0, 1) (default: canonical)")
     p.add_argument("--precision", type=_integer("precision", 5, 1000), default=30,
                    help="decimal digits of the reported values")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -94,27 +95,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _approx(n: int) -> str:
+    """A large integer in three significant digits (no float overflow)."""
+    text = str(n)
+    return text if len(text) <= 6 else f"{text[0]}.{text[1:3]}e+{len(text) - 1}"
+
+
+def _fail(message: str) -> int:
+    print(f"python -m annulus.verify: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from annulus.certificate import build_certificate
-    from annulus.proposition import Params
-    from annulus.report import format_text, to_json
+    from annulus.certificate import EXIT_STATUS, NOT_CERTIFIED, build_certificate
+    from annulus.proposition import Params, minimal_dimension_search
+    from annulus.report import format_text, format_verdict, to_json
 
     try:
         params = Params(args.eps, args.delta, args.Delta)
+        d = args.dim if args.dim is not None else minimal_dimension_search(params, third=True)
+        sample_dim = args.sample_dim or d
+        if args.samples * sample_dim > MAX_COORDINATES:
+            return _fail(f"sampling {_approx(args.samples)} points in dimension "
+                         f"{_approx(sample_dim)} means {_approx(args.samples * sample_dim)} "
+                         "Gaussian draws (limit "
+                         f"{MAX_COORDINATES:.0e}); lower --samples, set --sample-dim, or "
+                         "--samples 0")
         cert = build_certificate(params, dim=args.dim, lambda1=args.lambda1,
                                  dps=args.precision)
     except (ValueError, OverflowError, ArithmeticError) as exc:
-        print(f"python -m annulus.verify: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
     sampling = None
-    sample_dim = args.sample_dim or cert.dimension
-    if args.samples * sample_dim > MAX_COORDINATES:
-        print(f"python -m annulus.verify: error: sampling {args.samples} points in dimension "
-              f"{sample_dim} means {args.samples * sample_dim:.3g} Gaussian draws (limit "
-              f"{MAX_COORDINATES:.0e}); lower --samples, set --sample-dim, or --samples 0",
-              file=sys.stderr)
-        return 2
     if args.samples > 0:
         from annulus.attack import run_sampling
         try:
@@ -122,15 +134,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     cert.attack_probability, n=args.samples, seed=args.seed,
                                     dimension=args.sample_dim, max_bytes=args.max_memory,
                                     save=args.save, progress=sys.stderr.isatty())
-        except (ValueError, OSError, MemoryError) as exc:
-            print(f"python -m annulus.verify: error: {exc}", file=sys.stderr)
-            return 2
+        except (ValueError, OSError, MemoryError, ArithmeticError) as exc:
+            return _fail(str(exc))
     symbolic = None
     if args.symbolic:
         from annulus.symbolic import check_against_exact
         symbolic = check_against_exact(cert)
+    verdict, reason = cert.verdict, cert.verdict_reason()
+    if sampling is not None and not sampling.consistent:
+        verdict = NOT_CERTIFIED
+        reason = ("the sampled success count contradicts the exact attack probability "
+                  f"({sampling.test_text()})")
     if args.json:
         out = to_json(cert)
+        out.update(verdict=verdict, verdict_reason=reason, exit_status=EXIT_STATUS[verdict])
         if sampling is not None:
             out["sampling"] = sampling.to_json()
         if symbolic is not None:
@@ -145,8 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from annulus.symbolic import format_symbolic
             print()
             print(format_symbolic(symbolic))
-    ok = cert.certified and (sampling is None or sampling.consistent)
-    return 0 if ok else 1
+        print()
+        print(format_verdict(verdict, reason, cert.seconds))
+    return EXIT_STATUS[verdict]
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ def test_json_has_documented_keys(capsys: pytest.CaptureFixture[str]) -> None:
                 "minimal_dimension", "kl", "lemma_bounds", "attack_probability",
                 "properties", "errata", "certified", "sampling"):
         assert key in out
-    assert set(out["minimal_dimension"]) == {"sufficient_conditions", "closed_form", "exact"}
+    assert set(out["minimal_dimension"]) == {"sufficient_conditions", "closed_form",
+                                             "with_lambda1_below_third", "exact"}
     assert set(out["kl"]) == {"q_p_joint", "p_q_joint", "q_p_class0", "p_q_class0"}
     assert set(out["lemma_bounds"]) == {"lemma2", "lemma3"}
     assert {p["id"] for p in out["properties"]} == {"1", "2", "3", "4", "5", "6", "7"}
