@@ -109,6 +109,11 @@ def _corrupt(run: Path, how: str) -> None:
         config = json.loads(cfg.read_text())
         config["model"]["no_such_field"] = 1
         cfg.write_text(json.dumps(config))
+    elif how == "config-bad-value":
+        config = json.loads(cfg.read_text())
+        config["model"]["hidden"] = "wide"
+        config["data_dir"] = 7
+        cfg.write_text(json.dumps(config))
     elif how == "checkpoint-dir":
         ckpt.unlink()
         ckpt.mkdir()
@@ -120,7 +125,8 @@ CORRUPTIONS = {
     "truncated": "checkpoint.pt", "empty": "checkpoint.pt", "json": "checkpoint.pt",
     "missing-keys": "checkpoint.pt", "other-preset": "checkpoint.pt",
     "config-truncated": "config.json", "config-wrong-type": "config.json",
-    "config-model-bad": "config.json", "checkpoint-dir": "checkpoint.pt",
+    "config-model-bad": "config.json", "config-bad-value": "config.json",
+    "checkpoint-dir": "checkpoint.pt",
     "no-checkpoint": "checkpoint.pt",
 }
 
