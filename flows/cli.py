@@ -104,7 +104,7 @@ def exit_with(prog: str, message: BaseException | str, status: int) -> NoReturn:
 class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose errors are one line (no usage dump), exit status 2."""
 
-    def error(self, message: str) -> NoReturn:  # noqa: D401 - argparse API
+    def error(self, message: str) -> NoReturn:
         exit_with(self.prog, f"{message} (see --help)", USAGE_STATUS)
 
 
