@@ -51,8 +51,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-import torch
-
 MAX_INT = 2**63 - 1
 """Largest integer accepted by the integer types (torch's int64)."""
 
@@ -222,11 +220,15 @@ probability.__doc__ = "Argument type: a float in [0, 1]."
 # -- devices ---------------------------------------------------------------------------------
 def default_device() -> str:
     """``"cuda"`` when a GPU is available, else ``"cpu"``."""
+    import torch  # here, so that torch-free tools (paper_figures) can use this module
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def device(value: str) -> str:
     """Argument type: ``cpu`` or ``cuda[:i]`` that exists on this machine (normalised string)."""
+    import torch
+
     text = str(value).strip()
     try:
         dev = torch.device(text)
