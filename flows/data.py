@@ -53,9 +53,10 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
     else:
         path, source = REPO_ROOT.parent / "shared" / "data", "default ../shared/data"
     if not path.exists():
+        what = ("is a dangling symbolic link or a link loop" if path.is_symlink()
+                else "does not exist")
         raise DataFileError(
-            f"data directory {path} (from {source}) does not exist; "
-            f"pass --data-dir or set {ENV_VAR}"
+            f"data directory {path} (from {source}) {what}; pass --data-dir or set {ENV_VAR}"
         )
     if not path.is_dir():
         raise DataFileError(f"data directory {path} (from {source}) is not a directory")
