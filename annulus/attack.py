@@ -44,6 +44,7 @@ from annulus.numeric import (
     as_sci,
     certify,
     compare,
+    enclose,
     exact_fraction,
     fmt,
     json_number,
@@ -370,20 +371,21 @@ def kl_estimate(con: Construction, which: str, counts: np.ndarray, exact: Any) -
     if np.isinf(ratio[seen]).any():
         return KLEstimate(math.inf, math.nan, exact, math.inf, False, "infinite: a is not << b")
     r_seen = np.where(seen, ratio, 0.0)
-    est = float((counts * r_seen).sum() / n)
+    est = math.fsum((counts * r_seen).ravel()) / n
     if n > 1:
         ss = float((counts * (r_seen - est) ** 2).sum())
         se = math.sqrt(ss / (n - 1) / n)
     else:
         se = math.inf
     pos = mass > 0
-    contrib = np.where(pos, mass * np.where(pos, ratio, 0.0), 0.0)
-    var = float((mass * np.where(pos, ratio, 0.0) ** 2).sum() - contrib.sum() ** 2)
-    exact_se = math.sqrt(max(var, 0.0) / n)
+    finite = np.where(pos, ratio, 0.0)
+    contrib = np.where(pos, mass * finite, 0.0)
+    # variances as sums of non-negative terms mass (ratio - mean)^2 (no cancellation)
+    exact_se = math.sqrt(float((mass * (finite - float(exact)) ** 2).sum()) / n)
     rare = pos & (n * mass < RARE_COUNT) & (contrib != 0)
     bulk = pos & ~rare
-    var_bulk = float((mass[bulk] * ratio[bulk] ** 2).sum() - (contrib[bulk].sum()) ** 2)
-    bulk_se = math.sqrt(max(var_bulk, 0.0) / n)
+    bulk_mean = float(contrib[bulk].sum() / max(mass[bulk].sum(), 1e-300))
+    bulk_se = math.sqrt(float((mass[bulk] * (ratio[bulk] - bulk_mean) ** 2).sum()) / n)
     rare_total = float(np.abs(contrib[rare]).sum())
     notes = []
     if np.isinf(ratio[pos]).any():
@@ -620,11 +622,11 @@ def run_sampling(params: Params, construction: Construction, exact_probability: 
     log_med_exact = float(table.log_q[table.level_rank == exact_rank][0])
     demo_rows = [r for r in demo_rows if r["log_q_xbar"] >= log_med]
 
-    kls = {"p_q_joint": kl_estimate(con, "p_q", counts_p, con.kl_p_q_joint())}
+    kls = {"p_q_joint": kl_estimate(con, "p_q", counts_p, enclose(con.kl_p_q_joint))}
     counts_q = np.zeros((2, len(RadialTable.of(con.q).pieces)), dtype=np.int64)
     for ch in sample(con.q, n, seed=ss_q, vectors=False, max_bytes=max_bytes):
         counts_q += _pair_counts(ch.y, ch.piece, counts_q.shape[1])
-    kls["q_p_joint"] = kl_estimate(con, "q_p", counts_q, con.kl_q_p_joint())
+    kls["q_p_joint"] = kl_estimate(con, "q_p", counts_q, enclose(con.kl_q_p_joint))
 
     res = SamplingResult(
         n=n, dimension=d, seed=seed, Delta=con.Delta, lambda1=con.lambda1,

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from annulus.construction import Construction
-from annulus.numeric import certify, log_unit_ball_volume
-from annulus.radial import AnnulusMixture
+from annulus.construction import Construction, JointModel
+from annulus.numeric import Sci, certify, enclose, log_unit_ball_volume, num
+from annulus.radial import AnnulusMixture, common_pieces
 
 fractions = st.fractions
 
@@ -59,13 +59,99 @@ def test_kl_equals_radial_quadrature(con: Construction) -> None:
             assert abs(value - quad) <= mpmath.mpf(10) ** -20 * max(1, abs(quad))
 
 
+def _piece_sum_kl_joint(a: JointModel, b: JointModel) -> mpmath.mpf:
+    """Reference: the chain rule written out, ``sum_y a(y) sum_pieces P_a(piece|y) log(a/b)``,
+    over every piece of both classes (no Bernoulli reduction), at 80 digits."""
+    total = mpmath.mpf(0)
+    for y in (0, 1):
+        for piece in common_pieces(*a.conditionals, *b.conditionals):
+            la = a.conditionals[y].log_g(mpmath.mp, piece)
+            if la is None:
+                continue
+            lb = b.conditionals[y].log_g(mpmath.mp, piece)
+            mass = mpmath.exp(la + piece.log_volume(mpmath.mp, a.d))
+            total += num(mpmath.mp, a.prior[y]) * mass * (la - lb)
+    return total
+
+
 @settings(max_examples=40, deadline=None)
 @given(small)
-def test_chain_rule_joint_is_half_class0(con: Construction) -> None:
-    with mpmath.mp.workdps(30):
-        assert con.kl_q_p_joint() == pytest.approx(con.kl_q_p_class0() / 2, rel=1e-25)
-        assert con.kl_p_q_joint() == pytest.approx(con.kl_p_q_class0() / 2, rel=1e-25)
-        assert con.kl_q_p_joint() >= 0 and con.kl_p_q_joint() >= 0
+def test_joint_kl_equals_chain_rule_over_all_pieces(con: Construction) -> None:
+    """The Bernoulli forms (joint = half the class-0 KL) against the piece-by-piece sum over
+    both classes."""
+    with mpmath.mp.workdps(80):
+        for value, ref in ((con.kl_q_p_joint(), _piece_sum_kl_joint(con.q, con.p)),
+                           (con.kl_p_q_joint(), _piece_sum_kl_joint(con.p, con.q))):
+            assert value >= 0
+            assert abs(value - ref) <= mpmath.mpf(10) ** -60 * max(abs(ref), 1e-300)
+
+
+def _reference_kls(d: int, Delta: Fraction, lam: Sci) -> tuple[mpmath.mpf, mpmath.mpf]:
+    """``(KL(q(x|0)||p(x|0)), KL(p(x|0)||q(x|0)))`` by an independent formula.
+
+    With ``b = (1+Delta)^-d``: when ``b`` is not astronomically small, the definition
+    ``a log(a/c) + (1-a) log((1-a)/(1-c))`` with plain logs at a precision of twice the digits
+    of ``1/b`` (so ``1 - b`` and ``1 - lambda`` keep them); otherwise series in the tiny
+    quantities: for ``b, lambda`` both tiny ``kl(b||l) = b log(b/l) + l - b`` and
+    ``kl(l||b) = l log(l/b) + b - l`` (error O(max(b, l)^2)); for ``b`` tiny and ``l`` not,
+    ``kl(b||l) = -log(1-l)`` and ``kl(l||b) = l (log l + t) + (1-l) log(1-l)`` (error O(b t))."""
+    with mpmath.mp.workdps(60 + len(str(d)) + len(str(lam.e))):
+        t = d * mpmath.log(1 + mpmath.mpf(Delta.numerator) / Delta.denominator)
+        log_l = (mpmath.log(mpmath.mpf(lam.m.numerator) / lam.m.denominator)
+                 + lam.e * mpmath.log(10))
+    digits_b = int(t / mpmath.log(10)) + 1
+    if digits_b < 3000 and lam.e > -3000:
+        with mpmath.mp.workdps(2 * max(digits_b, -lam.e) + 80):
+            b = mpmath.exp(-t)
+            lv = mpmath.mpf(lam.m.numerator) / lam.m.denominator * mpmath.mpf(10) ** lam.e
+            one = mpmath.mpf(1)
+            k1 = b * mpmath.log(b / lv) + (one - b) * mpmath.log((one - b) / (one - lv))
+            k2 = lv * mpmath.log(lv / b) + (one - lv) * mpmath.log((one - lv) / (one - b))
+            return +k1, +k2
+    with mpmath.mp.workdps(60 + len(str(d)) + len(str(lam.e))):
+        log_b = -t
+        lv = mpmath.exp(log_l)
+        if log_l < -200:  # both tiny
+            b = mpmath.exp(log_b)
+            return b * (log_b - log_l) + lv - b, lv * (log_l - log_b) + b - lv
+        one = mpmath.mpf(1)
+        return -mpmath.log(one - lv), lv * (log_l + t) + (one - lv) * mpmath.log(one - lv)
+
+
+@settings(max_examples=60, deadline=None)
+@given(log10_d=st.floats(0, 12), Delta=st.sampled_from([Fraction(1, 10**6), Fraction(1, 10),
+                                                        Fraction(1, 2), Fraction(3)]),
+       u=st.floats(0, 1), mant=st.integers(1, 10**12 - 1))
+def test_kl_digits_against_independent_formula(log10_d: float, Delta: Fraction, u: float,
+                                               mant: int) -> None:
+    """Every digit of the reported class-0 KLs (enclosed to 30 digits), d up to 10^12 and
+    lambda1 down to (1+Delta)^-2d (KLs far below 1e-300), against :func:`_reference_kls`."""
+    d = max(1, round(10 ** log10_d))
+    t10 = d * float(mpmath.log10(1 + mpmath.mpf(Delta.numerator) / Delta.denominator))
+    exp10 = -1 - int(u * 2 * t10)  # lambda1 = 0.mant * 10^(exp10+1) ... from 0.1 to b^2
+    lam = Sci(Fraction(mant, 10**12), exp10)
+    con = Construction(d, Delta, lam, Fraction(0))
+    ref_qp, ref_pq = _reference_kls(d, Delta, lam)
+    for value, ref in ((enclose(con.kl_q_p_class0, 30), ref_qp),
+                       (enclose(con.kl_p_q_class0, 30), ref_pq)):
+        assert ref > 0 and value > 0
+        with mpmath.mp.workdps(40):
+            assert abs(value / ref - 1) < mpmath.mpf(10) ** -25, (d, lam, value, ref)
+
+
+def test_kl_reported_digits_at_large_dimension() -> None:
+    """The numbers of issue 11: at d = 10^6 the joint KL(q||p) is positive and right to every
+    printed digit (it was printed as -4.92e-41389); at d = 2010 it is not lost."""
+    from annulus.certificate import build_certificate
+    from annulus.proposition import Params
+
+    params = Params(Fraction(1, 10), Fraction(1, 1000), Fraction(1, 10))
+    for d in (2010, 10**6):
+        cert = build_certificate(params, dim=d)
+        ref_qp, ref_pq = _reference_kls(d, params.Delta, cert.lambda1)
+        with mpmath.mp.workdps(40):
+            assert mpmath.nstr(cert.kl["q_p_joint"], 25) == mpmath.nstr(ref_qp / 2, 25)
+            assert mpmath.nstr(cert.kl["p_q_joint"], 25) == mpmath.nstr(ref_pq / 2, 25)
 
 
 @settings(max_examples=40, deadline=None)
