@@ -1,62 +1,75 @@
-"""Table 2 (paper Sec. 4.3): CW-L2 and boundary attacks, plain and detection-aware.
+"""Table 2 (paper Sec. 4.3): CW-L2 and boundary attacks on 8-bit images, plain and detection-aware.
 
-Settings (``--attacks``, all four by default):
+**An adversarial example is an image.** Every attack's output is rounded to the 8-bit grid
+(:func:`flows.experiments.common.to_grid`) and re-scored with :func:`flows.scoring.score_images`
+(``--draws`` noise draws); success, L2 distance and detection are those of that image.
 
-``cw``            plain untargeted CW-L2 on the C-way classifier (own implementation in
-                  :mod:`flows.experiments.cw`, identical to foolbox's CW when T = +inf);
-``cw-det``        CW-L2 with the detection loss ``max(0, -log p(x') - T_nll)`` (Carlini & Wagner
-                  2017a); success additionally needs ``bits/dim(x') <= T``;
-``boundary``      foolbox ``BoundaryAttack``, untargeted, on the C-way classifier, started by
-                  foolbox's default init (blended uniform noise; inputs where it fails start
-                  from a random accepted, correctly classified test image of another class);
-``boundary-det``  foolbox ``BoundaryAttack`` on a (C+1)-way classifier whose extra class is
-                  "non-image" (wins iff ``bits/dim(x) > T``), *targeted* at a random wrong
-                  class ``t`` and started from a random accepted test image of class ``t``.
+Settings (``--attacks``):
+
+``cw``            CW-L2 (Carlini & Wagner 2017b) with rounding inside the loop: every iterate is
+                  rounded to the grid, loss and success test use the fixed-draw forward of that
+                  image (straight-through gradients), and a success needs the logit margin
+                  ``kappa`` (``--margin-nats``) so that it survives the final ``S``-draw check;
+``cw-det``        the same with the detection term ``c w_det max(0, -log p(x') - T_nll)``
+                  (Carlini & Wagner 2017a); a success must also be accepted, with a bits/dim
+                  margin (``--margin-bpd``): ``bits/dim(x') <= T - m``;
+``cw-cont``       the continuous CW (a port of foolbox 3.3.4's, kappa = 0) whose result is only
+                  rounded afterwards: the baseline that shows how many "successes" fail only
+                  because of rounding (``rounding_failures``);
+``boundary``      foolbox ``BoundaryAttack``, untargeted, on a classifier that rounds its input to
+                  the grid and needs the margin ``kappa`` (so every query decision is about an
+                  image), foolbox's blended-noise init (fallback: a test image of another class);
+``boundary-det``  the same on a (C+1)-way classifier whose extra "non-image" class wins iff
+                  ``bits/dim > T - m``, targeted at a random wrong class with a usable start image
+                  (classified as that class with the margin and accepted); started there.
+
+Boundary convergence rule (per image, on the stored L2 trajectory of the best rounded
+adversarial): converged at step ``t`` when ``L2(t - W) - L2(t) <= rtol * L2(t)``
+(``--boundary-window`` W, ``--boundary-rtol``) and ``t >= --boundary-min-steps`` (default 1000:
+foolbox adapts the spherical step size from its 100-entry success queue, filled every 10 steps,
+so before step 1000 a flat trajectory can mean "not adapted yet"); the attack stops when every
+image has converged or after ``--boundary-steps`` (foolbox's default is 25000). The trajectory
+(every ``--boundary-record-every`` steps) and each image's convergence step are stored.
+
+Margins: ``auto`` calibrates them on the attacked images themselves: ``kappa`` = the 90th
+percentile of ``|gap_fixed - gap_S|`` (gap = logit of the true class minus the runner-up; fixed
+draw vs. the ``S``-draw estimate) and ``m`` = the 90th percentile of ``max(0, bpd_S - bpd_fixed)``.
 
 Attacked images: ``--n-images`` test images drawn with ``--seed`` among the first ``--n-test``
-test images that are correctly classified and accepted (``bits/dim <= T_used``).  Detection:
-accepted iff ``bits/dim <= T``; ``T_used`` (for the detection-aware attacks and the image pool)
-is the ``--threshold`` rule (default ``quantile``, see :mod:`flows.experiments.common`); the plain
-attacks are scored under both the paper's and the quantile threshold.
+that are correctly classified and accepted under ``T_used`` (``--threshold``, default
+``quantile``: see :func:`flows.experiments.common.thresholds`).
 
-Table-2 numbers per setting and threshold: ``undetected_within_eps_pct`` = % of attacked images
-with an adversarial that fools the classifier (C-way prediction != true label), is accepted and
-has ``||x' - x||_2 <= eps``; ``fooled_within_eps_pct`` (the paper's parentheses) = % that fool
-the classifier within eps, detected or not; ``fooled_any_pct`` = % fooled at any distance.
-eps = 1.5 (MNIST-like) or 33/255 (CIFAR-10), L2 on the [0, 1] pixel scale (= our [-0.5, 0.5]
-model-input scale; MNIST is zero-padded to 32x32 and the padding is attackable too).
+Table-2 entries per setting and threshold, each ``{"k", "n", "pct", "wilson95_pct"}``:
+``undetected_within_eps`` (fools the classifier, accepted, ``L2 <= eps``; the paper's first
+number), ``fooled_within_eps`` (the paper's parentheses), ``fooled_any``,
+``undetected_any_distance``; the legacy ``*_pct`` floats are kept. eps = 1.5 (MNIST-like) or
+33/255 (CIFAR-10). Per setting also: ``in_loop_success`` (the attack's own criterion),
+``final_check_failures`` (in-loop successes that the ``S``-draw check of the image rejects),
+``identical_after_rounding`` (images the attack did not change), ``rounding_failures``
+(``cw-cont``), ``detection_evidence`` (CW: iterates with the detection term active and iterates
+blocked by it; boundary: queries blocked by the non-image class), ``not_attacked`` (no usable
+start), ``boundary`` (trajectory and convergence), ``per_image`` arrays.
 
 CLI::
 
     python -m flows.experiments.attacks --run RUN_DIR --out OUT.json [--png-dir DIR]
-        [--attacks cw,cw-det,boundary,boundary-det] [--n-images 50] [--seed 0]
-        [--threshold quantile|paper] [--n-test N] [--cw-steps 200] [--cw-binary-steps 5]
-        [--cw-initial-const 0.01] [--cw-stepsize 0.01] [--det-weight 1]
-        [--boundary-steps 1000] [--eps E] [--batch-size 100] [--cache-dir DIR]
+        [--attacks cw,cw-det,cw-cont,boundary,boundary-det] [--n-images 50] [--seed 0]
+        [--threshold quantile|paper] [--n-test N] [--draws 8] [--cw-steps 100]
+        [--cw-binary-steps 5] [--cw-initial-const 0.01] [--cw-stepsize 0.01] [--det-weight 1]
+        [--margin-nats auto|X] [--margin-bpd auto|X] [--boundary-steps 2000]
+        [--boundary-window 500] [--boundary-rtol 0.01] [--boundary-min-steps 1000] [--eps E]
+        [--cache-dir DIR]
     python -m flows.experiments.attacks --replot OUT.json --png-dir DIR
-
-JSON keys: ``experiment`` "attacks"; ``dataset``; ``eps_l2``; ``eps_scale`` (text);
-``n_test``; ``thresholds`` (``paper``/``quantile``: ``T_bpd``, ``accepted_share_test``, rule);
-``threshold_used`` (rule name) and ``T_used_bpd``; ``pool_size`` (eligible images);
-``n_images``; ``seed``; ``settings``: {name: {``attack``, ``detection_aware``, ``targeted``,
-``params``, ``wall_time_s``, ``init_fallbacks`` (boundary), ``table2``: {threshold name:
-{``undetected_within_eps_pct``, ``fooled_within_eps_pct``, ``fooled_any_pct``,
-``undetected_any_distance_pct``}}, ``l2_fooled`` (summary of L2 of fooling adversarials),
-``bpd_change_fooled`` (summary of bits/dim(x') - bits/dim(x) over fooling adversarials),
-``test_rank_fooled`` (summary over fooling adversarials of the share of test images with
-bits/dim <= bits/dim(x'): 1.0 means x' is less likely than every test image),
-``per_image``: {``index``, ``label``, ``target``, ``found``, ``pred_adv``, ``l2``,
-``bpd_orig``, ``bpd_adv``}}};
-``table2``: {threshold name: {setting: "U% (F%)"}} in the paper's format; ``provenance``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,175 +78,284 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from flows import cli
 from flows.experiments import common
 from flows.experiments.cw import cw_l2
 from flows.experiments.provenance import Provenance, write_json
 
-ATTACKS = ("cw", "cw-det", "boundary", "boundary-det")
+ATTACKS = ("cw", "cw-det", "cw-cont", "boundary", "boundary-det")
 BOUNDS = (-0.5, 0.5)
+MODULE = "flows.experiments.attacks"
 
 
 class ClassifierLogits(nn.Module):
-    """C-way logits ``log p(x|y) + log p(y)`` in fp32, for foolbox.  ``bar`` counts calls."""
+    """C-way logits ``model.logits`` (eval-mode padding noise) in fp32, for foolbox."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.bar: tqdm | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.bar is not None:
-            self.bar.update(1)
         return self.model.logits(x.float()).float()
 
 
-class DetectorLogits(nn.Module):
-    """(C+1)-way logits: class ``C`` is "non-image" and wins iff ``bits/dim(x) > T``.
+class GridDecision(nn.Module):
+    """foolbox model deciding on the rounded image ``to_grid(x)`` with the fixed-draw forward.
 
-    The extra logit is ``max_y z_y + 1`` when rejected and ``max_y z_y - 1`` when accepted, so the
-    argmax is the model's prediction on accepted inputs and ``C`` otherwise (exactly).
+    Untargeted (``target`` None): the true class's logit gets ``+kappa``, so "adversarial" means
+    another class wins by at least ``kappa``. Targeted: the target's logit gets ``-kappa``.
+    With ``threshold_bpd``, a (C+1)-th "non-image" logit wins iff ``bits/dim > T - margin_bpd``.
+    Every call updates the best (smallest-L2) adversarial image per row, so the returned
+    adversarial is exactly an image that was decided adversarial, and counts queries that the
+    non-image class blocked (fooled the classifier but rejected).
     """
 
-    def __init__(self, model: nn.Module, threshold_bpd: float) -> None:
+    def __init__(self, draw: common.FixedDraw, labels: torch.Tensor, k_orig: torch.Tensor, *,
+                 kappa: float, target: torch.Tensor | None = None,
+                 threshold_bpd: float | None = None, margin_bpd: float = 0.0) -> None:
         super().__init__()
-        self.model = model
-        self.threshold_bpd = float(threshold_bpd)
-        self.a, self.b = common.bpd_affine(int(model.data_dims))
-        self.bar: tqdm | None = None
+        self.draw = draw
+        self.labels = labels
+        self.target = target
+        self.k_orig = k_orig
+        self.kappa = float(kappa)
+        self.threshold_bpd = threshold_bpd
+        self.margin_bpd = float(margin_bpd)
+        self.a, self.b = common.bpd_affine(int(draw.model.data_dims))
+        n = len(labels)
+        self.best_k = k_orig.clone()
+        self.best_l2 = np.full(n, np.inf)
+        self.blocked = np.zeros(n, dtype=np.int64)
+        self.queries = 0
+        self.track = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] != len(self.labels):
+            raise RuntimeError("GridDecision expects the whole batch in every call")
+        k = common.to_grid(x)
+        with torch.no_grad():
+            z = self.draw.logits_k(k).float()
+        rows = torch.arange(len(z), device=z.device)
+        zz = z.clone()
+        cls = self.labels if self.target is None else self.target
+        zz[rows, cls] += self.kappa if self.target is None else -self.kappa
+        pred = zz.argmax(1)
+        fools = pred != self.labels if self.target is None else pred == self.target
+        out = zz
+        if self.threshold_bpd is not None:
+            bpd = self.a * torch.logsumexp(z.double(), dim=1) + self.b
+            rejected = bpd > self.threshold_bpd - self.margin_bpd
+            zmax = zz.max(dim=1).values
+            extra = torch.where(rejected, zmax + 1.0, zmax - 1.0)
+            out = torch.cat([zz, extra[:, None]], dim=1)
+            if self.track:
+                self.blocked += (fools & rejected).cpu().numpy()
+            fools = fools & ~rejected
+        if self.track:
+            self.queries += 1
+            l2 = common.grid_l2(k, self.k_orig)
+            better = fools.cpu().numpy() & (l2 < self.best_l2)
+            if better.any():
+                b = torch.from_numpy(better).to(k.device)
+                self.best_k = torch.where(b[:, None, None, None], k, self.best_k)
+                self.best_l2 = np.where(better, l2, self.best_l2)
+        return out
+
+    def decide(self, k: torch.Tensor) -> np.ndarray:
+        """Whether each uint8 image ``k`` is adversarial for its row (no tracking)."""
+        self.track = False
+        try:
+            out = self.forward(common.bin_centre(k))
+        finally:
+            self.track = True
+        want = self.labels if self.target is None else self.target
+        if self.target is None:
+            return (out.argmax(1) != want).cpu().numpy()
+        return (out.argmax(1) == want).cpu().numpy()
+
+
+class _Converged(Exception):
+    """Raised from the step hook when every image met the convergence rule."""
+
+
+class _StepHook:
+    """Stands in for foolbox's TensorBoard writer; ``histogram("norms", ., step)`` runs once per
+    boundary-attack step and drives the L2 trajectory and the convergence rule."""
+
+    def __init__(self, wrapper: GridDecision, *, window: int, rtol: float, record_every: int,
+                 bar: tqdm | None, min_steps: int = 0) -> None:
+        self.w, self.window, self.rtol = wrapper, window, rtol
+        self.every, self.bar = record_every, bar
+        self.min_steps = min_steps
+        self.history: list[np.ndarray] = []
+        self.steps_done = 0
+        n = len(wrapper.labels)
+        self.converged_at = np.full(n, -1, dtype=np.int64)
+        self.trajectory: dict[str, list] = {"step": [], "l2": []}
+
+    def __call__(self, logdir: Any = None) -> _StepHook:  # foolbox calls TensorBoard(logdir=...)
+        return self
+
+    def histogram(self, tag: str, x: Any, step: int) -> None:
+        if tag != "norms":
+            return
+        self.steps_done = step
+        cur = self.w.best_l2.copy()
+        self.history.append(cur)
         if self.bar is not None:
             self.bar.update(1)
-        z = self.model.logits(x.float()).float()
-        bpd = self.a * torch.logsumexp(z.double(), dim=1) + self.b
-        zmax = z.max(dim=1).values
-        extra = torch.where(bpd > self.threshold_bpd, zmax + 1.0, zmax - 1.0)
-        return torch.cat([z, extra[:, None]], dim=1)
+            if step % 50 == 0:
+                fin = cur[np.isfinite(cur)]
+                self.bar.set_postfix(median_l2=f"{np.median(fin):.3f}" if fin.size else "-",
+                                     converged=int((self.converged_at >= 0).sum()))
+        if step % self.every == 0 or step == 1:
+            self.trajectory["step"].append(step)
+            self.trajectory["l2"].append(cur)
+        if step > self.window and step >= self.min_steps:
+            old = self.history[step - 1 - self.window]
+            ok = (old - cur) <= self.rtol * cur
+            ok &= np.isfinite(cur)
+            newly = ok & (self.converged_at < 0)
+            self.converged_at[newly] = step
+            if np.all(self.converged_at >= 0):
+                self.trajectory["step"].append(step)
+                self.trajectory["l2"].append(cur)
+                raise _Converged
+
+    def __getattr__(self, name: str) -> Any:  # every other TensorBoard method: no-op
+        return lambda *a, **k: None
 
 
-def _fmodel(module: nn.Module):
-    import foolbox
+@contextlib.contextmanager
+def _hooked_tensorboard(hook: _StepHook) -> Iterator[None]:
+    import foolbox.attacks.boundary_attack as ba
 
-    device = next(iter(module.parameters()), torch.empty(0)).device
-    return foolbox.PyTorchModel(module.eval(), bounds=BOUNDS, device=device)
+    saved = ba.TensorBoard
+    ba.TensorBoard = hook  # type: ignore[assignment, misc]
+    try:
+        yield
+    finally:
+        ba.TensorBoard = saved  # type: ignore[misc]
 
 
-def run_boundary(
-    model: nn.Module,
-    x: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    steps: int,
-    seed: int,
-    threshold_bpd: float | None = None,
-    target: torch.Tensor | None = None,
-    starting_points: torch.Tensor | None = None,
-    fallback_points: torch.Tensor | None = None,
-    progress: str | None = None,
-) -> tuple[torch.Tensor, int]:
-    """foolbox boundary attack; returns adversarials and how many inits used the fallback.
-
-    ``threshold_bpd`` None: untargeted on the C-way classifier, foolbox's default init, and
-    ``fallback_points`` for inputs where that init fails.  Otherwise: targeted at ``target`` on
-    the (C+1)-way detector classifier, started from ``starting_points``.
-    """
+def run_boundary(wrapper: GridDecision, x: torch.Tensor, *, steps: int, seed: int,
+                 starting_points: torch.Tensor | None, window: int, rtol: float,
+                 min_steps: int = 0, record_every: int = 50,
+                 progress: str | None = None) -> dict[str, Any]:
+    """foolbox ``BoundaryAttack`` on ``wrapper`` (decisions on rounded images) with the
+    convergence rule; returns the best adversarial images and the trajectory."""
     import foolbox
 
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
-    if threshold_bpd is None:
-        wrapper: nn.Module = ClassifierLogits(model)
-        criterion = foolbox.criteria.Misclassification(labels)
+    fmodel = foolbox.PyTorchModel(wrapper.eval(), bounds=BOUNDS, device=x.device)
+    if wrapper.target is None:
+        criterion = foolbox.criteria.Misclassification(wrapper.labels)
     else:
-        if target is None or starting_points is None:
-            raise ValueError("detection-aware boundary attack needs target and starting_points")
-        wrapper = DetectorLogits(model, threshold_bpd)
-        criterion = foolbox.criteria.TargetedMisclassification(target)
-    fmodel = _fmodel(wrapper)
-    fallbacks = 0
-    if starting_points is None:
-        init = foolbox.attacks.LinearSearchBlendedUniformNoiseAttack(steps=50)
-        start = init.run(fmodel, x, criterion)
-        with torch.no_grad():
-            ok = wrapper(start).argmax(1) != labels
-        if not bool(ok.all()):
-            if fallback_points is None:
-                raise RuntimeError("boundary init failed and no fallback points given")
-            start = torch.where(ok[:, None, None, None], start, fallback_points)
-            fallbacks = int((~ok).sum())
-        starting_points = start
-    bar = tqdm(total=int(steps * 1.1) + 2, desc=progress or "boundary", disable=not progress,
-               leave=False)  # fmt: skip
-    wrapper.bar = bar  # type: ignore[assignment]
+        criterion = foolbox.criteria.TargetedMisclassification(wrapper.target)
+    bar = tqdm(total=steps, desc=progress or "boundary", disable=not progress, leave=False)
+    hook = _StepHook(wrapper, window=window, rtol=rtol, record_every=record_every,
+                     bar=bar if progress else None, min_steps=min_steps)
+    stopped = "step budget"
     try:
-        attack = foolbox.attacks.BoundaryAttack(steps=steps)
-        adv = attack.run(fmodel, x, criterion, starting_points=starting_points)
+        with _hooked_tensorboard(hook):
+            foolbox.attacks.BoundaryAttack(steps=steps).run(
+                fmodel, x, criterion, starting_points=starting_points)
+        if hook.steps_done < steps:
+            stopped = "foolbox source_step convergence"
+    except _Converged:
+        stopped = "convergence rule (all images)"
     finally:
-        wrapper.bar = None  # type: ignore[assignment]
         bar.close()
-    return adv.detach(), fallbacks
+    return {"best_k": wrapper.best_k.clone(), "best_l2": wrapper.best_l2.copy(),
+            "steps_done": hook.steps_done, "stopped_by": stopped,
+            "converged_at": hook.converged_at, "trajectory": hook.trajectory,
+            "queries": wrapper.queries, "blocked_queries": wrapper.blocked.copy()}
 
 
-def evaluate(
-    model: nn.Module,
-    x: torch.Tensor,
-    labels: np.ndarray,
-    adv: torch.Tensor,
-    found: np.ndarray,
-    *,
-    eps: float,
-    thresholds_bpd: dict[str, float | None],
-    batch_size: int = 100,
-    device: str = "cpu",
-    bpd_test: np.ndarray | None = None,
-) -> dict[str, Any]:
-    """Table-2 percentages and per-image numbers for one attack setting.
+def calibrate_margins(draw: common.FixedDraw, k: torch.Tensor, y: np.ndarray,
+                      scores: Any) -> dict[str, float]:
+    """``kappa`` and ``m`` (module docstring) from fixed-draw vs ``S``-draw scores of ``k``."""
+    with torch.no_grad():
+        zf = draw.logits_k(k).double().cpu().numpy()
+    zs = scores.logits
+    rows = np.arange(len(y))
 
-    Threshold-free detectability: ``bpd_change_fooled`` summarises ``bits/dim(x') - bits/dim(x)``
-    over fooling adversarials, and ``test_rank_fooled`` the share of test images with bits/dim
-    at most ``bits/dim(x')`` (the test-set acceptance share a threshold needs to accept ``x'``).
-    """
-    adv, x = adv.cpu(), x.cpu()
-    s_adv = common.score(model, adv, batch_size=batch_size, desc=None, device=device)
-    s_org = common.score(model, x, batch_size=batch_size, desc=None, device=device)
+    def gap(z: np.ndarray) -> np.ndarray:
+        o = z.copy()
+        o[rows, y] = -np.inf
+        return z[rows, y] - o.max(1)
+
+    d = np.abs(gap(zf) - gap(zs))
+    bf = common.bits_per_dim(_logsumexp(zf), int(draw.model.data_dims))
+    m = np.maximum(0.0, scores.bpd - bf)
+    return {"kappa_nats": float(np.percentile(d, 90)), "margin_bpd": float(np.percentile(m, 90)),
+            "gap_abs_diff_median": float(np.median(d)), "bpd_S_minus_fixed_median":
+            float(np.median(scores.bpd - bf))}
+
+
+def _logsumexp(z: np.ndarray) -> np.ndarray:
+    m = z.max(1, keepdims=True)
+    return (m + np.log(np.exp(z - m).sum(1, keepdims=True)))[:, 0]
+
+
+def evaluate(model: nn.Module, k_orig: torch.Tensor, labels: np.ndarray, adv_k: torch.Tensor,
+             found: np.ndarray, *, eps: float, thresholds_bpd: dict[str, float | None],
+             t_used: float, detection_aware: bool, bpd_orig: np.ndarray, draws: int, seed: int,
+             batch_size: int = 250, device: str = "cpu",
+             bpd_test: np.ndarray | None = None) -> dict[str, Any]:
+    """Table-2 entries (with Wilson intervals) for the rounded adversarial images ``adv_k``."""
+    s_adv = common.score(model, adv_k.cpu(), draws=draws, seed=seed, batch_size=batch_size,
+                         device=device)
+    n = len(labels)
     pred = s_adv.pred
-    l2 = (adv - x).flatten(1).norm(dim=1).double().numpy()
+    bpd_adv = s_adv.bpd
+    l2 = common.grid_l2(adv_k.cpu(), k_orig.cpu())
+    identical = l2 == 0
     l2 = np.where(found, l2, np.inf)
     fooled = found & (pred != labels)
-    bpd_adv = s_adv.bpd
-    table: dict[str, dict[str, float]] = {}
+    table: dict[str, dict[str, Any]] = {}
     for name, t in thresholds_bpd.items():
         if t is None:
             continue
         acc = common.accepted(bpd_adv, t)
-        table[name] = {
-            "undetected_within_eps_pct": 100.0 * float(np.mean(fooled & acc & (l2 <= eps))),
-            "fooled_within_eps_pct": 100.0 * float(np.mean(fooled & (l2 <= eps))),
-            "fooled_any_pct": 100.0 * float(np.mean(fooled)),
-            "undetected_any_distance_pct": 100.0 * float(np.mean(fooled & acc)),
-        }
+        cells = {"undetected_within_eps": fooled & acc & (l2 <= eps),
+                 "fooled_within_eps": fooled & (l2 <= eps), "fooled_any": fooled,
+                 "undetected_any_distance": fooled & acc}
+        entry: dict[str, Any] = {}
+        for key, mask in cells.items():
+            entry[key] = common.pct_ci(int(mask.sum()), n)
+            entry[f"{key}_pct"] = entry[key]["pct"]
+        table[name] = entry
+    ok_final = fooled & (common.accepted(bpd_adv, t_used) if detection_aware else True)
     rank = None
     if bpd_test is not None:
         srt = np.sort(np.asarray(bpd_test, dtype=np.float64))
         rank = np.searchsorted(srt, bpd_adv, side="right") / len(srt)
     return {
         "table2": table,
+        "in_loop_success": common.pct_ci(int(found.sum()), n),
+        "final_check_failures": int((found & ~ok_final).sum()),
+        "identical_after_rounding": int((found & identical).sum()),
+        "rejected_share_of_fooled_T_used": common.pct_ci(
+            int((fooled & ~common.accepted(bpd_adv, t_used)).sum()), int(fooled.sum())),
         "l2_fooled": common.summary(l2[fooled]),
-        "bpd_change_fooled": common.summary((bpd_adv - s_org.bpd)[fooled]),
+        "bpd_change_fooled": common.summary((bpd_adv - bpd_orig)[fooled]),
         "test_rank_fooled": None if rank is None else common.summary(rank[fooled]),
-        "per_image": {
-            "label": labels,
-            "found": found,
-            "pred_adv": pred,
-            "l2": l2,
-            "bpd_orig": s_org.bpd,
-            "bpd_adv": bpd_adv,
-        },
+        "per_image": {"label": labels, "found": found, "pred_adv": pred, "l2": l2,
+                      "bpd_orig": bpd_orig, "bpd_adv": bpd_adv,
+                      "max_pixel_change": (adv_k.cpu().int() - k_orig.cpu().int()).abs()
+                      .flatten(1).max(1).values.numpy()},
     }
 
 
-def _fmt(entry: dict[str, float]) -> str:
-    return f"{entry['undetected_within_eps_pct']:.0f}% ({entry['fooled_within_eps_pct']:.0f}%)"
+def _fmt(entry: dict[str, Any]) -> str:
+    u, f = entry["undetected_within_eps"], entry["fooled_within_eps"]
+    if u["pct"] is None:
+        return "- (n=0)"
+    return (f"{u['pct']:.0f}% [{u['wilson95_pct'][0]:.0f}, {u['wilson95_pct'][1]:.0f}] "
+            f"({f['pct']:.0f}% [{f['wilson95_pct'][0]:.0f}, {f['wilson95_pct'][1]:.0f}]) "
+            f"n={u['n']}")
 
 
 def plot(result: dict[str, Any], png_dir: str | Path) -> list[Path]:
@@ -258,223 +380,370 @@ def plot(result: dict[str, Any], png_dir: str | Path) -> list[Path]:
         grid = np.linspace(0, hi, 200)
         (line,) = ax.plot(grid, [100 * np.mean(fooled & acc & (l2 <= g)) for g in grid], label=name)
         ax.plot(grid, [100 * np.mean(fooled & (l2 <= g)) for g in grid], ls="--",
-                color=line.get_color())  # fmt: skip
+                color=line.get_color())
     ax.axvline(eps, color="k", lw=0.8)
-    ax.set_xlabel("L2 budget ([0,1] pixel scale)")
+    ax.set_xlabel("L2 of the 8-bit adversarial image ([0,1] pixel scale)")
     ax.set_ylabel("% of attacked images")
-    ax.set_title(f"{result['dataset']}: solid fooled+undetected (T={t_used:.3f}), dashed fooled")
+    ax.set_title(f"{result['dataset']}: solid fooled+undetected (T={t_used:.3f}), dashed fooled",
+                 fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     out = png_dir / f"table2_attacks_{result['dataset']}.png"
-    fig.savefig(out, dpi=90)
+    common.savefig(fig, out, dpi=90)
     plt.close(fig)
-    return [out]
+    outs = [out]
+    traj = {n: s["boundary"]["trajectory"] for n, s in result["settings"].items()
+            if s.get("boundary")}
+    if traj:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, t in traj.items():
+            l2 = np.array([[np.nan if v is None else v for v in row] for row in t["l2"]], float)
+            ax.plot(t["step"], np.nanmedian(l2, axis=1), label=f"{name} (median)")
+        ax.axhline(eps, color="k", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_xlabel("boundary-attack step")
+        ax.set_ylabel("L2 of best rounded adversarial")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        out = png_dir / f"boundary_trajectory_{result['dataset']}.png"
+        common.savefig(fig, out, dpi=90)
+        plt.close(fig)
+        outs.append(out)
+    return outs
 
 
-def _plot_examples(x: torch.Tensor, advs: dict[str, torch.Tensor], path: Path, k: int = 6) -> None:
+def _plot_examples(k: torch.Tensor, advs: dict[str, torch.Tensor], path: Path, n: int = 6) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    k = min(k, len(x))
+    n = min(n, len(k))
     rows = 1 + len(advs)
-    fig, axes = plt.subplots(rows, k, figsize=(1.3 * k, 1.3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, n, figsize=(1.3 * n, 1.3 * rows), squeeze=False)
 
-    def show(ax, img: torch.Tensor) -> None:
-        a = (img.detach().cpu().numpy() + 0.5).clip(0, 1).transpose(1, 2, 0)
+    def show(ax: Any, img: torch.Tensor) -> None:
+        a = img.cpu().numpy().transpose(1, 2, 0) / 255.0
         ax.imshow(a[..., 0] if a.shape[2] == 1 else a, cmap="gray", vmin=0, vmax=1)
         ax.set_xticks([])
         ax.set_yticks([])
 
-    for j in range(k):
-        show(axes[0, j], x[j])
+    for j in range(n):
+        show(axes[0, j], k[j])
         for i, (_name, a) in enumerate(advs.items(), start=1):
             show(axes[i, j], a[j])
     axes[0, 0].set_ylabel("orig", fontsize=7)
     for i, name in enumerate(advs, start=1):
         axes[i, 0].set_ylabel(name, fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=60)
+    common.savefig(fig, path, dpi=60)
     plt.close(fig)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _margin(value: str) -> float | None:
+    """``auto`` -> None, else a finite number >= 0 (argparse type)."""
+    if str(value).strip().lower() == "auto":
+        return None
+    return cli.non_negative_float(value)
+
+
+def build_parser() -> cli.ArgumentParser:
     p = common.experiment_parser(
-        "attacks",
-        "Table 2: CW-L2 and boundary attacks with and without likelihood detection.",
-    )
+        "attacks", "Table 2: CW-L2 and boundary attacks on 8-bit images, with and without "
+                   "likelihood detection.")
     p.add_argument("--attacks", default=",".join(ATTACKS))
-    p.add_argument("--n-images", type=int, default=50)
+    p.add_argument("--n-images", type=common.count, default=50)
     p.add_argument("--threshold", default="quantile", choices=("quantile", "paper"))
-    p.add_argument("--cw-steps", type=int, default=200)
-    p.add_argument("--cw-binary-steps", type=int, default=5)
-    p.add_argument("--cw-initial-const", type=float, default=1e-2)
-    p.add_argument("--cw-stepsize", type=float, default=1e-2)
-    p.add_argument("--det-weight", type=float, default=1.0)
-    p.add_argument("--boundary-steps", type=int, default=1000)
-    p.add_argument("--eps", type=float, default=None, help="L2 budget (default: paper's)")
+    p.add_argument("--cw-steps", type=common.count, default=100)
+    p.add_argument("--cw-binary-steps", type=cli.int_range(1, 100), default=5)
+    p.add_argument("--cw-initial-const", type=cli.positive_float, default=1e-2)
+    p.add_argument("--cw-stepsize", type=cli.positive_float, default=1e-2)
+    p.add_argument("--det-weight", type=cli.positive_float, default=1.0)
+    p.add_argument("--margin-nats", type=_margin, default=None, help="kappa: 'auto' or nats >= 0")
+    p.add_argument("--margin-bpd", type=_margin, default=None, help="m: 'auto' or bits/dim >= 0")
+    p.add_argument("--boundary-steps", type=common.count, default=2000)
+    p.add_argument("--boundary-window", type=common.count, default=500)
+    p.add_argument("--boundary-rtol", type=cli.float_range(0.0, 1.0), default=0.01)
+    p.add_argument("--boundary-min-steps", type=common.count0, default=1000,
+                   help="no convergence before this step (foolbox adapts its spherical step "
+                        "size only from step 1000 on)")
+    p.add_argument("--boundary-record-every", type=common.count, default=50)
+    p.add_argument("--eps", type=cli.positive_float, default=None,
+                   help="L2 budget (default: the paper's)")
     return p
 
 
 def parse_attacks(text: str) -> list[str]:
-    """``"cw,boundary"`` -> ``["cw", "boundary"]``; unknown names are a user error."""
+    """``"cw,boundary"`` -> ``["cw", "boundary"]``; unknown names are a usage error."""
     names = [a.strip() for a in text.split(",") if a.strip()]
     bad = [a for a in names if a not in ATTACKS]
     if bad or not names:
-        raise common.UserInputError(f"unknown attack(s) {bad}; choose from {', '.join(ATTACKS)}")
+        raise common.UserInputError(
+            f"--attacks: unknown attack(s) {bad}; choose from {', '.join(ATTACKS)}")
     return names
 
 
-def run_attacks(
-    model: nn.Module,
-    x_test: torch.Tensor,
-    y_test: torch.Tensor,
-    test_scores: common.Scores,
-    dataset: str,
-    args: argparse.Namespace,
-) -> dict[str, Any]:
-    """Select images, run the requested settings, collect the Table-2 numbers."""
+def _choose_starts(draw: common.FixedDraw, images: torch.Tensor, pool: np.ndarray,
+                   pool_labels: np.ndarray, y: np.ndarray, rng: np.random.Generator, *,
+                   kappa: float, targeted: bool, t_bpd: float | None, m_bpd: float,
+                   per_class: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """For each attacked row a start image (test index, -1: none usable) and, when targeted,
+    a target class: a random wrong class that has a usable start (classified as it with margin
+    ``kappa`` under the fixed draw and, with ``t_bpd``, accepted with margin ``m_bpd``)."""
+    c = int(draw.model.num_classes)
+    cand = np.concatenate([rng.permutation(pool[pool_labels == j])[:per_class] for j in range(c)])
+    with torch.no_grad():
+        z = torch.cat([draw.logits_k(images[cand[i:i + 250]]).double()
+                       for i in range(0, len(cand), 250)]).cpu().numpy() if len(cand) else \
+            np.zeros((0, c))
+    a, b = common.bpd_affine(int(draw.model.data_dims))
+    acc = np.ones(len(cand), bool) if t_bpd is None else (a * _logsumexp(z) + b <= t_bpd - m_bpd)
+    start = np.full(len(y), -1, dtype=np.int64)
+    target = np.full(len(y), -1, dtype=np.int64)
+    for i, yy in enumerate(y):
+        if targeted:
+            usable = {}
+            for t in range(c):
+                if t == yy:
+                    continue
+                zz = z.copy()
+                zz[:, t] -= kappa
+                ok = np.flatnonzero((zz.argmax(1) == t) & acc)
+                if ok.size:
+                    usable[t] = ok
+            if usable:
+                t = int(rng.choice(sorted(usable)))
+                target[i], start[i] = t, cand[int(rng.choice(usable[t]))]
+        else:
+            zz = z.copy()
+            zz[:, yy] += kappa
+            ok = np.flatnonzero(zz.argmax(1) != yy)
+            if ok.size:
+                start[i] = cand[int(rng.choice(ok))]
+    return start, target
+
+
+def run_attacks(run: common.ScoredRun, args: argparse.Namespace) -> dict[str, Any]:
+    """Select images, run the requested settings, score every result as an 8-bit image."""
     names = parse_attacks(args.attacks)
-    bpd_test = test_scores.bpd
+    model, dataset, sc = run.model, run.dataset, run.scores
+    images, labels = run.images, run.y.numpy()
+    bpd_test = sc.bpd
     ths = common.thresholds(bpd_test, dataset)
     t_used = common.pick_threshold(ths, args.threshold)
-    eps = args.eps
-    if eps is None:
-        eps = common.PAPER_EPS_L2["cifar10" if dataset == "cifar10" else "mnist"]
-    labels = y_test.numpy()
-    pred = test_scores.pred
-    pool = np.flatnonzero((pred == labels) & common.accepted(bpd_test, t_used))
-    if len(pool) < max(2, args.n_images):
+    eps = args.eps if args.eps is not None else \
+        common.PAPER_EPS_L2["cifar10" if dataset == "cifar10" else "mnist"]
+    pool = np.flatnonzero((sc.pred == labels) & common.accepted(bpd_test, t_used))
+    if len(pool) < args.n_images:
         raise common.UserInputError(
-            f"only {len(pool)} correctly classified accepted test images; need {args.n_images}"
-        )
+            f"--n-images {args.n_images}: only {len(pool)} correctly classified, accepted test "
+            f"images among the first {len(labels)}")
     rng = np.random.default_rng(args.seed)
     idx = np.sort(rng.choice(pool, size=args.n_images, replace=False))
     dev = torch.device(args.device)
-    x, y = x_test[idx].to(dev), y_test[idx].to(dev)
-    y_np = y.cpu().numpy()
-    c = int(model.num_classes)
-    target = (y_np + rng.integers(1, c, size=len(idx))) % c
-    pool_lab = labels[pool]
-    start_idx = np.array([rng.choice(pool[pool_lab == t]) for t in target])
-    fallback_idx = np.array([rng.choice(pool[pool_lab != yy]) for yy in y_np])
+    k0 = images[idx].to(dev)
+    y_np = labels[idx]
+    y = torch.as_tensor(y_np, device=dev)
+    x0 = common.bin_centre(k0)
+    draw = common.FixedDraw(model, seed=args.seed + 777).to(dev)
+    sub = _subset_scores(sc, idx)
+    cal = calibrate_margins(draw, k0, y_np, sub)
+    kappa = cal["kappa_nats"] if args.margin_nats is None else args.margin_nats
+    m_bpd = cal["margin_bpd"] if args.margin_bpd is None else args.margin_bpd
+    bpd_orig = bpd_test[idx]
     th_eval = {k: v["T_bpd"] for k, v in ths.items()}
     settings: dict[str, Any] = {}
     advs: dict[str, torch.Tensor] = {}
-    for k, name in enumerate(names):
+    for j, name in enumerate(names):
         t0 = time.perf_counter()
-        fallbacks = None
-        seed = args.seed + 1000 * (k + 1)
-        if name in ("cw", "cw-det"):
-            params = {
-                "steps": args.cw_steps,
-                "binary_search_steps": args.cw_binary_steps,
-                "stepsize": args.cw_stepsize,
-                "initial_const": args.cw_initial_const,
-                "confidence": 0.0,
-                "abort_early": True,
-                "det_weight": args.det_weight if name == "cw-det" else None,
-                "threshold_bpd": t_used if name == "cw-det" else None,
-                "batch_size": args.n_images,
-            }
-            res = cw_l2(
-                model, x, y,
-                threshold_bpd=t_used if name == "cw-det" else math.inf,
-                det_weight=args.det_weight,
-                binary_search_steps=args.cw_binary_steps,
-                steps=args.cw_steps,
-                stepsize=args.cw_stepsize,
-                initial_const=args.cw_initial_const,
-                progress=f"{dataset} {name}",
-            )  # fmt: skip
-            adv, found = res.adv, res.found
+        seed = args.seed + 1000 * (j + 1)
+        det = name.endswith("-det")
+        extra: dict[str, Any] = {}
+        not_attacked = np.zeros(len(idx), bool)
+        if name.startswith("cw"):
+            cont = name == "cw-cont"
+            params = {"steps": args.cw_steps, "binary_search_steps": args.cw_binary_steps,
+                      "stepsize": args.cw_stepsize, "initial_const": args.cw_initial_const,
+                      "confidence_nats": 0.0 if cont else kappa, "abort_early": True,
+                      "rounding_in_loop": not cont, "fixed_draw_seed": draw.seed,
+                      "det_weight": args.det_weight if det else None,
+                      "threshold_bpd": t_used if det else None,
+                      "det_margin_bpd": m_bpd if det else None}
+            res = cw_l2(model, x0, y, threshold_bpd=t_used if det else math.inf,
+                        det_weight=args.det_weight, binary_search_steps=args.cw_binary_steps,
+                        steps=args.cw_steps, stepsize=args.cw_stepsize,
+                        initial_const=args.cw_initial_const, confidence=0.0 if cont else kappa,
+                        grid=None if cont else draw, det_margin_bpd=m_bpd,
+                        progress=f"{dataset} {name}")
+            adv_k, found = res.adv_k, res.found
+            if det:
+                extra["detection_evidence"] = {
+                    "iterates": int(res.steps_run.sum()),
+                    "iterates_det_term_active": int(res.det_active_steps.sum()),
+                    "iterates_blocked": int(res.blocked_steps.sum()),
+                    "images_with_blocked_iterates": common.pct_ci(
+                        int((res.blocked_steps > 0).sum()), len(idx)),
+                    "per_image_det_active_steps": res.det_active_steps,
+                    "per_image_blocked_steps": res.blocked_steps,
+                    "per_image_steps": res.steps_run}
         else:
-            det = name == "boundary-det"
-            params = {
-                "steps": args.boundary_steps,
-                "spherical_step": 1e-2,
-                "source_step": 1e-2,
-                "step_adaptation": 1.5,
-                "targeted": det,
-                "init": "starting image of the target class" if det
-                else "LinearSearchBlendedUniformNoiseAttack(steps=50)",
-                "threshold_bpd": t_used if det else None,
-                "seed": seed,
-            }  # fmt: skip
-            adv, fallbacks = run_boundary(
-                model, x, y,
-                steps=args.boundary_steps,
-                seed=seed,
-                threshold_bpd=t_used if det else None,
-                target=torch.as_tensor(target, device=dev) if det else None,
-                starting_points=x_test[start_idx].to(dev) if det else None,
-                fallback_points=None if det else x_test[fallback_idx].to(dev),
-                progress=f"{dataset} {name}",
-            )  # fmt: skip
-            found = np.ones(len(x), dtype=bool)
+            params = {"steps": args.boundary_steps, "spherical_step": 1e-2, "source_step": 1e-2,
+                      "step_adaptation": 1.5, "targeted": det, "kappa_nats": kappa,
+                      "threshold_bpd": t_used if det else None,
+                      "margin_bpd": m_bpd if det else None, "seed": seed,
+                      "convergence_rule": f"L2(t-{args.boundary_window}) - L2(t) <= "
+                                          f"{args.boundary_rtol} L2(t), t >= "
+                                          f"{args.boundary_min_steps}",
+                      "init": "start image of the target class" if det
+                      else "LinearSearchBlendedUniformNoiseAttack(steps=50), fallback: a test "
+                           "image of another class"}
+            pool_lab = labels[pool]
+            srng = np.random.default_rng(seed)
+            start, target = _choose_starts(draw, images, pool, pool_lab, y_np, srng, kappa=kappa,
+                                           targeted=det, t_bpd=t_used if det else None,
+                                           m_bpd=m_bpd)
+            adv_k = k0.clone()
+            found = np.zeros(len(idx), bool)
+            rows = np.arange(len(idx))
+            init_fallbacks = 0
+            if det:
+                rows = np.flatnonzero(start >= 0)
+            wrapper = GridDecision(draw, y[rows], k0[rows], kappa=kappa,
+                                   target=None if not det else torch.as_tensor(
+                                       target[rows], device=dev),
+                                   threshold_bpd=t_used if det else None, margin_bpd=m_bpd)
+            sp = None
+            if not det and len(rows):
+                sp, init_fallbacks, rows_ok = _untargeted_init(wrapper, x0[rows], images,
+                                                               start[rows])
+                if not rows_ok.all():
+                    rows = rows[rows_ok]
+                    sp = sp[rows_ok]
+                    wrapper = GridDecision(draw, y[rows], k0[rows], kappa=kappa)
+            elif det and len(rows):
+                sp = common.bin_centre(images[start[rows]].to(dev))
+            info: dict[str, Any] = {"steps_done": 0, "stopped_by": "no usable start",
+                                    "converged_at": [], "trajectory": {"step": [], "l2": []}}
+            if len(rows):
+                info = run_boundary(wrapper, x0[rows], steps=args.boundary_steps, seed=seed,
+                                    starting_points=sp, window=args.boundary_window,
+                                    rtol=args.boundary_rtol,
+                                    min_steps=args.boundary_min_steps,
+                                    record_every=args.boundary_record_every,
+                                    progress=f"{dataset} {name}")
+                adv_k[rows] = info["best_k"]
+                found[rows] = np.isfinite(info["best_l2"])
+            not_attacked = np.ones(len(idx), bool)
+            not_attacked[rows] = False
+            conv = np.full(len(idx), -1, dtype=np.int64)
+            if len(rows):
+                conv[rows] = info["converged_at"]
+            traj_l2 = [np.full(len(idx), np.nan) for _ in info["trajectory"]["l2"]]
+            for tl, v in zip(traj_l2, info["trajectory"]["l2"], strict=True):
+                tl[rows] = v
+            extra["boundary"] = {
+                "steps_done": info["steps_done"], "stopped_by": info["stopped_by"],
+                "queries": info.get("queries", 0), "init_fallbacks": init_fallbacks,
+                "converged": common.pct_ci(int((conv >= 0).sum()), len(rows)),
+                "converged_at": conv, "trajectory": {"step": info["trajectory"]["step"],
+                                                     "l2": traj_l2},
+                "target": target if det else None, "start_index": start}
+            if det:
+                blocked = np.zeros(len(idx), dtype=np.int64)
+                if len(rows):
+                    blocked[rows] = info["blocked_queries"]
+                extra["detection_evidence"] = {
+                    "queries_blocked": int(blocked.sum()),
+                    "images_with_blocked_queries": common.pct_ci(int((blocked > 0).sum()),
+                                                                 len(rows)),
+                    "per_image_blocked_queries": blocked}
         wall = time.perf_counter() - t0
-        ev = evaluate(
-            model, x, y_np, adv, found, eps=eps, thresholds_bpd=th_eval,
-            batch_size=args.batch_size, device=args.device, bpd_test=bpd_test,
-        )  # fmt: skip
-        ev["per_image"] = {"index": idx, "target": target if name == "boundary-det" else None,
-                           **ev["per_image"]}  # fmt: skip
-        settings[name] = {
-            "attack": "cw" if name.startswith("cw") else "boundary",
-            "detection_aware": name.endswith("-det"),
-            "targeted": name == "boundary-det",
-            "params": params,
-            "wall_time_s": wall,
-            "init_fallbacks": fallbacks,
-            **ev,
-        }
-        advs[name] = adv.cpu()
+        ev = evaluate(model, k0, y_np, adv_k, found, eps=eps, thresholds_bpd=th_eval,
+                      t_used=t_used, detection_aware=det, bpd_orig=bpd_orig, draws=run.draws,
+                      seed=run.score_seed + 1 + j, batch_size=args.batch_size,
+                      device=args.device, bpd_test=bpd_test)
+        ev["per_image"] = {"index": idx, **ev["per_image"]}
+        if name == "cw-cont":
+            fooled = found & (ev["per_image"]["pred_adv"] != y_np)
+            extra["rounding_failures"] = {
+                "continuous_successes": int(found.sum()),
+                "fail_after_rounding": int((found & ~fooled).sum()),
+                "identical_after_rounding": ev["identical_after_rounding"],
+                "share_failing": common.pct_ci(int((found & ~fooled).sum()), int(found.sum()))}
+        settings[name] = {"attack": "cw" if name.startswith("cw") else "boundary",
+                          "detection_aware": det, "targeted": name == "boundary-det",
+                          "params": params, "wall_time_s": wall,
+                          "not_attacked": int(not_attacked.sum()), **extra, **ev}
+        advs[name] = adv_k.cpu()
         tq = ev["table2"].get(args.threshold, {})
-        tqdm.write(f"{dataset} {name}: {_fmt(tq) if tq else '-'} (T={args.threshold}) {wall:.0f}s")
-    table = {
-        th: {n: _fmt(s["table2"][th]) for n, s in settings.items() if th in s["table2"]}
-        for th in ths
-    }
+        tqdm.write(f"{dataset} {name}: {_fmt(tq) if tq else '-'} (T={args.threshold}) "
+                   f"{wall:.0f}s")
+    table = {th: {n: _fmt(s["table2"][th]) for n, s in settings.items() if th in s["table2"]}
+             for th in ths}
     return {
-        "experiment": "attacks",
-        "dataset": dataset,
-        "eps_l2": eps,
-        "eps_scale": "L2 on [0,1] pixel scale (= [-0.5,0.5] model input, 32x32 incl. padding)",
-        "n_test": len(x_test),
-        "thresholds": ths,
-        "threshold_used": args.threshold,
-        "T_used_bpd": t_used,
-        "pool_size": len(pool),
-        "n_images": args.n_images,
-        "seed": args.seed,
-        "settings": settings,
-        "table2": table,
-        "_x": x.cpu(),
-        "_advs": advs,
-    }
+        "experiment": "attacks", "dataset": dataset, "eps_l2": eps,
+        "eps_scale": "L2 of 8-bit images on the [0,1] pixel scale, ||k'-k||/256, 32x32 "
+                     "incl. padding",
+        "n_test": len(labels), "draws": run.draws, "thresholds": ths,
+        "threshold_used": args.threshold, "T_used_bpd": t_used, "pool_size": len(pool),
+        "n_images": len(idx), "seed": args.seed,
+        "margins": {"kappa_nats": kappa, "margin_bpd": m_bpd,
+                    "auto": {"kappa": args.margin_nats is None, "bpd": args.margin_bpd is None},
+                    "calibration": cal},
+        "settings": settings, "table2": table, "_k": k0.cpu(), "_advs": advs}
+
+
+def _subset_scores(sc: Any, idx: np.ndarray) -> Any:
+    from flows.scoring import Scores
+
+    return Scores(sc.per_draw[idx], sc.log_prior, sc.num_dims)
+
+
+def _untargeted_init(wrapper: GridDecision, x: torch.Tensor, images: torch.Tensor,
+                     fallback_idx: np.ndarray) -> tuple[torch.Tensor, int, np.ndarray]:
+    """foolbox's blended-noise init on the rounded-input classifier; failed rows take their
+    fallback test image; rows with neither are dropped (returned mask)."""
+    import foolbox
+
+    fmodel = foolbox.PyTorchModel(wrapper.eval(), bounds=BOUNDS, device=x.device)
+    crit = foolbox.criteria.Misclassification(wrapper.labels)
+    wrapper.track = False
+    try:
+        start = foolbox.attacks.LinearSearchBlendedUniformNoiseAttack(steps=50).run(
+            fmodel, x, crit)
+    finally:
+        wrapper.track = True
+    ok = wrapper.decide(common.to_grid(start))
+    fallbacks = 0
+    rows_ok = ok.copy()
+    for i in np.flatnonzero(~ok):
+        if fallback_idx[i] >= 0:
+            start[i] = common.bin_centre(images[fallback_idx[i]].to(x.device))
+            fallbacks += 1
+            rows_ok[i] = True
+    return start, fallbacks, rows_ok
 
 
 @common.cli_main
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse (usage errors: one line, exit 2), attack, write the JSON (and PNGs)."""
     args = build_parser().parse_args(argv)
+    parse_attacks(args.attacks)
     if common.replot_or_require_run(args, plot):
         return 0
-    if args.n_images <= 0:
-        raise common.UserInputError("--n-images must be positive")
-    parse_attacks(args.attacks)
     common.set_seed(args.seed)
-    prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device)
+    prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device,
+                      argv=argv, module=MODULE)
     run = common.load_scored_run(args.run, args, args.dataset)
     prov.run_config = run.config
-    result = run_attacks(run.model, run.x, run.y, run.scores, run.dataset, args)
-    x_att, advs = result.pop("_x"), result.pop("_advs")
+    result = run_attacks(run, args)
+    k_att, advs = result.pop("_k"), result.pop("_advs")
     result["provenance"] = prov.finish()
     write_json(result, args.out)
     png = common.resolve_png_dir(args.png_dir)
     if png is not None:
         plot(json.loads(Path(args.out).read_text()), png)
-        _plot_examples(x_att, advs, png / f"table2_examples_{run.dataset}.png")
+        _plot_examples(k_att, advs, png / f"table2_examples_{run.dataset}.png")
     for th, row in result["table2"].items():
         print(f"{run.dataset} [{th} T={result['thresholds'][th]['T_bpd']}]: {row}")
     return 0

@@ -3,8 +3,9 @@
 BG-MNIST-X is MNIST whose black background is replaced by a greyscaled, downsampled CIFAR-10
 image blurred with a Gaussian of bandwidth X (``flows.data``; X in {0, 1, 5}).  For every run
 given with ``--run`` (typically the Reweighted runs on MNIST, BG-MNIST-5/1/0 and CIFAR-10) this
-computes test accuracy and test bits/dim (mean over the first ``--n-test`` test images of
-``flows.metrics.bits_per_dim(log p(x))``), next to the paper's Table 3.  For ``--samples-run``
+computes test accuracy (95% Wilson interval, n) and test bits/dim (mean over the first
+``--n-test`` test images of the ``S``-draw bits/dim of :mod:`flows.scoring`), next to the paper's
+Table 3.  For ``--samples-run``
 (default: the BG-MNIST-0 run) it draws ``--samples-per-class`` samples per class at
 ``--temperature`` (Figure 5) and, unless ``--n-pairs 0``, runs the interpolation experiment of
 :mod:`flows.experiments.interpolation` on it (Figure 6).
@@ -36,9 +37,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from flows.experiments import common, interpolation
+from flows import cli
+from flows.experiments import common, interpolation, paper_numbers
 from flows.experiments.provenance import Provenance, write_json
-from paper_figures import paper_numbers
+from flows.scoring import Scores
+
+MODULE = "flows.experiments.bg_mnist"
 
 PAPER_TABLE3 = paper_numbers.TABLE3
 """Paper Table 3 (Reweighted models): accuracy in %, test bits/dim."""
@@ -46,21 +50,25 @@ PAPER_TABLE3 = paper_numbers.TABLE3
 
 def table_row(
     run_dir: str, args: argparse.Namespace
-) -> tuple[dict[str, Any], Any, dict, torch.Tensor, torch.Tensor, common.Scores]:
+) -> tuple[dict[str, Any], Any, dict, torch.Tensor, torch.Tensor, Scores]:
+    """One Table-3 row: accuracy (95% Wilson, n) and bits/dim (mean +- s.e.) of the test set."""
     run = common.load_scored_run(run_dir, args)
-    model, config, dataset, x, y, sc = (run.model, run.config, run.dataset, run.x, run.y,
+    model, config, dataset, x, y, sc = (run.model, run.config, run.dataset, run.images, run.y,
                                         run.scores)
     bpd = sc.bpd
     ev_path = Path(run_dir) / "eval.json"
     paper = PAPER_TABLE3.get(dataset)
     row = {
-        "run_dir": str(Path(run_dir).resolve()),
+        "run_dir": common.display_path(run_dir),
         "dataset": dataset,
         "objective": config.get("objective"),
         "n_test": len(x),
+        "draws": sc.draws,
         "accuracy": float(np.mean(sc.pred == y.numpy())),
+        "accuracy_ci": common.pct_ci(int(np.sum(sc.pred == y.numpy())), len(x)),
         "bits_per_dim": float(bpd.mean()),
         "bits_per_dim_std": float(bpd.std()),
+        "bits_per_dim_se": float(bpd.std(ddof=1) / np.sqrt(len(bpd))) if len(bpd) > 1 else None,
         "run_eval": json.loads(ev_path.read_text()) if ev_path.is_file() else None,
         "paper_accuracy_pct": None if paper is None else paper[0],
         "paper_bits_per_dim": None if paper is None else paper[1],
@@ -96,7 +104,7 @@ def plot(result: dict[str, Any], png_dir: str | Path) -> list[Path]:
         ax.legend(fontsize=8)
     fig.tight_layout()
     out = [png_dir / "table3_bg_mnist.png"]
-    fig.savefig(out[0], dpi=90)
+    common.savefig(fig, out[0], dpi=90)
     plt.close(fig)
     if result.get("interpolation"):
         interp = dict(result["interpolation"])
@@ -116,14 +124,14 @@ def _sample_grid(samples: torch.Tensor, path: Path, real: torch.Tensor | None) -
     for r in range(rows):
         for j in range(k):
             img = real[j] if (real is not None and r == 0) else samples[r - (real is not None), j]
-            a = (img + 0.5).clamp(0, 1).numpy().transpose(1, 2, 0)
+            a = img.numpy().transpose(1, 2, 0) / 255.0
             axes[r, j].imshow(a[..., 0] if a.shape[2] == 1 else a, cmap="gray", vmin=0, vmax=1)
             axes[r, j].set_xticks([])
             axes[r, j].set_yticks([])
     if real is not None:
         axes[0, 0].set_ylabel("data", fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=70)
+    common.savefig(fig, path, dpi=70)
     plt.close(fig)
 
 
@@ -134,10 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
         many_runs=True, dataset_flag=False,
     )
     p.add_argument("--samples-run", default=None, help="default: the bg-mnist-0 run, if any")
-    p.add_argument("--samples-per-class", type=int, default=8)
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--n-pairs", type=int, default=200, help="0 skips the interpolation")
-    p.add_argument("--n-alphas", type=int, default=100)
+    p.add_argument("--samples-per-class", type=cli.int_range(1, 10000), default=8)
+    p.add_argument("--temperature", type=cli.positive_float, default=0.7)
+    p.add_argument("--n-pairs", type=common.count0, default=200, help="0 skips the interpolation")
+    p.add_argument("--n-alphas", type=cli.int_range(3, 10001), default=21)
     p.add_argument("--threshold", default="quantile", choices=("quantile", "paper"))
     return p
 
@@ -148,7 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if common.replot_or_require_run(args, plot):
         return 0
     common.set_seed(args.seed)
-    prov = Provenance(seed=args.seed, run_dir=None, run_config=None, device=args.device)
+    if not args.run:
+        raise common.UserInputError("--run: give at least one run directory")
+    prov = Provenance(seed=args.seed, run_dir=None, run_config=None, device=args.device,
+                      argv=argv, module=MODULE)
     rows, configs = [], []
     by_dataset: dict[str, tuple] = {}
     for run in args.run:
@@ -176,13 +187,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(model, "sample"):
             raise common.UserInputError("the model has no sample(); cannot draw Figure 5")
         samples = torch.stack([model.sample(k, yy, args.temperature).cpu() for yy in range(c)])
-        ss = common.score(model, samples.flatten(0, 1), desc=None)
+        samples = common.to_grid(samples)  # a sample is shown and scored as an 8-bit image
+        ss = common.score(model, samples.flatten(0, 1), draws=args.draws, seed=args.seed + 2,
+                          batch_size=args.batch_size, device=args.device)
         png_path = None
         if png is not None:
             png_path = png / f"fig5_samples_{key}.png"
             _sample_grid(samples, png_path, x[:k])
         samples_info = {
-            "run_dir": str(Path(run).resolve()),
+            "run_dir": common.display_path(run),
             "dataset": key,
             "per_class": k,
             "temperature": args.temperature,
@@ -195,7 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             interp, _ = interpolation.run_interpolation(
                 model, x, y, sc, key, n_pairs=args.n_pairs, n_alphas=args.n_alphas,
                 seed=args.seed, threshold=args.threshold, batch_size=args.batch_size,
-            )  # fmt: skip
+                draws=args.draws, device=args.device,
+            )
             if png is not None:
                 interpolation.plot_strips(x, interp, png / f"fig1_strips_{key}.png")
     result = {

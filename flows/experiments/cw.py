@@ -27,17 +27,27 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from flows.experiments.common import log_px_at_bpd
+from flows.experiments.common import FixedDraw, log_px_at_bpd, to_grid
 
 
 @dataclass
 class CWResult:
-    """Best (smallest L2) successful iterate per input; ``found`` False -> ``adv`` = original."""
+    """Best (smallest L2) successful iterate per input; ``found`` False -> ``adv`` = original.
+
+    ``adv_k`` is the uint8 image of ``adv`` (in grid mode: exactly the image that succeeded
+    in the loop). Detection evidence per input (all 0 without detection): ``det_active_steps``
+    = iterates whose detection term was > 0, ``blocked_steps`` = iterates that fooled the
+    classifier (with the margin) but were rejected, so they could not count as a success.
+    """
 
     adv: torch.Tensor
+    adv_k: torch.Tensor
     found: np.ndarray
     l2: np.ndarray  # inf where not found
     consts: np.ndarray  # final c per input
+    steps_run: np.ndarray
+    det_active_steps: np.ndarray
+    blocked_steps: np.ndarray
 
 
 def _to_attack_space(x: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
@@ -92,12 +102,18 @@ def cw_l2(
     initial_const: float = 1e-2,
     abort_early: bool = True,
     bounds: tuple[float, float] = (-0.5, 0.5),
+    grid: FixedDraw | None = None,
+    det_margin_bpd: float = 0.0,
     progress: bool | str = False,
 ) -> CWResult:
     """CW-L2 on ``model.logits`` with detection term ``max(0, -log p(x') - T_nll)``.
 
     ``target`` None: untargeted on ``labels``; else targeted towards ``target``.
     ``threshold_bpd`` = +inf gives plain CW (identical to foolbox's with the same settings).
+    ``grid``: rounding inside the loop. Every iterate is rounded to the 8-bit grid and the loss
+    and success test are evaluated on that image with the fixed-draw forward ``grid``
+    (straight-through gradients); the L2 term is the distance of the rounded image. A success
+    then also needs ``bits/dim <= T - det_margin_bpd`` (detection) under that forward.
     """
     model.eval()
     x = x.detach().float()
@@ -107,7 +123,7 @@ def cw_l2(
     classes = (target if targeted else labels).to(x.device)
     detect = not math.isinf(threshold_bpd)
     num_dims = int(model.data_dims)
-    lp_min = log_px_at_bpd(threshold_bpd, num_dims) if detect else -math.inf
+    lp_min = log_px_at_bpd(threshold_bpd - det_margin_bpd, num_dims) if detect else -math.inf
     rows = torch.arange(n, device=x.device)
 
     x_attack = _to_attack_space(x, bounds)
@@ -115,14 +131,18 @@ def cw_l2(
 
     def loss_fun(delta: torch.Tensor, consts: torch.Tensor):
         xp = _to_model_space(x_attack + delta, bounds)
-        logits = model.logits(xp).float()
+        if grid is None:
+            logits = model.logits(xp).float()
+        else:
+            logits, xp = grid.logits_ste(xp)
+            logits = logits.float()
         if targeted:
             c_min, c_max = _best_other(logits, classes), classes
         else:
             c_min, c_max = classes, _best_other(logits, classes)
         adv_loss = logits[rows, c_min] - logits[rows, c_max]
         adv_loss = torch.clamp(adv_loss + confidence, min=0) * consts
-        sq = (xp - x_rec).flatten(1).square().sum(dim=-1)
+        sq = (xp - (x_rec if grid is None else x)).flatten(1).square().sum(dim=-1)
         loss = adv_loss.sum() + sq.sum()
         log_px = torch.logsumexp(logits, dim=1)
         if detect:
@@ -130,15 +150,22 @@ def cw_l2(
             loss = loss + det.sum()
         return loss, xp, logits, log_px
 
-    def is_adv(logits: torch.Tensor, log_px: torch.Tensor) -> torch.Tensor:
+    def fools(logits: torch.Tensor) -> torch.Tensor:
         z = logits
         if confidence != 0:
             z = z.clone()
             z[rows, classes] += -confidence if targeted else confidence
-        ok = z.argmax(-1) == classes if targeted else z.argmax(-1) != classes
+        return z.argmax(-1) == classes if targeted else z.argmax(-1) != classes
+
+    def is_adv(logits: torch.Tensor, log_px: torch.Tensor) -> torch.Tensor:
+        ok = fools(logits)
         if detect:
             ok = ok & (log_px >= lp_min)
         return ok
+
+    steps_run = np.zeros(n, dtype=np.int64)
+    det_active = np.zeros(n, dtype=np.int64)
+    blocked = np.zeros(n, dtype=np.int64)
 
     consts = initial_const * np.ones((n,))
     lower = np.zeros((n,))
@@ -174,6 +201,11 @@ def cw_l2(
                     break
                 loss_prev = loss.item()
             adv_it = is_adv(logits, log_px)
+            steps_run += 1
+            if detect:
+                rejected = (log_px < lp_min).cpu().numpy()
+                det_active += rejected
+                blocked += rejected & fools(logits).cpu().numpy()
             found = np.logical_or(found, adv_it.cpu().numpy())
             norms = (xp - x).flatten(1).norm(p=2, dim=-1)
             new_best = (norms < best_norms) & adv_it
@@ -188,7 +220,11 @@ def cw_l2(
     adv = torch.where(torch.from_numpy(found_any)[:, None, None, None].to(x.device), best, x)
     return CWResult(
         adv=adv.detach(),
+        adv_k=to_grid(adv),
         found=found_any,
         l2=best_norms.cpu().numpy().astype(np.float64),
         consts=consts,
+        steps_run=steps_run,
+        det_active_steps=det_active,
+        blocked_steps=blocked,
     )

@@ -3,9 +3,10 @@
 Endpoints: test images (first ``--n-test``) that are correctly classified and accepted,
 ``bits/dim <= T`` with ``T`` the ``--threshold`` rule (default ``quantile``; see
 :mod:`flows.experiments.common`).  ``--n-pairs`` pairs ``(x0, x1)`` with different labels
-``y0 != y1`` are drawn with ``--seed``.  Along ``x_a = a x1 + (1 - a) x0`` for ``--n-alphas``
-(100) values ``a = linspace(0, 1)`` (so ``a = 0, 1`` are exactly the endpoints) we record
-``bits/dim(x_a)`` (from ``log p(x_a)``), ``p(y0|x_a)`` and ``p(y1|x_a)``.
+``y0 != y1`` are drawn with ``--seed``.  Along the 8-bit images ``k_a = round(a k1 + (1 - a) k0)``
+for ``--n-alphas`` (21) values ``a = linspace(0, 1)`` (``a = 0, 1`` are exactly the endpoints)
+we record ``bits/dim(k_a)``, ``p(y0|k_a)`` and ``p(y1|k_a)``, all from
+:func:`flows.scoring.score_images` (``--draws`` noise draws).
 
 The paper's findings to check: MNIST - the likelihood drops between the images (0.5% of paths stay
 accepted); CIFAR-10 and BG-MNIST-0 - interpolants are *more* likely than the endpoints (100% of
@@ -15,8 +16,8 @@ mid-path bits/dim is above the mean endpoint bits/dim (less likely), ``"rises"``
 CLI::
 
     python -m flows.experiments.interpolation --run RUN_DIR --out OUT.json [--png-dir DIR]
-        [--n-pairs 200] [--n-alphas 100] [--seed 0] [--threshold quantile|paper] [--n-test N]
-        [--n-examples 4] [--batch-size 100] [--cache-dir DIR]
+        [--n-pairs 200] [--n-alphas 21] [--seed 0] [--threshold quantile|paper] [--n-test N]
+        [--draws 8] [--n-examples 4] [--batch-size 250] [--cache-dir DIR]
     python -m flows.experiments.interpolation --replot OUT.json --png-dir DIR
 
 JSON keys: ``experiment`` "interpolation"; ``dataset``; ``n_test``; ``thresholds`` (``paper`` /
@@ -24,7 +25,9 @@ JSON keys: ``experiment`` "interpolation"; ``dataset``; ``n_test``; ``thresholds
 ``alphas`` [A]; ``bpd_mean``, ``bpd_std``, ``bpd_p05``, ``bpd_p95`` [A] (over pairs; bits/dim,
 lower = more likely); ``log_px_mean`` [A] (nats); ``p_y0_mean``, ``p_y1_mean`` [A];
 ``endpoint_bpd_mean``; ``mid_bpd_mean`` (a = alphas[A // 2]); ``mid_minus_endpoints_bpd``
-(mean over pairs of bpd(mid) - (bpd(x0) + bpd(x1)) / 2); ``share_mid_more_likely_than_both``;
+(mean over pairs of bpd(mid) - (bpd(x0) + bpd(x1)) / 2) and its ``_se``;
+``share_mid_more_likely_than_both``; ``mid_more_likely_than_both`` / ``mid_less_likely_than_both``
+and ``paths_all_accepted`` {threshold name} as ``{k, n, pct, wilson95_pct}`` (95% Wilson);
 ``share_paths_all_accepted`` {threshold name: share of paths with every ``x_a`` accepted};
 ``share_points_accepted`` {threshold name: share of all ``x_a``}; ``finding``;
 ``pairs``: {``i0``, ``i1``, ``y0``, ``y1``} test indices and labels;
@@ -43,10 +46,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from flows import cli
 from flows.experiments import common
 from flows.experiments.provenance import Provenance, write_json
+from flows.scoring import Scores
+
+MODULE = "flows.experiments.interpolation"
 
 
 def select_pairs(
@@ -69,41 +75,39 @@ def select_pairs(
     return np.array(i0, dtype=np.int64), np.array(i1, dtype=np.int64)
 
 
-@torch.no_grad()
+def interpolant_images(k0: torch.Tensor, k1: torch.Tensor, alphas: np.ndarray) -> torch.Tensor:
+    """8-bit interpolants ``round(a k1 + (1 - a) k0)``, ``[P, A, C, H, W]`` uint8."""
+    al = torch.as_tensor(alphas, dtype=torch.float64)[None, :, None, None, None]
+    mix = al * k1[:, None].double() + (1 - al) * k0[:, None].double()
+    return mix.round().clamp(0, 255).to(torch.uint8)
+
+
 def interpolate(
     model: nn.Module,
-    x0: torch.Tensor,
-    x1: torch.Tensor,
+    k0: torch.Tensor,
+    k1: torch.Tensor,
     y0: np.ndarray,
     y1: np.ndarray,
     alphas: np.ndarray,
     *,
-    batch_size: int = 100,
+    draws: int = 8,
+    seed: int = 0,
+    batch_size: int = 250,
+    device: str = "cpu",
     progress: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """bits/dim, log p and p(y0|x_a), p(y1|x_a) for every pair and alpha: arrays ``[P, A]``."""
-    p, a = len(x0), len(alphas)
-    al = torch.as_tensor(alphas, dtype=torch.float32)
-    bpd = np.zeros((p, a))
-    lpx = np.zeros((p, a))
-    py0 = np.zeros((p, a))
-    py1 = np.zeros((p, a))
-    per = max(1, batch_size // a) if a <= batch_size else 1
-    for s in tqdm(range(0, p, per), desc=progress, disable=progress is None, leave=False):
-        e = min(p, s + per)
-        xa = (
-            al[None, :, None, None, None] * x1[s:e, None]
-            + (1 - al[None, :, None, None, None]) * x0[s:e, None]
-        )
-        flat = xa.reshape(-1, *x0.shape[1:])
-        sc = common.score(model, flat, batch_size=batch_size, desc=None)
-        post = sc.posterior.reshape(e - s, a, -1)
-        bpd[s:e] = sc.bpd.reshape(e - s, a)
-        lpx[s:e] = sc.log_px.reshape(e - s, a)
-        r = np.arange(e - s)
-        py0[s:e] = post[r, :, y0[s:e]]
-        py1[s:e] = post[r, :, y1[s:e]]
-    return {"bpd": bpd, "log_px": lpx, "p_y0": py0, "p_y1": py1}
+    """bits/dim, log p and p(y0|x_a), p(y1|x_a) of the 8-bit interpolants: arrays ``[P, A]``.
+
+    Every interpolant is rounded to the 8-bit grid and scored with :mod:`flows.scoring`.
+    """
+    p, a = len(k0), len(alphas)
+    imgs = interpolant_images(k0, k1, alphas).reshape(p * a, *k0.shape[1:])
+    sc = common.score(model, imgs, draws=draws, seed=seed, batch_size=batch_size, device=device,
+                      desc=progress)
+    post = sc.posterior.reshape(p, a, -1)
+    r = np.arange(p)
+    return {"bpd": sc.bpd.reshape(p, a), "log_px": sc.log_px.reshape(p, a),
+            "p_y0": post[r, :, y0], "p_y1": post[r, :, y1]}
 
 
 def analyse(
@@ -118,13 +122,17 @@ def analyse(
     ends = 0.5 * (bpd[:, 0] + bpd[:, -1])
     share_paths = {}
     share_points = {}
+    ci_paths: dict[str, Any] = {}
     for name, t in thresholds_bpd.items():
         if t is None:
             continue
         acc = common.accepted(bpd, t)
         share_paths[name] = float(np.mean(acc.all(axis=1)))
         share_points[name] = float(np.mean(acc))
+        ci_paths[name] = common.pct_ci(int(acc.all(axis=1).sum()), len(bpd))
     diff = mid - ends
+    n = len(bpd)
+    mid_better = (mid < bpd[:, 0]) & (mid < bpd[:, -1])
     return {
         "alphas": alphas,
         "bpd_mean": bpd.mean(0),
@@ -137,8 +145,13 @@ def analyse(
         "endpoint_bpd_mean": float(ends.mean()),
         "mid_bpd_mean": float(mid.mean()),
         "mid_minus_endpoints_bpd": float(diff.mean()),
-        "share_mid_more_likely_than_both": float(np.mean((mid < bpd[:, 0]) & (mid < bpd[:, -1]))),
+        "mid_minus_endpoints_bpd_se": float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else None,
+        "share_mid_more_likely_than_both": float(np.mean(mid_better)),
+        "mid_more_likely_than_both": common.pct_ci(int(mid_better.sum()), n),
+        "mid_less_likely_than_both": common.pct_ci(
+            int(((mid > bpd[:, 0]) & (mid > bpd[:, -1])).sum()), n),
         "share_paths_all_accepted": share_paths,
+        "paths_all_accepted": ci_paths,
         "share_points_accepted": share_points,
         "finding": "drops" if diff.mean() > 0 else "rises",
     }
@@ -148,19 +161,26 @@ def run_interpolation(
     model: nn.Module,
     x_test: torch.Tensor,
     y_test: torch.Tensor,
-    test_scores: common.Scores,
+    test_scores: Scores,
     dataset: str,
     *,
     n_pairs: int,
-    n_alphas: int = 100,
+    n_alphas: int = 21,
     seed: int = 0,
     threshold: str = "quantile",
     n_examples: int = 4,
-    batch_size: int = 100,
+    batch_size: int = 250,
+    draws: int = 8,
+    device: str = "cpu",
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Pick pairs, evaluate the paths, summarise.  Returns (result, raw curves [P, A])."""
-    if n_pairs <= 0 or n_alphas < 3:
-        raise common.UserInputError("need --n-pairs >= 1 and --n-alphas >= 3")
+    """Pick pairs of uint8 test images ``x_test``, score the 8-bit paths, summarise.
+
+    Returns (result, raw curves [P, A]).
+    """
+    if n_pairs <= 0:
+        raise common.UserInputError(f"--n-pairs: expected >= 1, got {n_pairs}")
+    if n_alphas < 3:
+        raise common.UserInputError(f"--n-alphas: expected >= 3, got {n_alphas}")
     labels = y_test.numpy()
     bpd_test = test_scores.bpd
     ths = common.thresholds(bpd_test, dataset)
@@ -170,9 +190,10 @@ def run_interpolation(
     i0, i1 = select_pairs(labels, pool, n_pairs, rng)
     alphas = np.linspace(0.0, 1.0, n_alphas)
     curves = interpolate(
-        model, x_test[i0], x_test[i1], labels[i0], labels[i1], alphas,
-        batch_size=batch_size, progress=f"{dataset} interpolation",
-    )  # fmt: skip
+        model, x_test[i0], x_test[i1], labels[i0], labels[i1], alphas, draws=draws,
+        seed=seed + 1, batch_size=batch_size, device=device,
+        progress=f"{dataset} interpolation ({len(i0)} pairs x {n_alphas}, S={draws})",
+    )
     res = {
         "experiment": "interpolation",
         "dataset": dataset,
@@ -182,6 +203,9 @@ def run_interpolation(
         "T_used_bpd": t_used,
         "pool_size": len(pool),
         "n_pairs": len(i0),
+        "n_pairs_requested": n_pairs,
+        "draws": draws,
+        "images": "8-bit interpolants round(a k1 + (1-a) k0), scored with flows.scoring",
         "seed": seed,
         **analyse(curves, alphas, {k: v["T_bpd"] for k, v in ths.items()}),
         "pairs": {"i0": i0, "i1": i1, "y0": labels[i0], "y1": labels[i1]},
@@ -233,7 +257,7 @@ def plot(result: dict[str, Any], png_dir: str | Path) -> list[Path]:
     ax.legend(fontsize=8)
     fig.tight_layout()
     out = png_dir / f"fig4_interpolation_{result['dataset']}.png"
-    fig.savefig(out, dpi=90)
+    common.savefig(fig, out, dpi=90)
     plt.close(fig)
     return [out]
 
@@ -260,7 +284,8 @@ def plot_strips(x_test: torch.Tensor, result: dict[str, Any], path: Path, n_cols
     for r, e in enumerate(ex):
         x0, x1 = x_test[e["i0"]], x_test[e["i1"]]
         for c, al in enumerate(cols):
-            img = (al * x1 + (1 - al) * x0 + 0.5).clamp(0, 1).numpy().transpose(1, 2, 0)
+            img = ((al * x1.double() + (1 - al) * x0.double()).round().numpy()
+                   .transpose(1, 2, 0) / 255.0)
             ax = axes[r, c]
             ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
@@ -271,7 +296,7 @@ def plot_strips(x_test: torch.Tensor, result: dict[str, Any], path: Path, n_cols
         ax.set_title(f"{e['y0']} -> {e['y1']} bits/dim", fontsize=7)
         ax.tick_params(labelsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=70)
+    common.savefig(fig, path, dpi=70)
     plt.close(fig)
 
 
@@ -280,9 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
         "interpolation",
         "Figures 1/4/6: likelihood and class probabilities along interpolations.",
     )
-    p.add_argument("--n-pairs", type=int, default=200)
-    p.add_argument("--n-alphas", type=int, default=100)
-    p.add_argument("--n-examples", type=int, default=4)
+    p.add_argument("--n-pairs", type=common.count, default=200)
+    p.add_argument("--n-alphas", type=cli.int_range(3, 10001), default=21)
+    p.add_argument("--n-examples", type=common.count0, default=4)
     p.add_argument("--threshold", default="quantile", choices=("quantile", "paper"))
     return p
 
@@ -293,16 +318,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if common.replot_or_require_run(args, plot):
         return 0
     common.set_seed(args.seed)
-    prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device)
+    prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device,
+                      argv=argv, module=MODULE)
     run = common.load_scored_run(args.run, args, args.dataset)
     prov.run_config = run.config
     model, dataset, scores = run.model, run.dataset, run.scores
-    x_test, y_test = run.x, run.y
+    x_test, y_test = run.images, run.y
     result, _ = run_interpolation(
         model, x_test, y_test, scores, dataset, n_pairs=args.n_pairs, n_alphas=args.n_alphas,
         seed=args.seed, threshold=args.threshold, n_examples=args.n_examples,
-        batch_size=args.batch_size,
-    )  # fmt: skip
+        batch_size=args.batch_size, draws=args.draws, device=args.device,
+    )
     result["provenance"] = prov.finish()
     write_json(result, args.out)
     png = common.resolve_png_dir(args.png_dir)

@@ -20,17 +20,17 @@ CLI::
 JSON keys:
 
 ``experiment`` "likelihood_gap"; ``dataset``; ``n_test``; ``num_classes``; ``num_dims``;
-``accuracy``; ``bits_per_dim`` (summary of test bits/dim); ``thresholds`` (``paper`` and
-``quantile``: ``T_bpd``, ``accepted_share_test``, rule);
-``log_px_given_true`` / ``log_px_given_wrong`` / ``log_px``: summaries (nats; mean, std, min,
-max, p01..p99);
-``gap``: summary of ``g`` in nats plus ``share_negative`` (= error rate) and
-``median_over_std_true`` (median gap / std of log p(x|y_true));
-``spread``: ``std_log_px_given_true``, ``iqr_log_px_given_true``, ``p95_minus_p05``;
-``confidence_margin``: list of ``{delta, margin_nats, margin_log10, share_gap_at_least_margin,
-margin_over_std}``;
-``histogram``: ``bin_edges`` (nats, shared) and ``counts_true``, ``counts_wrong`` (Fig. 3);
-``gap_histogram``: ``bin_edges``, ``counts``; ``provenance`` (see ``provenance.py``).
+``accuracy`` and ``accuracy_ci`` (``{k, n, pct, wilson95_pct}``); ``draws`` (S of
+:mod:`flows.scoring`, whose ``S``-draw estimate gives every score here); ``bits_per_dim`` (summary
+of test bits/dim); ``thresholds`` (``paper`` and ``quantile``: ``T_bpd``, ``accepted_share_test``,
+rule); ``log_px_given_true`` / ``log_px_given_wrong`` / ``log_px``: summaries (nats; mean, std,
+min, max, p01..p99); ``gap``: summary of ``g`` in nats plus ``share_negative`` (= error rate) and
+``median_over_std_true`` (median gap / std of log p(x|y_true)); ``spread``:
+``std_log_px_given_true``, ``iqr_log_px_given_true``, ``p95_minus_p05``; ``confidence_margin``:
+list of ``{delta, margin_nats, margin_log10, share_gap_at_least_margin, gap_at_least_margin
+(Wilson), margin_over_std}``; ``histogram``: ``bin_edges`` (nats, shared) and ``counts_true``,
+``counts_wrong`` (Fig. 3); ``gap_histogram``: ``bin_edges``, ``counts``; ``provenance`` (see
+``provenance.py``).
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ import numpy as np
 
 from flows.experiments import common
 from flows.experiments.provenance import Provenance, write_json
+from flows.scoring import Scores
+
+MODULE = "flows.experiments.likelihood_gap"
 
 DELTAS = (1e-2, 1e-3, 1e-5)
 
@@ -55,8 +58,8 @@ def confidence_margin(num_classes: int, delta: float) -> float:
     return math.log(num_classes) + math.log((1.0 - delta) / delta)
 
 
-def analyse(scores: common.Scores, labels: np.ndarray, dataset: str, bins: int = 80) -> dict:
-    """All Figure-3 numbers from the model's scores on the test set."""
+def analyse(scores: Scores, labels: np.ndarray, dataset: str, bins: int = 80) -> dict:
+    """All Figure-3 numbers from the model's scores (:mod:`flows.scoring`) on the test set."""
     labels = np.asarray(labels)
     n, c = scores.log_px_given_y.shape
     rows = np.arange(n)
@@ -81,6 +84,7 @@ def analyse(scores: common.Scores, labels: np.ndarray, dataset: str, bins: int =
                 "margin_nats": m,
                 "margin_log10": m / math.log(10.0),
                 "share_gap_at_least_margin": float(np.mean(gap >= m)),
+                "gap_at_least_margin": common.pct_ci(int(np.sum(gap >= m)), int(n)),
                 "margin_over_std": m / std_true if std_true > 0 else None,
             }
         )
@@ -91,6 +95,8 @@ def analyse(scores: common.Scores, labels: np.ndarray, dataset: str, bins: int =
         "num_classes": int(c),
         "num_dims": int(scores.num_dims),
         "accuracy": float(np.mean(scores.pred == labels)),
+        "accuracy_ci": common.pct_ci(int(np.sum(scores.pred == labels)), int(n)),
+        "draws": scores.draws,
         "bits_per_dim": common.summary(bpd),
         "thresholds": common.thresholds(bpd, dataset),
         "log_px_given_true": common.summary(lp_true),
@@ -146,7 +152,7 @@ def plot(result: dict[str, Any], png_dir: str | Path) -> list[Path]:
     ax.set_title(f"std of log p(x|y_true) = {result['spread']['std_log_px_given_true']:.0f} nats")
     fig.tight_layout()
     out = png_dir / f"fig3_likelihood_gap_{result['dataset']}.png"
-    fig.savefig(out, dpi=90)
+    common.savefig(fig, out, dpi=90)
     plt.close(fig)
     return [out]
 
@@ -165,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if common.replot_or_require_run(args, plot):
         return 0
     common.set_seed(args.seed)
-    prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device)
+    prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device,
+                      argv=argv, module=MODULE)
     run = common.load_scored_run(args.run, args, args.dataset)
     prov.run_config = run.config
     result = analyse(run.scores, run.y.numpy(), run.dataset)

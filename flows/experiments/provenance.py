@@ -2,11 +2,12 @@
 
 Every JSON written by ``flows.experiments.*`` has a top-level ``"provenance"`` object:
 
-``command``      the argv that produced the file,
+``command``      ``python -m MODULE ARGS`` as given (paths inside the repository repo-relative,
+                 the data dir as given),
 ``git_commit``   ``git rev-parse HEAD`` of the source tree (``"unknown"`` outside git),
 ``git_dirty``    whether tracked files had uncommitted changes,
 ``seed``         the experiment's random seed,
-``run_dir``      the trained run that was evaluated (or ``null``),
+``run_dir``      the trained run that was evaluated, as given (or ``null``),
 ``run_config``   that run's stored training config,
 ``device``       torch device, CPU/platform string, torch and python versions, thread count,
 ``started_utc`` / ``finished_utc`` ISO timestamps, ``wall_time_s`` seconds.
@@ -60,12 +61,17 @@ class Provenance:
         run_config: dict[str, Any] | None,
         device: torch.device | str = "cpu",
         argv: list[str] | None = None,
+        module: str | None = None,
     ) -> None:
+        from flows.experiments.common import command_line, display_path
+
         self.seed = seed
-        self.run_dir = None if run_dir is None else str(Path(run_dir).resolve())
+        self.run_dir = display_path(run_dir)
         self.run_config = run_config
         self.device = device
         self.argv = list(sys.argv if argv is None else argv)
+        self.command = (command_line(module, argv) if module is not None
+                        else " ".join(self.argv))
         self.started = _utc_now()
         self._t0 = time.perf_counter()
         # the code state when the experiment starts (later edits do not affect a running process)
@@ -74,7 +80,7 @@ class Provenance:
 
     def finish(self) -> dict[str, Any]:
         return {
-            "command": " ".join(self.argv),
+            "command": self.command,
             "git_commit": self.git_commit,
             "git_dirty": self.git_dirty,
             "seed": self.seed,

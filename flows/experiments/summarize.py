@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from paper_figures import paper_numbers
+from flows.experiments import paper_numbers
 
 PAPER_TABLE2 = paper_numbers.TABLE2
-"""Paper Table 2 (single source: ``paper_figures.paper_numbers``)."""
+"""Paper Table 2 (single source: ``flows.experiments.paper_numbers``)."""
 
 PAPER_FIG4 = {
     "mnist": "likelihood drops between the images; 0.5% of 1487 paths stay accepted",

@@ -19,6 +19,7 @@ import torch
 
 N_PER_CLASS = 8
 NUM_CLASSES = 10
+torch.set_num_threads(1)  # one thread is much faster than two on a shared 2-core machine
 
 
 def _digit_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -118,8 +119,24 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_state) -> Path
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tiny_run: Path):
-    from flows.runs import load_run
+def tiny_model(tiny_run: Path):  # noqa: D103
+    from flows.experiments.common import load_run_checked
 
-    model, _ = load_run(tiny_run)
+    model, _ = load_run_checked(tiny_run)
     return model
+
+
+def _run_cli(main, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    """Run an experiment ``main``; return (exit status, stderr lines); ``SystemExit`` -> status."""
+    try:
+        rc = main(argv)
+    except SystemExit as exc:
+        rc = int(exc.code) if isinstance(exc.code, int) else 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    return rc, err
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]):
+    """``run_cli(main, argv) -> (status, stderr lines)``."""
+    return lambda main, argv: _run_cli(main, argv, capsys)

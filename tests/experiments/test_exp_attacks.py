@@ -1,4 +1,5 @@
-"""Attack wrappers, our CW against foolbox's, detection-aware attacks, the CLI end to end."""
+"""Attacks on 8-bit images: the continuous CW against foolbox's, rounding inside the loop, the
+rounded-input boundary classifier, convergence rule, detection evidence, the CLI end to end."""
 
 from __future__ import annotations
 
@@ -16,108 +17,193 @@ from flows.experiments.cw import cw_l2
 
 @pytest.fixture(scope="module")
 def test_set(tiny_model, data_dir):
-    x, y = common.load_test_inputs("mnist", data_dir=str(data_dir))
-    return x, y, common.score(tiny_model, x, desc=None)
-
-
-def test_wrappers_give_the_model_decisions(tiny_model, test_set) -> None:
-    x, y, sc = test_set
-    fm = foolbox.PyTorchModel(attacks.ClassifierLogits(tiny_model).eval(), bounds=(-0.5, 0.5))
-    pred = fm(x).argmax(1).numpy()
-    np.testing.assert_array_equal(pred, sc.pred)
-    t = float(np.median(sc.bpd))
-    det = foolbox.PyTorchModel(attacks.DetectorLogits(tiny_model, t).eval(), bounds=(-0.5, 0.5))
-    pred_det = det(x).argmax(1).numpy()
-    acc = sc.bpd <= t
-    assert acc.any() and (~acc).any()
-    np.testing.assert_array_equal(pred_det[acc], sc.pred[acc])
-    assert np.all(pred_det[~acc] == tiny_model.num_classes)
+    k, y = common.load_test_images("mnist", data_dir=str(data_dir))
+    return k, y, common.score(tiny_model, k, draws=2)
 
 
 def test_cw_with_infinite_threshold_is_foolbox_cw(tiny_model, test_set) -> None:
-    x, y, sc = test_set
-    ok = np.flatnonzero(sc.pred == y.numpy())[:6]
-    xs, ys = x[ok], y[ok]
+    k, y, sc = test_set
+    ok = np.flatnonzero(sc.pred == y.numpy())[:4]
+    xs, ys = common.bin_centre(k[ok]), y[ok]
     kw = dict(binary_search_steps=2, steps=10, stepsize=0.2, initial_const=1.0)
     ours = cw_l2(tiny_model, xs, ys, threshold_bpd=math.inf, **kw)
     fm = foolbox.PyTorchModel(attacks.ClassifierLogits(tiny_model).eval(), bounds=(-0.5, 0.5))
     fb = foolbox.attacks.L2CarliniWagnerAttack(**kw).run(
-        fm, xs, foolbox.criteria.Misclassification(ys)
-    )
+        fm, xs, foolbox.criteria.Misclassification(ys))
     fb_found = (fm(fb).argmax(1) != ys).numpy()
     assert ours.found.any()
     np.testing.assert_array_equal(ours.found, fb_found)
     torch.testing.assert_close(ours.adv[ours.found], fb[ours.found], atol=1e-5, rtol=0)
-    fb_l2 = (fb - xs).flatten(1).norm(dim=1).numpy()
-    np.testing.assert_allclose(ours.l2[ours.found], fb_l2[ours.found], atol=1e-4)
+    assert torch.equal(ours.adv_k, common.to_grid(ours.adv))
 
 
-def test_detection_aware_cw_only_returns_accepted_adversarials(tiny_model, test_set) -> None:
-    x, y, sc = test_set
+def test_grid_cw_successes_are_images_that_fool_with_the_margin(tiny_model, test_set) -> None:
+    k, y, sc = test_set
     ok = np.flatnonzero(sc.pred == y.numpy())[:6]
-    kw = dict(binary_search_steps=1, steps=10, stepsize=0.2, initial_const=1.0)
-    plain = cw_l2(tiny_model, x[ok], y[ok], **kw)
-    bpd_plain = common.score(tiny_model, plain.adv, desc=None).bpd
-    t = float(np.median(bpd_plain[plain.found]))  # half of the plain adversarials are detected
-    assert np.any(bpd_plain[plain.found] > t)
-    res = cw_l2(tiny_model, x[ok], y[ok], threshold_bpd=t, **kw)
-    s = common.score(tiny_model, res.adv, desc=None)
-    found = res.found
-    assert found.any()
-    assert np.all(s.bpd[found] <= t + 1e-9)
-    assert np.all(s.pred[found] != y[ok].numpy()[found])
+    draw = common.FixedDraw(tiny_model, seed=5)
+    kappa = 2.0
+    res = cw_l2(tiny_model, common.bin_centre(k[ok]), y[ok], binary_search_steps=2, steps=15,
+                stepsize=0.2, initial_const=1.0, confidence=kappa, grid=draw)
+    assert res.found.any()
+    z = draw.logits_k(res.adv_k).detach()
+    yy = y[ok]
+    rows = torch.arange(len(ok))
+    other = z.clone()
+    other[rows, yy] = -math.inf
+    margin = other.max(1).values - z[rows, yy]
+    assert torch.all(margin[torch.from_numpy(res.found)] >= kappa - 1e-4)
+    # the recorded L2 is the distance of the rounded image
+    l2 = common.grid_l2(res.adv_k, k[ok])
+    np.testing.assert_allclose(res.l2[res.found], l2[res.found], rtol=1e-5)
+
+
+def test_detection_aware_grid_cw_is_constrained(tiny_model, test_set) -> None:
+    k, y, sc = test_set
+    ok = np.flatnonzero(sc.pred == y.numpy())[:6]
+    draw = common.FixedDraw(tiny_model, seed=5)
+    kw = dict(binary_search_steps=1, steps=15, stepsize=0.2, initial_const=1.0, grid=draw)
+    x = common.bin_centre(k[ok])
+    plain = cw_l2(tiny_model, x, y[ok], **kw)
+    zp = draw.logits_k(plain.adv_k).detach().double()
+    bpd_plain = common.bits_per_dim(torch.logsumexp(zp, 1), 1024)
+    t = float(np.median(bpd_plain[plain.found]))  # half of the plain adversarials are rejected
+    res = cw_l2(tiny_model, x, y[ok], threshold_bpd=t, **kw)
+    assert res.det_active_steps.sum() > 0 and res.blocked_steps.sum() > 0
+    z = draw.logits_k(res.adv_k).detach().double()
+    bpd = common.bits_per_dim(torch.logsumexp(z, 1), 1024)
+    assert np.all(bpd[res.found] <= t + 1e-6)
+
+
+def test_grid_decision_decides_on_the_rounded_image(tiny_model, test_set) -> None:
+    k, y, sc = test_set
+    ok = np.flatnonzero(sc.pred == y.numpy())[:4]
+    draw = common.FixedDraw(tiny_model, seed=1)
+    w = attacks.GridDecision(draw, y[ok], k[ok], kappa=0.0)
+    x = common.bin_centre(k[ok])
+    a = w(x)
+    b = w(x + 0.0015)  # inside the same bins (bin width 1/256 = 0.0039)
+    torch.testing.assert_close(a, b)
+    assert np.all(~w.decide(k[ok]))  # the originals are correctly classified
+    assert np.all(np.isinf(w.best_l2))  # nothing adversarial seen yet
+    t = float(np.median(sc.bpd))
+    wd = attacks.GridDecision(draw, y[ok], k[ok], kappa=0.0, target=(y[ok] + 1) % 10,
+                              threshold_bpd=t)
+    out = wd(x)
+    assert out.shape[1] == 11
+
+
+def test_boundary_stops_by_the_convergence_rule_and_stores_the_trajectory(tiny_model,
+                                                                          test_set) -> None:
+    k, y, sc = test_set
+    lab = y.numpy()
+    ok = np.flatnonzero(sc.pred == lab)
+    rows = ok[:3]
+    draw = common.FixedDraw(tiny_model, seed=1)
+    w = attacks.GridDecision(draw, y[rows], k[rows], kappa=0.0)
+    start = np.array([ok[lab[ok] != lab[i]][0] for i in rows])
+    info = attacks.run_boundary(w, common.bin_centre(k[rows]), steps=400, seed=0,
+                                starting_points=common.bin_centre(k[start]), window=5,
+                                rtol=0.5, record_every=2)
+    assert info["stopped_by"] == "convergence rule (all images)"
+    assert info["steps_done"] < 400 and np.all(info["converged_at"] > 5)
+    traj = np.array(info["trajectory"]["l2"])
+    assert traj.shape[1] == 3 and np.all(np.diff(traj, axis=0) <= 1e-12)  # best L2 never grows
+    d0 = common.grid_l2(k[start], k[rows])
+    assert np.all(info["best_l2"] <= d0 + 1e-12)
+    assert np.all(w.decide(info["best_k"]))  # the stored best images are adversarial
+    np.testing.assert_allclose(common.grid_l2(info["best_k"], k[rows]), info["best_l2"])
 
 
 def test_detection_aware_boundary_stays_targeted_and_accepted(tiny_model, test_set) -> None:
-    x, y, sc = test_set
+    k, y, sc = test_set
     lab = y.numpy()
-    t = float(sc.bpd.max())
-    ok = np.flatnonzero(sc.pred == lab)
-    xs_i = ok[:4]
-    target = (lab[xs_i] + 1) % 10
-    start = np.array([ok[lab[ok] == k][0] for k in target])
-    adv, _ = attacks.run_boundary(
-        tiny_model, x[xs_i], y[xs_i], steps=20, seed=0, threshold_bpd=t,
-        target=torch.as_tensor(target), starting_points=x[start],
-    )  # fmt: skip
-    s = common.score(tiny_model, adv, desc=None)
-    np.testing.assert_array_equal(s.pred, target)
-    assert np.all(s.bpd <= t)
-    d_adv = (adv - x[xs_i]).flatten(1).norm(dim=1)
-    d_start = (x[start] - x[xs_i]).flatten(1).norm(dim=1)
-    assert torch.all(d_adv <= d_start + 1e-5)
+    draw = common.FixedDraw(tiny_model, seed=1)
+    z = draw.logits_k(k).detach().double()
+    bpd_f = common.bits_per_dim(torch.logsumexp(z, 1), 1024)
+    t = float(np.quantile(bpd_f, 0.8))
+    ok = np.flatnonzero((z.argmax(1).numpy() == lab) & (bpd_f <= t))
+    rows = ok[:3]
+    target = (lab[rows] + 1) % 10
+    start = []
+    for tt in target:
+        cand = ok[lab[ok] == tt]
+        start.append(cand[0] if len(cand) else -1)
+    keep = np.array(start) >= 0
+    rows, target, start = rows[keep], target[keep], np.array(start)[keep]
+    assert len(rows)
+    w = attacks.GridDecision(draw, y[rows], k[rows], kappa=0.0,
+                             target=torch.as_tensor(target), threshold_bpd=t)
+    info = attacks.run_boundary(w, common.bin_centre(k[rows]), steps=30, seed=0,
+                                starting_points=common.bin_centre(k[start]), window=1000,
+                                rtol=0.0)
+    zb = draw.logits_k(info["best_k"]).detach().double()
+    np.testing.assert_array_equal(zb.argmax(1).numpy(), target)
+    assert np.all(common.bits_per_dim(torch.logsumexp(zb, 1), 1024) <= t)
 
 
 def test_cli_writes_documented_json(tiny_run, data_dir, tmp_path) -> None:
     out = tmp_path / "attacks.json"
     rc = attacks.main(
         ["--run", str(tiny_run), "--out", str(out), "--png-dir", str(tmp_path / "png"),
-         "--data-dir", str(data_dir), "--n-images", "4", "--cw-steps", "5",
+         "--data-dir", str(data_dir), "--n-images", "3", "--cw-steps", "3",
          "--cw-binary-steps", "1", "--cw-stepsize", "0.2", "--cw-initial-const", "1",
-         "--boundary-steps", "5", "--seed", "1"]
-    )  # fmt: skip
+         "--boundary-steps", "8", "--boundary-window", "3", "--boundary-min-steps", "0",
+         "--seed", "1", "--draws", "1", "--eps", "6", "--n-test", "40"])
     assert rc == 0
     res = json.loads(out.read_text())
-    for k in ("dataset", "eps_l2", "thresholds", "T_used_bpd", "n_images", "settings", "table2",
-              "provenance"):  # fmt: skip
-        assert k in res
-    assert res["eps_l2"] == 1.5 and res["n_images"] == 4
+    for key in ("dataset", "eps_l2", "thresholds", "T_used_bpd", "n_images", "settings",
+                "table2", "margins", "provenance", "draws"):
+        assert key in res
+    assert res["eps_l2"] == 6 and res["n_images"] == 3
     assert set(res["settings"]) == set(attacks.ATTACKS)
+    assert res["provenance"]["command"].startswith("python -m flows.experiments.attacks --run")
     for s in res["settings"].values():
         for v in s["table2"].values():
-            assert 0 <= v["undetected_within_eps_pct"] <= v["fooled_within_eps_pct"] <= 100
-            assert v["fooled_within_eps_pct"] <= v["fooled_any_pct"]
-        assert len(s["per_image"]["l2"]) == 4
+            u, f, a = (v[c] for c in ("undetected_within_eps", "fooled_within_eps", "fooled_any"))
+            assert 0 <= u["k"] <= f["k"] <= a["k"] <= u["n"] == 3
+            lo, hi = u["wilson95_pct"]
+            assert lo <= u["pct"] <= hi
+        pi = s["per_image"]
+        assert len(pi["l2"]) == 3 and all(isinstance(m, int) for m in pi["max_pixel_change"])
+        assert s["final_check_failures"] <= s["in_loop_success"]["k"]
+    assert "rounding_failures" in res["settings"]["cw-cont"]
+    assert "detection_evidence" in res["settings"]["cw-det"]
+    b = res["settings"]["boundary"]["boundary"]
+    assert b["steps_done"] >= 1 and len(b["trajectory"]["step"]) == len(b["trajectory"]["l2"])
     assert res["settings"]["boundary-det"]["targeted"] is True
-    assert len(list((tmp_path / "png").glob("*.png"))) == 2
+    assert len(list((tmp_path / "png").glob("*.png"))) == 3
     assert attacks.main(["--replot", str(out), "--png-dir", str(tmp_path / "re")]) == 0
     assert list((tmp_path / "re").glob("*.png"))
 
 
-def test_unknown_attack_is_a_user_error(tiny_run, data_dir, tmp_path, capsys) -> None:
-    rc = attacks.main(
-        ["--run", str(tiny_run), "--out", str(tmp_path / "o.json"), "--data-dir", str(data_dir),
-         "--attacks", "fgsm"]
-    )  # fmt: skip
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "fgsm" in err[0]
+def test_no_usable_start_image_is_recorded_not_a_crash(tiny_run, data_dir, tmp_path) -> None:
+    out = tmp_path / "a.json"
+    # a huge bits/dim margin: no start image is accepted with it, so nothing can be attacked
+    rc = attacks.main(["--run", str(tiny_run), "--out", str(out), "--data-dir", str(data_dir),
+                       "--n-images", "3", "--attacks", "boundary-det", "--margin-bpd", "1000",
+                       "--boundary-steps", "5", "--draws", "1", "--n-test", "40"])
+    assert rc == 0
+    s = json.loads(out.read_text())["settings"]["boundary-det"]
+    assert s["not_attacked"] == 3 and s["in_loop_success"]["k"] == 0
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("--eps", "nan"), ("--eps", "-1"), ("--n-images", "1e12"), ("--n-images", "0"),
+    ("--cw-stepsize", "nan"), ("--det-weight", "nan"), ("--cw-steps", "-3"),
+    ("--boundary-rtol", "inf"), ("--margin-nats", "-1"), ("--draws", "0"), ("--seed", "-1"),
+    ("--attacks", "fgsm"),
+])
+def test_bad_numbers_are_one_line_usage_errors(tiny_run, data_dir, tmp_path, run_cli, flag,
+                                               value) -> None:
+    rc, err = run_cli(attacks.main, ["--run", str(tiny_run), "--out", str(tmp_path / "o.json"),
+                                     "--data-dir", str(data_dir), flag, value])
+    assert rc == 2 and len(err) == 1 and flag.lstrip("-").split("-")[0] in err[0]
+    assert "Traceback" not in err[0] and not (tmp_path / "o.json").exists()
+
+
+def test_too_many_images_is_a_usage_error(tiny_run, data_dir, tmp_path, run_cli) -> None:
+    rc, err = run_cli(attacks.main, ["--run", str(tiny_run), "--out", str(tmp_path / "o.json"),
+                                     "--data-dir", str(data_dir), "--n-images", "5000",
+                                     "--draws", "1", "--n-test", "20"])
+    err = [e for e in err if "error:" in e]
+    assert rc == 2 and len(err) == 1 and "--n-images" in err[0]

@@ -17,14 +17,15 @@ def test_cli_writes_documented_json(
     rc = bg_mnist.main(
         ["--run", str(tiny_run), "--run", str(bg0), "--out", str(out), "--png-dir", str(png),
          "--data-dir", str(data_dir), "--samples-per-class", "2", "--n-pairs", "3",
-         "--n-alphas", "10"]
-    )  # fmt: skip
+         "--n-alphas", "10", "--draws", "1"]
+    )
     assert rc == 0
     res = json.loads(out.read_text())
     assert {"rows", "samples", "interpolation", "paper_table3", "provenance"} <= set(res)
     assert [r["dataset"] for r in res["rows"]] == ["mnist", "bg-mnist-0"]
     for r in res["rows"]:
         assert 0.0 <= r["accuracy"] <= 1.0 and r["bits_per_dim"] > 0 and r["n_test"] == 80
+        assert r["accuracy_ci"]["n"] == 80
         assert r["run_eval"] == {"note": "synthetic"}
     assert res["rows"][1]["paper_bits_per_dim"] == 4.58
     s = res["samples"]
@@ -39,6 +40,9 @@ def test_cli_writes_documented_json(
     assert bg_mnist.main(["--replot", str(out), "--png-dir", str(tmp_path / "re")]) == 0
 
 
-def test_no_runs_is_a_user_error(tmp_path, capsys) -> None:
-    assert bg_mnist.main(["--out", str(tmp_path / "o.json")]) == 2
-    assert "--run" in capsys.readouterr().err
+def test_no_runs_is_a_user_error(tmp_path, run_cli) -> None:
+    rc, err = run_cli(bg_mnist.main, ["--out", str(tmp_path / "o.json")])
+    assert rc == 2 and len(err) == 1 and "--run" in err[0]
+    rc, err = run_cli(bg_mnist.main, ["--out", str(tmp_path / "o.json"), "--run", str(tmp_path),
+                                      "--temperature", "nan"])
+    assert rc == 2 and len(err) == 1 and "--temperature" in err[0]

@@ -27,8 +27,8 @@ def test_cli_writes_documented_json(tiny_run, data_dir, tmp_path, capsys) -> Non
     png = tmp_path / "png"
     rc = likelihood_gap.main(
         ["--run", str(tiny_run), "--out", str(out), "--png-dir", str(png),
-         "--data-dir", str(data_dir), "--seed", "3"]
-    )  # fmt: skip
+         "--data-dir", str(data_dir), "--seed", "3", "--draws", "2"]
+    )
     assert rc == 0
     res = json.loads(out.read_text())
     assert KEYS <= set(res)
@@ -36,7 +36,9 @@ def test_cli_writes_documented_json(tiny_run, data_dir, tmp_path, capsys) -> Non
     h = res["histogram"]
     assert sum(h["counts_true"]) == 80 and sum(h["counts_wrong"]) == 80
     assert res["gap"]["share_negative"] == 1.0 - res["accuracy"]
-    assert res["thresholds"]["quantile"]["accepted_share_test"] == 1.0
+    q = res["thresholds"]["quantile"]
+    assert q["T_bpd"] < q["test_max_bpd"] and q["recall_test"]["n"] == 80  # never the maximum
+    assert res["accuracy_ci"]["n"] == 80 and res["draws"] == 2
     prov = res["provenance"]
     for k in ("git_commit", "seed", "run_config", "device", "wall_time_s", "command"):
         assert k in prov
@@ -49,7 +51,14 @@ def test_cli_writes_documented_json(tiny_run, data_dir, tmp_path, capsys) -> Non
     assert np.isfinite(res["gap"]["mean"])
 
 
-def test_bad_input_one_line_and_nonzero(tmp_path, capsys) -> None:
-    rc = likelihood_gap.main(["--run", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc != 0 and len(err) == 1 and "does not exist" in err[0]
+def test_bad_input_one_line_and_nonzero(tmp_path, run_cli) -> None:
+    rc, err = run_cli(likelihood_gap.main,
+                      ["--run", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    assert rc == 2 and len(err) == 1 and "--run" in err[0]
+    rc, err = run_cli(likelihood_gap.main, ["--replot", str(tmp_path / "nope.json"),
+                                            "--png-dir", str(tmp_path)])
+    assert rc == 2 and len(err) == 1 and "--replot" in err[0]
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    rc, err = run_cli(likelihood_gap.main, ["--replot", str(bad), "--png-dir", str(tmp_path)])
+    assert rc == 1 and len(err) == 1 and "bad.json" in err[0]

@@ -7,7 +7,7 @@ from flows.experiments import interpolation, likelihood_gap, summarize
 
 def test_tables_from_stored_json(tiny_run, data_dir, tmp_path, capsys) -> None:
     res = tmp_path / "results"
-    common = ["--run", str(tiny_run), "--data-dir", str(data_dir)]
+    common = ["--run", str(tiny_run), "--data-dir", str(data_dir), "--draws", "1"]
     assert likelihood_gap.main([*common, "--out", str(res / "likelihood_gap" / "t.json")]) == 0
     out_i = res / "interpolation" / "t.json"
     assert (
