@@ -245,10 +245,10 @@ def vectors(draw: st.DrawFn, entry: Entry, env: Env) -> tuple[list[str], list[st
     return argv, invalid
 
 
-FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=30, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
-FUZZ_FIGS = settings(FUZZ, max_examples=25)
+FUZZ_FIGS = settings(FUZZ, max_examples=20)
 
 
 def _fuzz(entry: Entry, env: Env, data: st.DataObject) -> None:

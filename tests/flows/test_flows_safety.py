@@ -301,5 +301,6 @@ def test_non_finite_check_is_agreed_across_ranks(tmp_path: Path) -> None:
 
     with mp.Manager() as manager:
         results = manager.dict()
-        mp.spawn(_finite_worker, args=(f"file://{tmp_path / 'rdv'}", results), nprocs=2)
+        mp.start_processes(_finite_worker, args=(f"file://{tmp_path / 'rdv'}", results),
+                           nprocs=2, start_method="fork")  # fork: no re-import in the children
         assert dict(results) == {0: False, 1: False}  # rank 0 alone saw a finite loss
