@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ import torch
 from flows import data as fdata
 from flows.metrics import bits_per_dim
 from flows.preprocess import pad_to_32
-from flows.provenance import provenance
+from flows.provenance import portable_command, provenance
 from flows.runs import write_json
 from flows.scoring import logmeanexp, mean_and_se
 
@@ -142,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"flows.baselines: error: {exc}", file=sys.stderr)
             return 1
         result.update(
-            command=shlex.join(["python", "-m", "flows.baselines",
-                                *(sys.argv[1:] if argv is None else argv)]),
+            command=portable_command("flows.baselines",
+                                     sys.argv[1:] if argv is None else list(argv)),
             wall_time_s=time.time() - t0, provenance=provenance(torch.device("cpu")))
         write_json(Path(args.out_dir) / f"{dataset}.json", result)
         print(f"{dataset}: histogram {result['histogram']['bits_per_dim']:.4f} bits/dim, "

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ import torch
 
 from flows import cli, scoring
 from flows import data as fdata
-from flows.provenance import provenance
+from flows.provenance import portable_command, provenance
 from flows.runs import CHECKPOINT_NAME, CONFIG_NAME, EVAL_NAME, RunError, load_run_state, write_json
 
 PROG = "python -m flows.evaluate"
@@ -117,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         "train_wall_time_s": sum(float(h.get("seconds", 0.0)) for h in history),
         "train_summary_present": train_summary.exists(),
         "eval_wall_time_s": time.time() - t0,
-        "command": shlex.join([sys.executable.rsplit("/", 1)[-1], "-m", "flows.evaluate",
-                               *sys.argv[1:]]),
+        "command": portable_command("flows.evaluate",
+                                    sys.argv[1:] if argv is None else list(argv)),
         "provenance": provenance(device),
     }
     if in_run:

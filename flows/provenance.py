@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -58,3 +59,35 @@ def provenance(device: torch.device) -> dict:
         "host": platform.node(),
         "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def portable_path(arg: str) -> str:
+    """``arg`` with this machine's absolute prefixes removed: the repository root becomes a
+    relative path, the home directory ``~``; anything else is returned unchanged."""
+    if not arg.startswith("/"):
+        return arg
+    path = Path(arg)
+    for root, prefix in ((REPO_ROOT, ""), (Path.home(), "~")):
+        try:
+            rel = path.relative_to(root)
+        except ValueError:
+            continue
+        text = rel.as_posix()
+        return (f"{prefix}/{text}" if text != "." else prefix) if prefix else (text or ".")
+    return arg
+
+
+def portable_command(module: str, argv: list[str]) -> str:
+    """``python -m module argv...`` as a shell line, paths made portable (:func:`portable_path`);
+    ``--opt=/abs/path`` forms included."""
+    parts = []
+    for a in argv:
+        if a.startswith("--") and "=" in a:
+            opt, val = a.split("=", 1)
+            parts.append(f"{opt}={portable_path(val)}")
+        else:
+            parts.append(portable_path(a))
+    def quote(a: str) -> str:  # keep a leading ~/ unquoted so that a shell still expands it
+        return "~/" + shlex.quote(a[2:]) if a.startswith("~/") else shlex.quote(a)
+
+    return " ".join(["python", "-m", module, *(quote(a) for a in parts)])

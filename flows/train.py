@@ -24,7 +24,6 @@ import copy
 import dataclasses
 import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ from flows.metrics import bits_per_dim
 from flows.objectives import objective_loss
 from flows.precision import choose_fast_path
 from flows.preprocess import augment, dequantize
-from flows.provenance import provenance
+from flows.provenance import portable_command, provenance
 from flows.runs import (
     CHECKPOINT_KEYS,
     CHECKPOINT_NAME,
@@ -196,6 +195,28 @@ def make_config(args: argparse.Namespace, world: int, fast_path: dict) -> dict:
     }
 
 
+def steps_per_epoch_of(config: dict, num_images: int, world: int) -> int:
+    """Optimisation steps per epoch (``--train-subset`` images, split over ``world`` ranks)."""
+    subset = config["train_subset"]
+    n_epoch = subset if 0 < subset < num_images else num_images
+    return (n_epoch // world) // config["batch_size"]
+
+
+def epochs_change_is_safe(old: dict, new: dict, steps_done: int, num_images: int,
+                          world: int) -> bool:
+    """May a resumed run change ``--epochs``? Only if the new total is not already passed and
+    every step done so far had the same learning rate under the old and the new total (e.g. a
+    run shortened or extended while still before its anneal): then the result is exactly the run
+    that was started with the new total."""
+    spe = steps_per_epoch_of(new, num_images, world)
+    if spe < 1 or new["epochs"] * spe <= steps_done:
+        return False
+    return all(
+        lr_at(s, spe, old["epochs"], old["lr"], old["warmup_steps"], old["lr_schedule"])
+        == lr_at(s, spe, new["epochs"], new["lr"], new["warmup_steps"], new["lr_schedule"])
+        for s in range(steps_done))
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
@@ -233,6 +254,9 @@ def train(args: argparse.Namespace) -> dict:
         state = load_checkpoint(ckpt_path, device, keys=CHECKPOINT_KEYS)
         old = state["config"] if isinstance(state["config"], dict) else {}
         diff = [k for k in RESUME_KEYS if old.get(k) != config.get(k)]
+        if diff == ["epochs"] and epochs_change_is_safe(old, config, int(state["step"]),
+                                                        images.shape[0], world):
+            diff = []  # the lr of every step done so far is the same under both totals
         if diff:
             raise _fail(f"--resume with different settings than the checkpoint: {', '.join(diff)}")
         try:
@@ -333,8 +357,7 @@ def train(args: argparse.Namespace) -> dict:
             save_checkpoint(ckpt_path, snapshot(epoch + 1))
             print(json.dumps({"train_epoch": record}), flush=True)
     summary = {"epochs_done": end_epoch, "step": step, "wall_time_s": time.time() - t_start,
-               "history": history, "command": shlex.join([sys.executable, "-m", "flows.train",
-                                                          *sys.argv[1:]]),
+               "history": history, "command": portable_command("flows.train", sys.argv[1:]),
                "provenance": prov}
     if rank == 0:
         log_path = out / "train_summary.json"

@@ -64,7 +64,7 @@ def test_lr_schedules() -> None:
     assert anneal == [lr_at(s, spe, epochs, 1e-3, 0, "anneal") for s in range(total + 1)]
     assert all(v == 1e-3 for v in anneal[: int(0.8 * total) + 1])
     tail = anneal[int(0.8 * total):]
-    assert all(a > b for a, b in zip(tail, tail[1:])) and anneal[total] < 1e-12
+    assert all(a > b for a, b in zip(tail, tail[1:], strict=False)) and anneal[total] < 1e-12
     assert math.isclose(anneal[int(0.9 * total)], 5e-4)  # half way down the cosine
     assert lr_at(123, spe, epochs, 1e-3, 0, "constant") == 1e-3
     with pytest.raises(ValueError):

@@ -49,6 +49,31 @@ def test_train_evaluate_and_bit_identical_resume(tiny_data_dir: Path, tmp_path: 
     assert torch.equal(model(x), model(x))
 
 
+def test_resume_may_change_epochs_only_while_the_lr_so_far_is_unchanged(
+        tiny_data_dir: Path, tmp_path: Path) -> None:
+    """Shortening 4 -> 3 epochs after epoch 1 (constant lr so far) gives exactly the 3-epoch run;
+    a total below the epochs already done is refused."""
+    ref, part = tmp_path / "ref", tmp_path / "part"
+
+    def args(out: Path, epochs: int, *extra: str) -> list[str]:
+        a = _args(tiny_data_dir, out, *extra)
+        a[a.index("--epochs") + 1] = str(epochs)
+        return a
+
+    assert ftrain.main(args(ref, 3)) == 0
+    assert ftrain.main(args(part, 4, "--stop-after", "1")) == 0
+    assert ftrain.main(args(part, 3, "--resume")) == 0
+    a = torch.load(ref / "checkpoint.pt", weights_only=True)
+    b = torch.load(part / "checkpoint.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 3
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert json.loads((part / "config.json").read_text())["epochs"] == 3
+    # 3 epochs done: a 2-epoch total is already passed (and its anneal would differ): refused
+    with pytest.raises(SystemExit, match="epochs"):
+        ftrain.main(args(part, 2, "--resume"))
+
+
 def test_cli_errors_are_one_line(tiny_data_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="data directory .* does not exist"):
         ftrain.main(_args(tmp_path / "missing", tmp_path / "r"))
