@@ -147,11 +147,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        if "weights only" in first.lower() or "weights_only" in first.lower():
-            raise RunError(f"{path}: refused: the checkpoint holds pickled objects other than "
-                           "tensors and plain containers (loaded with weights_only=True)") from None
-        raise RunError(f"{path}: not a torch checkpoint ({one_line(first)})") from None
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        code = [ln for ln in lines if "GLOBAL" in ln or "global" in ln.split(":")[0].lower()]
+        if code:  # e.g. "Trying to load unsupported GLOBAL posix.system ..."
+            raise RunError(f"{path}: refused: the checkpoint holds pickled code or objects other "
+                           f"than tensors and plain containers (weights_only=True; "
+                           f"{one_line(code[0])[:120]})") from None
+        detail = next((ln for ln in lines if "Unsupported operand" in ln or "load key" in ln),
+                      lines[0] if lines else "")
+        raise RunError(f"{path}: not a torch checkpoint ({one_line(detail)[:120]})") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, TypeError,
             AttributeError, ImportError, IndexError, KeyError) as exc:
         raise RunError(f"{path}: unreadable checkpoint (truncated, empty or not a torch file): "

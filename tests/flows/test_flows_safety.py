@@ -121,13 +121,18 @@ def _corrupt(run: Path, how: str) -> None:
         ckpt.unlink()
 
 
-CORRUPTIONS = {
-    "truncated": "checkpoint.pt", "empty": "checkpoint.pt", "json": "checkpoint.pt",
-    "missing-keys": "checkpoint.pt", "other-preset": "checkpoint.pt",
-    "config-truncated": "config.json", "config-wrong-type": "config.json",
-    "config-model-bad": "config.json", "config-bad-value": "config.json",
-    "checkpoint-dir": "checkpoint.pt",
-    "no-checkpoint": "checkpoint.pt",
+CORRUPTIONS = {  # how -> (the file the line must name, what it must say)
+    "truncated": ("checkpoint.pt", "unreadable checkpoint"),
+    "empty": ("checkpoint.pt", "unreadable checkpoint"),
+    "json": ("checkpoint.pt", "not a torch checkpoint"),
+    "missing-keys": ("checkpoint.pt", "lacks 'epoch'"),
+    "other-preset": ("checkpoint.pt", "does not fit the model"),
+    "config-truncated": ("config.json", "not valid JSON"),
+    "config-wrong-type": ("config.json", "expected a JSON object"),
+    "config-model-bad": ("config.json", "unknown field(s) no_such_field"),
+    "config-bad-value": ("config.json", "hidden = 'wide' is not valid"),
+    "checkpoint-dir": ("checkpoint.pt", "not a regular file"),
+    "no-checkpoint": ("checkpoint.pt", "no checkpoint"),
 }
 
 
@@ -142,7 +147,8 @@ def test_corrupt_run_is_one_line(how: str, tiny_run: Path, tmp_path: Path,
     assert exc.value.code == 1
     line = _err_line(capsys)
     assert line.startswith("python -m flows.evaluate: error: ")
-    assert CORRUPTIONS[how] in line
+    name, why = CORRUPTIONS[how]
+    assert name in line and why in line, line
     assert (run / "eval.json").exists() == before
 
 
