@@ -1,18 +1,18 @@
 """Markdown tables of the stored Section-4 results next to the paper's numbers.
 
-``python -m flows.experiments.summarize [--results results]`` prints the tables used in
-``docs/experiments.md`` from the JSON files only (no model, no data), so the document's numbers
-can be regenerated and checked.
+``python -m flows.experiments.summarize [--results results] [--out FILE]`` builds the tables used
+in ``docs/experiments.md`` from the JSON files only (no model, no data), so the document's numbers
+can be regenerated and checked. Every percentage is printed with its 95% Wilson interval and n.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flows import cli
 from flows.experiments import paper_numbers
 
 PAPER_TABLE2 = paper_numbers.TABLE2
@@ -23,10 +23,18 @@ PAPER_FIG4 = {
     "cifar10": "interpolants more likely than endpoints; 100% of 1179 paths stay accepted",
     "bg-mnist-0": "same as CIFAR-10 (Figure 6)",
 }
+ORDER = ("cw", "boundary", "cw-det", "boundary-det", "cw-cont")
+PROG = "python -m flows.experiments.summarize"
 
 
 def _load(d: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) | {"_file": str(p)} for p in sorted(d.glob("*.json"))]
+    out = []
+    for p in sorted(d.glob("*.json")):
+        try:
+            out.append(json.loads(p.read_text()) | {"_file": str(p)})
+        except json.JSONDecodeError as exc:
+            raise cli.CommandError(f"{p}: not valid JSON ({exc})") from None
+    return out
 
 
 def _run_name(res: dict[str, Any]) -> str:
@@ -41,129 +49,197 @@ def _objective(res: dict[str, Any]) -> str:
     return str(cfg.get("objective", "?"))
 
 
+def ci(c: dict[str, Any] | None, digits: int = 0) -> str:
+    """``"12% [7, 20]"`` from a ``{k, n, pct, wilson95_pct}`` dict (``-`` when missing)."""
+    if not c or c.get("pct") is None:
+        return "-"
+    lo, hi = c["wilson95_pct"]
+    return f"{c['pct']:.{digits}f}% [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _is_new(res: dict[str, Any]) -> bool:
+    return "draws" in res  # results of the 8-bit / flows.scoring code
+
+
 def gap_table(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| run | acc | test bits/dim | median gap (nats) | std log p(x\\|y) (nats) | "
-        "share gap >= m(1e-5)=13.8 nats | T quantile (accepted) | T paper (accepted) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | n test | S | acc [95% CI] | test bits/dim | median gap (nats) | "
+        "std log p(x\\|y) (nats) | gap >= m(1e-5)=13.8 nats | T quantile (recall) | "
+        "T paper (recall) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        if not _is_new(r):
+            continue
         th = r["thresholds"]
-        tp = th["paper"]
-        paper = (
-            "-"
-            if tp["T_bpd"] is None
-            else f"{tp['T_bpd']} ({100 * tp['accepted_share_test']:.1f}%)"
-        )
+        tp, tq = th["paper"], th["quantile"]
+        paper = "-" if tp["T_bpd"] is None else f"{tp['T_bpd']} ({ci(tp['recall_test'], 1)})"
         m = [c for c in r["confidence_margin"] if c["delta"] == 1e-5][0]
         lines.append(
-            f"| {_run_name(r)} | {100 * r['accuracy']:.2f}% | {r['bits_per_dim']['mean']:.3f} | "
-            f"{r['gap']['p50']:.1f} | {r['spread']['std_log_px_given_true']:.1f} | "
-            f"{100 * m['share_gap_at_least_margin']:.2f}% | "
-            f"{th['quantile']['T_bpd']:.3f} ({100 * th['quantile']['accepted_share_test']:.1f}%) | "
-            f"{paper} |"
-        )
+            f"| {_run_name(r)} | {r['n_test']} | {r['draws']} | {ci(r['accuracy_ci'], 1)} | "
+            f"{r['bits_per_dim']['mean']:.3f} | {r['gap']['p50']:.1f} | "
+            f"{r['spread']['std_log_px_given_true']:.1f} | {ci(m['gap_at_least_margin'], 1)} | "
+            f"{tq['T_bpd']:.3f} ({ci(tq['recall_test'], 1)}) | {paper} |")
     return "\n".join(lines)
 
 
 def attack_table(results: list[dict[str, Any]]) -> str:
-    order = ["cw", "boundary", "cw-det", "boundary-det"]
+    """Table 2: ``U% [CI] (F% [CI])`` per setting and threshold, n attacked images."""
     lines = [
-        "| run | threshold | n | CW-L2 | Boundary | CW-L2 + det. | Boundary + det. |",
-        "|---|---|---|---|---|---|---|",
+        "| run | threshold | n | CW-L2 | Boundary | CW-L2 + det. | Boundary + det. | "
+        "CW-L2 continuous, rounded after |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        if not _is_new(r):
+            continue
         for th in ("quantile", "paper"):
-            row = r["table2"].get(th)
-            if not row:
-                continue
             t = r["thresholds"][th]["T_bpd"]
-            # detection-aware attacks only target the threshold they were run with
-            cells = [
-                "n/a" if k.endswith("-det") and th != r["threshold_used"] else row.get(k, "-")
-                for k in order
-            ]
+            if t is None:
+                continue
+            cells = []
+            for k in ORDER:
+                s = r["settings"].get(k)
+                if s is None:
+                    cells.append("-")
+                elif k.endswith("-det") and th != r["threshold_used"]:
+                    cells.append("n/a")  # detection-aware attacks target one threshold
+                else:
+                    e = s["table2"][th]
+                    cells.append(f"{ci(e['undetected_within_eps'])} "
+                                 f"({ci(e['fooled_within_eps'])})")
             used = " (attacked)" if th == r["threshold_used"] else ""
-            lines.append(
-                f"| {_run_name(r)} | {th} T={t:.3f}{used} | {r['n_images']} | "
-                + " | ".join(cells)
-                + " |"
-            )
+            rec = r["thresholds"][th]["recall_test"]
+            lines.append(f"| {_run_name(r)} | {th} T={t:.3f}{used}, recall {ci(rec, 1)} | "
+                         f"{r['n_images']} | " + " | ".join(cells) + " |")
         p = PAPER_TABLE2.get(r["dataset"], {}).get(_objective(r))
         if p:
+            lines.append(f"| paper ({r['dataset']} {_objective(r)}) | paper T | - | "
+                         + " | ".join(p.get(k, "-") for k in ORDER[:4]) + " | - |")
+    return "\n".join(lines)
+
+
+def attack_details(results: list[dict[str, Any]]) -> str:
+    """Per setting: in-loop successes, final-check and rounding failures, L2, detection."""
+    lines = [
+        "| run | setting | n | in-loop success | final-check failures | median L2 (fooled) | "
+        "median max pixel change | rejected among fooled (T used) | detection term / "
+        "boundary | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if not _is_new(r):
+            continue
+        for k in ORDER:
+            s = r["settings"].get(k)
+            if s is None:
+                continue
+            pi = s["per_image"]
+            fooled = [bool(f) and p != y for f, p, y in
+                      zip(pi["found"], pi["pred_adv"], pi["label"], strict=True)]
+            mpc = sorted(m for m, f in zip(pi["max_pixel_change"], fooled, strict=True) if f)
+            med_mpc = f"{mpc[len(mpc) // 2]}" if mpc else "-"
+            l2 = s["l2_fooled"].get("p50")
+            extra = []
+            if "rounding_failures" in s:
+                rf = s["rounding_failures"]
+                extra.append(f"{rf['fail_after_rounding']} of {rf['continuous_successes']} "
+                             f"continuous successes fail after rounding "
+                             f"({rf['identical_after_rounding']} round to the original)")
+            de = s.get("detection_evidence")
+            if de and "iterates" in de:
+                extra.append(f"det. term active in {de['iterates_det_term_active']} of "
+                             f"{de['iterates']} iterates, {de['iterates_blocked']} fooling "
+                             f"iterates blocked; images with blocked iterates "
+                             f"{ci(de['images_with_blocked_iterates'])}")
+            if de and "queries_blocked" in de:
+                extra.append(f"{de['queries_blocked']} fooling queries blocked; images "
+                             f"{ci(de['images_with_blocked_queries'])}")
+            b = s.get("boundary")
+            if b:
+                extra.append(f"{b['steps_done']} steps ({b['stopped_by']}), converged "
+                             f"{ci(b['converged'])}, not attacked {s['not_attacked']}")
             lines.append(
-                f"| paper ({r['dataset']} {_objective(r)}) | paper T | - | "
-                + " | ".join(p[k] for k in order)
-                + " |"
-            )
+                f"| {_run_name(r)} | {k} | {r['n_images']} | {ci(s['in_loop_success'])} | "
+                f"{s['final_check_failures']} | {'-' if l2 is None else f'{l2:.3f}'} | "
+                f"{med_mpc} | {ci(s['rejected_share_of_fooled_T_used'])} | "
+                f"{'; '.join(extra) or '-'} | {s['wall_time_s']:.0f} |")
     return "\n".join(lines)
 
 
 def interp_table(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| run | pairs | endpoint bits/dim | mid bits/dim | mid - endpoints "
-        "| mid more likely than both | paths all accepted (quantile / paper T) | finding | paper |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| run | pairs | S | endpoint bits/dim | mid bits/dim | mid - endpoints (+- s.e.) | "
+        "mid more likely than both | mid less likely than both | paths all accepted "
+        "(quantile T) | (paper T) | finding | paper |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        sp = r["share_paths_all_accepted"]
-        paper_share = "-" if "paper" not in sp else f"{100 * sp['paper']:.1f}%"
+        if not _is_new(r):
+            continue
+        pa = r["paths_all_accepted"]
+        se = r.get("mid_minus_endpoints_bpd_se")
         lines.append(
-            f"| {_run_name(r)} | {r['n_pairs']} | {r['endpoint_bpd_mean']:.3f} | "
-            f"{r['mid_bpd_mean']:.3f} | {r['mid_minus_endpoints_bpd']:+.3f} | "
-            f"{100 * r['share_mid_more_likely_than_both']:.1f}% | "
-            f"{100 * sp['quantile']:.1f}% / {paper_share} | {r['finding']} | "
-            f"{PAPER_FIG4.get(r['dataset'], '-')} |"
-        )
+            f"| {_run_name(r)} | {r['n_pairs']} | {r['draws']} | {r['endpoint_bpd_mean']:.3f} | "
+            f"{r['mid_bpd_mean']:.3f} | {r['mid_minus_endpoints_bpd']:+.3f} "
+            f"(+- {se:.3f}) | {ci(r['mid_more_likely_than_both'], 1)} | "
+            f"{ci(r['mid_less_likely_than_both'], 1)} | {ci(pa.get('quantile'), 1)} | "
+            f"{ci(pa.get('paper'), 1)} | {r['finding']} | {PAPER_FIG4.get(r['dataset'], '-')} |")
     return "\n".join(lines)
 
 
 def table3(res: dict[str, Any]) -> str:
-    lines = ["| dataset | run | acc (ours) | bits/dim (ours) | acc (paper) | bits/dim (paper) |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| dataset | run | n test | acc (ours) [95% CI] | bits/dim (ours) | acc (paper) | "
+             "bits/dim (paper) |", "|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         lines.append(
-            f"| {r['dataset']} | {Path(r['run_dir']).name} | {100 * r['accuracy']:.2f}% | "
-            f"{r['bits_per_dim']:.3f} | {r['paper_accuracy_pct']}% | {r['paper_bits_per_dim']} |"
-        )
+            f"| {r['dataset']} | {Path(r['run_dir']).name} | {r['n_test']} | "
+            f"{ci(r.get('accuracy_ci'), 1)} | {r['bits_per_dim']:.3f} | "
+            f"{r['paper_accuracy_pct']}% | {r['paper_bits_per_dim']} |")
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m flows.experiments.summarize")
-    p.add_argument("--results", default="results")
-    args = p.parse_args(argv)
-    root = Path(args.results)
+def build(root: Path) -> str:
+    """All tables from ``root`` (``results``)."""
     parts = []
     if (root / "likelihood_gap").is_dir():
         parts += ["### Figure 3 (likelihood gap)", gap_table(_load(root / "likelihood_gap"))]
     if (root / "attacks").is_dir():
-        parts += ["### Table 2 (attacks)", attack_table(_load(root / "attacks"))]
+        att = _load(root / "attacks")
+        parts += ["### Table 2 (attacks on 8-bit images): U% [95% CI] (F% [95% CI])",
+                  attack_table(att), "### Table 2, per setting", attack_details(att)]
     if (root / "interpolation").is_dir():
-        parts += ["### Figures 1/4 (interpolations)", interp_table(_load(root / "interpolation"))]
+        parts += ["### Figures 1/4 (interpolations of 8-bit images)",
+                  interp_table(_load(root / "interpolation"))]
     t3 = root / "bg_mnist" / "table3.json"
     if t3.is_file():
         res = json.loads(t3.read_text())
         parts += ["### Table 3 (BG-MNIST)", table3(res)]
-        smp = res.get("samples")
-        if smp:
-            preds = smp["pred_of_samples"]
-            agree = sum(p == k for k, row in enumerate(preds) for p in row)
-            total = sum(len(row) for row in preds)
-            bpds = [b for row in smp["bits_per_dim_of_samples"] for b in row]
-            parts.append(
-                f"Figure 5 samples ({smp['dataset']}, T = {smp['temperature']}, "
-                f"{smp['per_class']} per class): classified as their class {agree}/{total}; "
-                f"mean bits/dim of the samples {sum(bpds) / len(bpds):.3f}."
-            )
         if res.get("interpolation"):
             smp = res.get("samples")
             name = f"{Path(smp['run_dir']).name} (table3.json)" if smp else "table3.json"
-            parts += [
-                "### Figure 6 (BG-MNIST-0 interpolations)",
-                interp_table([res["interpolation"] | {"_name": name}]),
-            ]
-    print("\n\n".join(parts))
+            parts += ["### Figure 6 (BG-MNIST-0 interpolations)",
+                      interp_table([res["interpolation"] | {"_name": name}])]
+    return "\n\n".join(parts) + "\n"
+
+
+def build_parser() -> cli.ArgumentParser:
+    p = cli.ArgumentParser(prog=PROG, description="Markdown tables from results/*.json.")
+    p.add_argument("--results", type=cli.existing_dir, default=Path("results"))
+    p.add_argument("--out", type=cli.output_file, default=None, help="also write them here")
+    return p
+
+
+@cli.guard(PROG)
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print (and with ``--out`` write, atomically) the tables."""
+    args = build_parser().parse_args(argv)
+    text = build(Path(args.results))
+    print(text, end="")
+    if args.out:
+        from flows import atomic
+
+        atomic.write_text(args.out, text)
     return 0
 
 

@@ -172,6 +172,12 @@ def test_cli_writes_documented_json(tiny_run, data_dir, tmp_path) -> None:
     assert b["steps_done"] >= 1 and len(b["trajectory"]["step"]) == len(b["trajectory"]["l2"])
     assert res["settings"]["boundary-det"]["targeted"] is True
     assert len(list((tmp_path / "png").glob("*.png"))) == 3
+    from flows.experiments import summarize
+
+    table = summarize.attack_table([res | {"_file": str(out)}])
+    assert "(attacked)" in table and "n/a" in table  # det. attacks only under their threshold
+    details = summarize.attack_details([res | {"_file": str(out)}])
+    assert "continuous successes fail after rounding" in details and "steps (" in details
     assert attacks.main(["--replot", str(out), "--png-dir", str(tmp_path / "re")]) == 0
     assert list((tmp_path / "re").glob("*.png"))
 
