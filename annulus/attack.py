@@ -37,6 +37,7 @@ from typing import Any
 import mpmath
 import numpy as np
 
+from annulus.certificate import build_certificate, median_piece
 from annulus.construction import Construction, JointModel
 from annulus.numeric import (
     Sci,
@@ -197,9 +198,9 @@ class PieceTable:
             lq = [mp.mpf("-inf") if v is None else v - log_cd for v in lq]
             distinct: list[Any] = []
             for v in sorted(lq):
-                if not distinct or not _same(v, distinct[-1]):
+                if not distinct or not _equal_levels(v, distinct[-1]):
                     distinct.append(v)
-            rank = np.array([next(i for i, u in enumerate(distinct) if _same(u, v))
+            rank = np.array([next(i for i, u in enumerate(distinct) if _equal_levels(u, v))
                              for v in lq], dtype=np.int16)
             p0 = [con.p.posterior_on(mp, pc, 0) for pc in pcs]
             q0 = [con.q.posterior_on(mp, pc, 0) for pc in pcs]
@@ -225,7 +226,8 @@ class PieceTable:
         }
 
 
-def _same(a: Any, b: Any) -> bool:
+def _equal_levels(a: Any, b: Any) -> bool:
+    """Two density levels (60-digit mp values) that agree to 40 digits share a rank."""
     if mpmath.isinf(a) or mpmath.isinf(b):
         return a == b
     return abs(a - b) <= mpmath.mpf(10) ** -40 * max(1, abs(a), abs(b))
@@ -245,19 +247,9 @@ def lower_median_rank(counts: np.ndarray, rank: np.ndarray) -> int:
 
 
 def exact_median_rank(con: Construction, table: PieceTable) -> int:
-    """Rank of the lower median of ``q(X)``, ``X ~ p``, from the exact piece masses."""
-    masses = np.zeros(len(table.breaks))
-    rt = RadialTable.of(con.p)
-    for y in (0, 1):
-        w = float(con.p.prior[y])
-        m = np.diff(np.concatenate([[0.0], rt.cum[y]]))
-        masses[: len(m)] += w * m
-    acc = 0.0
-    for rk in sorted(set(table.level_rank.tolist())):
-        acc += masses[table.level_rank == rk].sum()
-        if acc >= 0.5:
-            return rk
-    return int(table.level_rank.max())
+    """Rank of the lower median of ``q(X)``, ``X ~ p``: the level of the piece that
+    :func:`annulus.certificate.median_piece` finds from the exact masses."""
+    return int(table.level_rank[con.pieces.index(median_piece(con, "p"))])
 
 
 def check_vectors(x: Any, table: PieceTable, Delta: float, xbar_out: Any = None,
@@ -548,8 +540,6 @@ def run_sampling(params: Params, construction: Construction, exact_probability: 
     start = time.perf_counter()
     con = construction
     if dimension is not None and dimension != con.d:
-        from annulus.certificate import build_certificate
-
         con = Construction(dimension, con.Delta, con.lambda1, con.lambda2)
         exact_probability = build_certificate(params, dim=dimension,
                                               lambda1=con.lambda1).attack_probability

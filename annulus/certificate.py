@@ -182,6 +182,25 @@ def _ratio_in_ball(lam1: Weight, lam2: Weight) -> Fraction | None:
     return None if fa is None or fb is None else fa / (fa + fb)
 
 
+#: Largest number of digits of a dimension the certificate takes on (precision grows with it).
+MAX_DIM_DIGITS = 400
+#: Largest ``d log10(1 + Delta)``: (1+Delta)^-d down to 10^-(10^100) (exponents of that many
+#: digits make every decimal conversion slow).
+MAX_LOG10_VOLUME = 10**100
+
+
+def check_size(params: Params, d: int) -> None:
+    """Raise ``ValueError`` (one line) when ``d`` is beyond what can be certified in seconds."""
+    if len(str(d)) > MAX_DIM_DIGITS:
+        raise ValueError(f"the dimension needed or given has {len(str(d))} digits; beyond "
+                         f"{MAX_DIM_DIGITS} the certificate would take too long")
+    with mpmath.mp.workdps(20):
+        log10_v = mpmath.mpf(d) * mpmath.log10(1 + num(mpmath.mp, params.Delta))
+    if log10_v > MAX_LOG10_VOLUME:
+        raise ValueError(f"(1+Delta)^d = 10^{mpmath.nstr(log10_v, 3)} is beyond "
+                         "10^(10^100); the certificate would take too long")
+
+
 def build_certificate(params: Params, dim: int | None = None, lambda1: Weight | None = None,
                       dps: int = 30) -> Certificate:
     """Check Proposition 1 and Lemmas 1-3 at ``(eps, delta, Delta)``.
@@ -191,6 +210,9 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Weight | 
     :func:`annulus.proposition.canonical_lambda1`. Reported values have ``dps`` correct digits.
     """
     start = time.perf_counter()
+    check_size(params, minimal_dimension_closed_form(params, third=True))
+    if dim is not None:
+        check_size(params, dim)
     d_star = minimal_dimension_search(params)
     d_default = minimal_dimension_search(params, third=True)
     d_closed = minimal_dimension_closed_form(params)

@@ -150,8 +150,8 @@ def num(ctx: Ctx, q: Exact | int) -> Number:
     """The exact number ``q`` in context ``ctx`` (an enclosing interval in ``mpmath.iv``)."""
     if isinstance(q, Complement):
         return 1 - num(ctx, q.x)
-    if isinstance(q, Sci):
-        return num(ctx, q.m) * ctx.mpf(10) ** q.e
+    if isinstance(q, Sci):  # exp of the log: 10**e by squaring costs O(log e) big products
+        return ctx.exp(log_num(ctx, q)) if q.e else num(ctx, q.m)
     q = Fraction(q)
     if q.denominator == 1:
         return ctx.mpf(q.numerator)

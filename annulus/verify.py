@@ -108,13 +108,17 @@ def _fail(message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from annulus.certificate import EXIT_STATUS, NOT_CERTIFIED, build_certificate
-    from annulus.proposition import Params, minimal_dimension_search
+    from annulus.certificate import EXIT_STATUS, NOT_CERTIFIED, build_certificate, check_size
+    from annulus.proposition import Params, minimal_dimension_closed_form
     from annulus.report import format_text, format_verdict, to_json
 
     try:
         params = Params(args.eps, args.delta, args.Delta)
-        d = args.dim if args.dim is not None else minimal_dimension_search(params, third=True)
+        d = minimal_dimension_closed_form(params, third=True)  # the default d (tested equal)
+        check_size(params, d)
+        if args.dim is not None:
+            check_size(params, args.dim)
+            d = args.dim
         sample_dim = args.sample_dim or d
         if args.samples * sample_dim > MAX_COORDINATES:
             return _fail(f"sampling {_approx(args.samples)} points in dimension "

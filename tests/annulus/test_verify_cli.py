@@ -3,9 +3,10 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from annulus.verify import main
@@ -108,6 +109,41 @@ def test_bad_input_subprocess_has_no_traceback() -> None:
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
 
 
+NASTY = ["nan", "inf", "-inf", "-0", "0", "1e400", "1e-400", "1e1001", "9" * 60, "١٢", "１",
+         "", " ", "0x10", "1_0", "1/0", "3/7", "1e-300", "1e300", "-1", "0.5", "1", "2",
+         "0.1", "1e-3", "1e-12", "0.49", "1e12", "201", "1e0000000000099"]
+FLAGS = ["--eps", "--delta", "--Delta", "--dim", "--lambda1", "--precision", "--samples",
+         "--sample-dim", "--seed", "--max-memory"]
+values = st.one_of(st.sampled_from(NASTY), st.text(max_size=8))
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pairs=st.lists(st.tuples(st.sampled_from(FLAGS), values), max_size=5),
+       as_json=st.booleans())
+def test_fuzz_argument_vectors_no_traceback(pairs: list[tuple[str, str]], as_json: bool,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Any argument vector: an exit status 0-3, one stderr line on 2, no exception, < 30 s."""
+    argv = ["--eps", "0.1", "--delta", "1e-3", "--samples", "0"]
+    for flag, value in pairs:
+        argv += [flag, value] if not value.startswith("-") else [f"{flag}={value}"]
+    if as_json:
+        argv.append("--json")
+    start = time.perf_counter()
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    elapsed = time.perf_counter() - start
+    out, err = capsys.readouterr()
+    assert code in (0, 1, 2, 3), (argv, code)
+    if code == 2:
+        assert err.count("\n") == 1 and "error" in err, (argv, err)
+    else:
+        assert err == "" and out, argv
+    assert elapsed < 30, (argv, elapsed)
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.text(max_size=12))
 def test_arbitrary_text_for_eps_never_crashes(text: str) -> None:
@@ -116,4 +152,4 @@ def test_arbitrary_text_for_eps_never_crashes(text: str) -> None:
     except SystemExit as exc:
         assert exc.code == 2
     else:
-        assert code in (0, 1)
+        assert code in (0, 1, 3)
