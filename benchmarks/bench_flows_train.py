@@ -53,7 +53,7 @@ def train_step(model: GlowClassifier, opt: torch.optim.Optimizer, x: torch.Tenso
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1e9)
     opt.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def batches(dataset: str, data_dir: str | None, n: int, batch: int, channels: int

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from paper_figures import empirical, tables, theory
+from paper_figures import empirical, learning, tables, theory
 
-RUNS = "/work/runs"
-"""Where the training runs live (``python -m flows.train --out RUNS/NAME``)."""
+RUNS = "~/annulus-runs"
+"""Where the training runs live (``python -m flows.train --out RUNS/NAME``; outside the tree)."""
 
 
 class MissingResult(Exception):
@@ -116,12 +116,13 @@ def _experiment(exp: str, run: str, extra: str = "") -> Need:
 
 BG_NEED = Need("bg_mnist/table3.json",
                "bash flows/experiments/run_section4.sh bg  (python -m flows.experiments.bg_mnist "
-               f"--run {RUNS}/mnist-reweighted-small --run {RUNS}/bg-mnist-5-reweighted-small "
+               f"--run {RUNS}/mnist-reweighted-cpu --run {RUNS}/bg-mnist-5-reweighted-cpu "
                "... --out {R}/bg_mnist/table3.json)")
-TABLE1_RUNS = tuple(f"{d}-{o}-small" for d in ("mnist", "cifar10")
+TABLE1_RUNS = tuple(f"{d}-{o}-cpu" for d in ("mnist", "cifar10")
                     for o in ("base", "reweighted", "split"))
-MAIN_RUNS = ("mnist-reweighted-small", "cifar10-reweighted-small")
-ATTACK_RUNS = tuple(f"{d}-{o}-small" for d in ("mnist", "cifar10") for o in ("reweighted", "split"))
+MAIN_RUNS = ("mnist-reweighted-cpu", "cifar10-reweighted-cpu")
+ATTACK_RUNS = tuple(f"{d}-{o}-cpu" for d in ("mnist", "cifar10") for o in ("reweighted", "split"))
+BASELINE_DATASETS = ("mnist", "cifar10", "bg-mnist-5", "bg-mnist-1", "bg-mnist-0")
 
 
 # -- builders ----------------------------------------------------------------------------------
@@ -138,6 +139,9 @@ INTERP_SPEC = {"dataset": "str", "alphas": "nums", "bpd_mean": "nums", "bpd_p05"
                "finding": "str"}
 FIG1_SPEC = {"dataset": "str", "alphas": "nums", "examples": "list"}
 ROW_SPEC = {"dataset": "str", "accuracy": "num", "bits_per_dim": "num"}
+BASELINE_SPEC = {"dataset": "str", "histogram.bits_per_dim": "num", "gaussian.bits_per_dim": "num"}
+LEARNING_SPEC = {**EVAL_SPEC, "train_history": "list", "metrics.bits_per_dim_se": "num",
+                 "metrics.accuracy_wilson95": "nums", "config.epochs": "num"}
 
 
 class NoUsableInput(Exception):
@@ -176,10 +180,33 @@ def _loaded(ctx: Context, paths: list[Path], spec: dict[str, str], what: str) ->
     return out
 
 
+def _baselines(ctx: Context) -> dict[str, dict]:
+    """``results/baselines/<dataset>.json`` of ``flows.baselines`` (missing ones reported)."""
+    out = {}
+    for ds in BASELINE_DATASETS:
+        p = ctx.results / "baselines" / f"{ds}.json"
+        if not p.is_file():
+            ctx.problem(f"missing {ctx.show('baselines/' + ds + '.json')} (python -m "
+                        f"flows.baselines --dataset {ds} --out-dir {ctx.show('baselines')})")
+            continue
+        try:
+            out[ds] = empirical.require(empirical.load(p), ctx.show_path(p), BASELINE_SPEC)
+        except empirical.ResultError as exc:
+            ctx.problem(f"could not make the baseline rows from {exc}")
+    return out
+
+
 def _table1(ctx: Context, paths: list[Path]) -> list[Path]:
     extra = sorted(set((ctx.results / "table1").glob("*.json")) - set(paths))
-    return tables.write(tables.table1(_loaded(ctx, list(paths) + extra, EVAL_SPEC, "row")),
-                        ctx.out, "table1")
+    return tables.write(tables.table1(_loaded(ctx, list(paths) + extra, EVAL_SPEC, "row"),
+                                      _baselines(ctx)), ctx.out, "table1")
+
+
+def _learning(ctx: Context, paths: list[Path]) -> list[Path]:
+    loaded = _loaded(ctx, paths, LEARNING_SPEC, "panel")
+    if not loaded:
+        raise MissingResult("no evaluated run to plot")
+    return learning.plot_learning_curves(loaded, _baselines(ctx), ctx.out)
 
 
 def _table2(ctx: Context, paths: list[Path]) -> list[Path]:
@@ -188,7 +215,7 @@ def _table2(ctx: Context, paths: list[Path]) -> list[Path]:
 
 
 def _table3_fallback(ctx: Context) -> list[Path]:
-    names = [f"table3/bg-mnist-{x}-reweighted-small.json" for x in (5, 1, 0)]
+    names = [f"table3/bg-mnist-{x}-reweighted-cpu.json" for x in (5, 1, 0)]
     names += [f"table1/{r}.json" for r in MAIN_RUNS]
     return [ctx.results / n for n in names if (ctx.results / n).is_file()]
 
@@ -206,7 +233,8 @@ def _table3(ctx: Context, paths: list[Path]) -> list[Path]:
             except empirical.ResultError as exc:
                 ctx.problem(f"could not make the row from {exc}")
         t = tables.table3(rows, ctx.show("bg_mnist/table3.json")
-                          + " (python -m flows.experiments.bg_mnist)", empirical.scale_text(res))
+                          + " (python -m flows.experiments.bg_mnist)", empirical.scale_text(res),
+                          _baselines(ctx))
     else:  # fallback: the flows evaluate JSON
         spec = {k: v for k, v in EVAL_SPEC.items() if k != "config.objective"}
         loaded = _loaded(ctx, paths, spec, "row")
@@ -214,7 +242,7 @@ def _table3(ctx: Context, paths: list[Path]) -> list[Path]:
                  "bits_per_dim": r["metrics"]["bits_per_dim"],
                  "n_test": r["metrics"].get("n_test")} for r in loaded]
         t = tables.table3(rows, "the flows evaluate JSON (results/table3, results/table1)",
-                          empirical.scale_text(loaded[0]) if loaded else "")
+                          empirical.scale_text(loaded[0]) if loaded else "", _baselines(ctx))
     return tables.write(t, ctx.out, "table3")
 
 
@@ -279,6 +307,9 @@ ITEMS: tuple[Item, ...] = (
          _theory("tv_vs_d.json", theory.compute_tv, theory.plot_tv)),
     Item("table1", "table", "Table 1", "accuracy and bits/dim: Base / Reweighted / Split",
          _table1, tuple(_evaluate("table1", r) for r in TABLE1_RUNS)),
+    Item("learning_curves", "figure", "beyond the paper",
+         "learning curves of the trained flows against the targets and the trivial baselines",
+         _learning, tuple(_evaluate("table1", r) for r in TABLE1_RUNS)),
     Item("fig3", "figure", "Figure 3", "log p(x|y_true) vs. log p(x|y_wrong) over the test set",
          _fig3, tuple(_experiment("likelihood_gap", r) for r in MAIN_RUNS)),
     Item("table2", "table", "Table 2", "attack detection: CW-L2 and boundary, plain and "

@@ -12,12 +12,12 @@ import pytest
 
 from paper_figures import style
 
-RUN_CONFIG = {"dataset": "mnist", "objective": "reweighted", "preset": "small-mnist",
+RUN_CONFIG = {"dataset": "mnist", "objective": "reweighted", "preset": "cpu-mnist",
               "epochs": 2, "train_subset": 25000}
 
 
 def _prov(dataset: str, objective: str = "reweighted") -> dict[str, Any]:
-    return {"run_dir": f"/work/runs/{dataset}-{objective}-small",
+    return {"run_dir": f"~/annulus-runs/{dataset}-{objective}-cpu",
             "run_config": RUN_CONFIG | {"dataset": dataset, "objective": objective}}
 
 
@@ -60,9 +60,19 @@ def attacks(dataset: str, objective: str) -> dict[str, Any]:
 
 
 def evaluate(dataset: str, objective: str) -> dict[str, Any]:
-    return {"run": f"{dataset}-{objective}-small",
-            "metrics": {"accuracy": 0.9, "bits_per_dim": 4.0, "n_test": 100},
-            "config": RUN_CONFIG | {"dataset": dataset, "objective": objective}}
+    history = [{"epoch": e, "bpd": 5.0 - 0.2 * e, "acc": 0.5 + 0.05 * e, "seconds": 60.0}
+               for e in range(1, 6)]
+    return {"run": f"{dataset}-{objective}-cpu",
+            "metrics": {"accuracy": 0.9, "bits_per_dim": 4.0, "n_test": 100,
+                        "bits_per_dim_se": 0.01, "accuracy_wilson95": [0.83, 0.94]},
+            "config": RUN_CONFIG | {"dataset": dataset, "objective": objective, "epochs": 5},
+            "train_history": history, "epochs_trained": 5, "train_wall_time_s": 300.0}
+
+
+def baseline(dataset: str) -> dict[str, Any]:
+    return {"dataset": dataset, "n_test": 100,
+            "histogram": {"bits_per_dim": 1.3, "bits_per_dim_se": 0.01},
+            "gaussian": {"bits_per_dim": 4.1, "bits_per_dim_se": 0.02}}
 
 
 def bg_mnist() -> dict[str, Any]:
@@ -88,13 +98,15 @@ def results_dir(tmp_path: Path) -> Path:
     """A results directory with every empirical input of the registry (tiny fixtures)."""
     r = tmp_path / "results"
     for ds in ("mnist", "cifar10"):
-        write(r / "likelihood_gap" / f"{ds}-reweighted-small.json", likelihood_gap(ds))
-        write(r / "interpolation" / f"{ds}-reweighted-small.json", interpolation(ds))
+        write(r / "likelihood_gap" / f"{ds}-reweighted-cpu.json", likelihood_gap(ds))
+        write(r / "interpolation" / f"{ds}-reweighted-cpu.json", interpolation(ds))
         for obj in ("base", "reweighted", "split"):
-            write(r / "table1" / f"{ds}-{obj}-small.json", evaluate(ds, obj))
+            write(r / "table1" / f"{ds}-{obj}-cpu.json", evaluate(ds, obj))
         for obj in ("reweighted", "split"):
-            write(r / "attacks" / f"{ds}-{obj}-small.json", attacks(ds, obj))
+            write(r / "attacks" / f"{ds}-{obj}-cpu.json", attacks(ds, obj))
     write(r / "bg_mnist" / "table3.json", bg_mnist())
+    for ds in ("mnist", "cifar10", "bg-mnist-5", "bg-mnist-1", "bg-mnist-0"):
+        write(r / "baselines" / f"{ds}.json", baseline(ds))
     return r
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -43,9 +44,13 @@ def test_figs_tables_render(name: str, results_dir: Path, tmp_path: Path) -> Non
 def test_figs_table_values_beside_paper(results_dir: Path) -> None:
     from paper_figures.empirical import load
 
-    t1 = tables.table1([load(p) for p in sorted((results_dir / "table1").glob("*.json"))])
+    baselines = {p.stem: load(p) for p in (results_dir / "baselines").glob("*.json")}
+    t1 = tables.table1([load(p) for p in sorted((results_dir / "table1").glob("*.json"))],
+                       baselines)
     md = t1.markdown()
-    assert "| MNIST | split | mnist-split-small | 90.0 | 99.3 | 4.00 | 1.00 |" in md
+    assert ("| MNIST | split | mnist-split-cpu | 90.0 [83.0, 94.0] | 99.3 | 4.00 +- 0.01 | 1.00 |"
+            in md)
+    assert "| MNIST | histogram baseline | - | - | - | 1.30 +- 0.01 | - | - |" in md
     assert "CIFAR-10" in md and "56.8" in md
     t2 = tables.table2([load(p) for p in sorted((results_dir / "attacks").glob("*.json"))])
     row = next(r for r in t2.rows if r[:2] == ["CIFAR-10", "Boundary + detection"])
@@ -57,11 +62,11 @@ def test_figs_table_values_beside_paper(results_dir: Path) -> None:
 
 
 def test_figs_partial_inputs(results_dir: Path, tmp_path: Path, capsys) -> None:
-    (results_dir / "likelihood_gap" / "cifar10-reweighted-small.json").unlink()
+    (results_dir / "likelihood_gap" / "cifar10-reweighted-cpu.json").unlink()
     out = run_item(BY_NAME["fig3"], Context(results_dir, tmp_path / "out"))
     assert out.status == "partial" and out.outputs  # made from MNIST alone
     err = capsys.readouterr().err
-    cmd = "python -m flows.experiments.likelihood_gap --run /work/runs/cifar10-reweighted-small"
+    cmd = "python -m flows.experiments.likelihood_gap --run ~/annulus-runs/cifar10-reweighted-cpu"
     assert cmd in err
 
 
@@ -74,3 +79,15 @@ def test_figs_bg_without_samples(results_dir: Path, tmp_path: Path) -> None:
     p.write_text(json.dumps(data))
     out = run_item(BY_NAME["fig5"], Context(results_dir, tmp_path / "out"))
     assert out.status == "skipped" and "samples" in out.messages[-1]
+
+
+def test_learning_curves_and_extrapolation(results_dir: Path, tmp_path: Path) -> None:
+    from paper_figures.learning import epochs_to_target
+
+    out = run_item(BY_NAME["learning_curves"], Context(results_dir, tmp_path / "out"))
+    assert out.status == "made", out.messages
+    assert (tmp_path / "out" / "learning_curves.png").stat().st_size > 1000
+    res = json.loads((results_dir / "table1" / "mnist-reweighted-cpu.json").read_text())
+    # fixture: train bpd 5 - 0.2 e (e = 1..4 before the anneal), test 4.0 = train at e = 5
+    e = epochs_to_target(res, 3.0)
+    assert e is not None and e > 5

@@ -28,27 +28,27 @@ from paper_figures.registry import BY_NAME, Context, run_item
 ])
 def test_bad_table1_row_is_named_and_the_rest_made(content: str, why: str, results_dir: Path,
                                                    tmp_path: Path, capsys) -> None:
-    bad = results_dir / "table1" / "mnist-split-small.json"
+    bad = results_dir / "table1" / "mnist-split-cpu.json"
     bad.write_text(content)
     out = run_item(BY_NAME["table1"], Context(results_dir, tmp_path / "out"))
     assert out.status == "partial"
     err = capsys.readouterr().err
-    line = next(m for m in out.messages if "mnist-split-small.json" in m)
+    line = next(m for m in out.messages if "mnist-split-cpu.json" in m)
     assert line.startswith("table1: could not make the row from ") and why in line, line
     assert line in err
     md = (tmp_path / "out" / "table1.md").read_text()
-    assert "mnist-split-small" not in md and "mnist-base-small" in md  # the other rows are made
+    assert "mnist-split-cpu" not in md and "mnist-base-cpu" in md  # the other rows are made
     assert "nan" not in md.lower() and "inf" not in md.lower()
 
 
 def test_all_inputs_malformed_fails_naming_them(results_dir: Path, tmp_path: Path) -> None:
     for ds in ("mnist", "cifar10"):
-        (results_dir / "likelihood_gap" / f"{ds}-reweighted-small.json").write_text('{"x": 1}')
+        (results_dir / "likelihood_gap" / f"{ds}-reweighted-cpu.json").write_text('{"x": 1}')
     out = run_item(BY_NAME["fig3"], Context(results_dir, tmp_path / "out"))
     assert out.status == "failed"
     text = "\n".join(out.messages)
-    assert "mnist-reweighted-small.json: missing 'dataset'" in text
-    assert "cifar10-reweighted-small.json: missing 'dataset'" in text
+    assert "mnist-reweighted-cpu.json: missing 'dataset'" in text
+    assert "cifar10-reweighted-cpu.json: missing 'dataset'" in text
     assert "fig3: could not make Figure 3" in text
     assert not (tmp_path / "out" / "fig3_likelihood_gap.png").exists()
 
@@ -64,7 +64,8 @@ def test_bad_table3_row_and_cli_exit_status(results_dir: Path, tmp_path: Path, c
     assert "table3.json rows[2]: 'accuracy' is NoneType" in out.err
     assert "incomplete: table3" in out.out and "fig4" not in out.out.split("incomplete:")[1]
     md = (tmp_path / "o" / "table3.md").read_text()
-    assert "BG-MNIST-1" not in md and "BG-MNIST-5" in md
+    assert "| BG-MNIST-1 |" not in md and "| BG-MNIST-5 |" in md  # the model rows
+    assert "| BG-MNIST-1 (histogram baseline) |" in md  # the baseline rows are still made
 
 
 def test_unusable_theory_cache_is_recomputed_atomically(tmp_path: Path, capsys) -> None:
