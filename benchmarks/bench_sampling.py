@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from annulus.attack import run_sampling  # noqa: E402
 from annulus.certificate import build_certificate  # noqa: E402
+from annulus.numeric import fmt  # noqa: E402
 from annulus.proposition import Params  # noqa: E402
 from annulus.sampling import chunk_rows, sample  # noqa: E402
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     params = Params(Fraction("0.1"), Fraction("0.001"), Fraction("0.1"))
     cert = build_certificate(params)
-    print(f"eps=0.1 delta=1e-3 Delta=0.1, lambda1 = {float(cert.lambda1):.6g} (canonical at "
+    print(f"eps=0.1 delta=1e-3 Delta=0.1, lambda1 = {fmt(cert.lambda1, 6)} (canonical at "
           f"d={cert.dimension}); numpy {np.__version__}, float64, best of {args.repeat}")
     print(f"{'d':>7} {'n':>7} {'rows':>5} {'sampler coord/s':>16} {'raw coord/s':>12} "
           f"{'ratio':>6} {'peak sampler':>13} {'peak run_sampling':>18} {'run_sampling s':>15}")
