@@ -15,7 +15,9 @@ Settings (``--attacks``):
                   margin (``--margin-bpd``): ``bits/dim(x') <= T - m``;
 ``cw-cont``       the continuous CW (a port of foolbox 3.3.4's, kappa = 0) whose result is only
                   rounded afterwards: the baseline that shows how many "successes" fail only
-                  because of rounding (``rounding_failures``);
+                  because of rounding (``rounding_failures``). (foolbox's early abort is used
+                  only here: with rounding in the loop the loss is flat until a pixel crosses
+                  a bin edge, which the abort rule would mistake for convergence);
 ``boundary``      foolbox ``BoundaryAttack``, untargeted, on a classifier that rounds its input to
                   the grid and needs the margin ``kappa`` (so every query decision is about an
                   image), foolbox's blended-noise init (fallback: a test image of another class);
@@ -564,7 +566,7 @@ def run_attacks(run: common.ScoredRun, args: argparse.Namespace) -> dict[str, An
             cont = name == "cw-cont"
             params = {"steps": args.cw_steps, "binary_search_steps": args.cw_binary_steps,
                       "stepsize": args.cw_stepsize, "initial_const": args.cw_initial_const,
-                      "confidence_nats": 0.0 if cont else kappa, "abort_early": True,
+                      "confidence_nats": 0.0 if cont else kappa, "abort_early": cont,
                       "rounding_in_loop": not cont, "fixed_draw_seed": draw.seed,
                       "det_weight": args.det_weight if det else None,
                       "threshold_bpd": t_used if det else None,
@@ -573,7 +575,7 @@ def run_attacks(run: common.ScoredRun, args: argparse.Namespace) -> dict[str, An
                         det_weight=args.det_weight, binary_search_steps=args.cw_binary_steps,
                         steps=args.cw_steps, stepsize=args.cw_stepsize,
                         initial_const=args.cw_initial_const, confidence=0.0 if cont else kappa,
-                        grid=None if cont else draw, det_margin_bpd=m_bpd,
+                        grid=None if cont else draw, det_margin_bpd=m_bpd, abort_early=cont,
                         progress=f"{dataset} {name}")
             adv_k, found = res.adv_k, res.found
             if det:
