@@ -345,8 +345,10 @@ def fmt(x: mpmath.mpf | float | int, digits: int = 6) -> str:
 
 
 def json_number(x: mpmath.mpf, digits: int = 17) -> float | str:
-    """A float when it fits float64 without underflow/overflow, else a decimal string."""
-    x = mpmath.mpf(x)
+    """A float when it fits float64 without underflow/overflow, else a decimal string (from
+    the value as given: it is not first rounded to the working precision)."""
+    if not isinstance(x, mpmath.mpf):
+        x = mpmath.mpf(x)
     if x == 0:
         return 0.0
     if mpmath.isinf(x) or mpmath.isnan(x):

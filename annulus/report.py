@@ -25,7 +25,7 @@ def _val(x: Any) -> Any:
         return {k: _val(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
         return [_val(v) for v in x]
-    return json_number(mpmath.mpf(x))
+    return json_number(x)
 
 
 def _exact_json(q: Fraction | Sci | Complement) -> float | str:
