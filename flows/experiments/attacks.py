@@ -47,6 +47,7 @@ number), ``fooled_within_eps`` (the paper's parentheses), ``fooled_any``,
 ``undetected_any_distance``; the legacy ``*_pct`` floats are kept. eps = 1.5 (MNIST-like) or
 33/255 (CIFAR-10). Per setting also: ``in_loop_success`` (the attack's own criterion),
 ``final_check_failures`` (in-loop successes that the ``S``-draw check of the image rejects),
+``complete`` (false while settings are still running: the JSON is rewritten after each),
 ``identical_after_rounding`` (images the attack did not change), ``rounding_failures``
 (``cw-cont``), ``detection_evidence`` (CW: iterates with the detection term active and iterates
 blocked by it; boundary: queries blocked by the non-image class), ``not_attacked`` (no usable
@@ -525,8 +526,13 @@ def _choose_starts(draw: common.FixedDraw, images: torch.Tensor, pool: np.ndarra
     return start, target
 
 
-def run_attacks(run: common.ScoredRun, args: argparse.Namespace) -> dict[str, Any]:
-    """Select images, run the requested settings, score every result as an 8-bit image."""
+def run_attacks(run: common.ScoredRun, args: argparse.Namespace,
+                checkpoint: Any = None) -> dict[str, Any]:
+    """Select images, run the requested settings, score every result as an 8-bit image.
+
+    ``checkpoint(partial_result)`` is called after every finished setting (the CLI writes the
+    JSON then, marked ``"complete": false``, so an interrupted run keeps what it finished).
+    """
     names = parse_attacks(args.attacks)
     model, dataset, sc = run.model, run.dataset, run.scores
     images, labels = run.images, run.y.numpy()
@@ -680,6 +686,18 @@ def run_attacks(run: common.ScoredRun, args: argparse.Namespace) -> dict[str, An
         tq = ev["table2"].get(args.threshold, {})
         tqdm.write(f"{dataset} {name}: {_fmt(tq) if tq else '-'} (T={args.threshold}) "
                    f"{wall:.0f}s")
+        if checkpoint is not None and j < len(names) - 1:
+            checkpoint(_assemble(dataset, eps, labels, run, ths, args, t_used, pool, idx, kappa,
+                                 m_bpd, cal, settings, k0, advs) | {"complete": False})
+    return _assemble(dataset, eps, labels, run, ths, args, t_used, pool, idx, kappa, m_bpd, cal,
+                     settings, k0, advs) | {"complete": True}
+
+
+def _assemble(dataset: str, eps: float, labels: np.ndarray, run: common.ScoredRun,
+              ths: dict[str, Any], args: argparse.Namespace, t_used: float, pool: np.ndarray,
+              idx: np.ndarray, kappa: float, m_bpd: float, cal: dict[str, float],
+              settings: dict[str, Any], k0: torch.Tensor,
+              advs: dict[str, torch.Tensor]) -> dict[str, Any]:
     table = {th: {n: _fmt(s["table2"][th]) for n, s in settings.items() if th in s["table2"]}
              for th in ths}
     return {
@@ -692,7 +710,7 @@ def run_attacks(run: common.ScoredRun, args: argparse.Namespace) -> dict[str, An
         "margins": {"kappa_nats": kappa, "margin_bpd": m_bpd,
                     "auto": {"kappa": args.margin_nats is None, "bpd": args.margin_bpd is None},
                     "calibration": cal},
-        "settings": settings, "table2": table, "_k": k0.cpu(), "_advs": advs}
+        "settings": dict(settings), "table2": table, "_k": k0.cpu(), "_advs": dict(advs)}
 
 
 def _subset_scores(sc: Any, idx: np.ndarray) -> Any:
@@ -738,7 +756,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                       argv=argv, module=MODULE)
     run = common.load_scored_run(args.run, args, args.dataset)
     prov.run_config = run.config
-    result = run_attacks(run, args)
+
+    def checkpoint(partial: dict[str, Any]) -> None:
+        partial = {k: v for k, v in partial.items() if not k.startswith("_")}
+        write_json(partial | {"provenance": prov.finish()}, args.out)
+
+    result = run_attacks(run, args, checkpoint)
     k_att, advs = result.pop("_k"), result.pop("_advs")
     result["provenance"] = prov.finish()
     write_json(result, args.out)

@@ -109,6 +109,8 @@ def attack_table(results: list[dict[str, Any]]) -> str:
                     cells.append(f"{ci(e['undetected_within_eps'])} "
                                  f"({ci(e['fooled_within_eps'])})")
             used = " (attacked)" if th == r["threshold_used"] else ""
+            if not r.get("complete", True):
+                used += " PARTIAL (interrupted: only the settings shown ran)"
             rec = r["thresholds"][th]["recall_test"]
             lines.append(f"| {_run_name(r)} | {th} T={t:.3f}{used}, recall {ci(rec, 1)} | "
                          f"{r['n_images']} | " + " | ".join(cells) + " |")

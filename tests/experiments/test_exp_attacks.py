@@ -154,7 +154,7 @@ def test_cli_writes_documented_json(tiny_run, data_dir, tmp_path) -> None:
     for key in ("dataset", "eps_l2", "thresholds", "T_used_bpd", "n_images", "settings",
                 "table2", "margins", "provenance", "draws"):
         assert key in res
-    assert res["eps_l2"] == 6 and res["n_images"] == 3
+    assert res["eps_l2"] == 6 and res["n_images"] == 3 and res["complete"] is True
     assert set(res["settings"]) == set(attacks.ATTACKS)
     assert res["provenance"]["command"].startswith("python -m flows.experiments.attacks --run")
     for s in res["settings"].values():
