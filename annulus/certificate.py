@@ -40,6 +40,7 @@ from annulus.numeric import (
     log_unit_ball_volume,
     num,
 )
+from annulus.pieces import PieceTable
 from annulus.proposition import (
     Params,
     admissible,
@@ -301,14 +302,12 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Weight | 
     # ---- Proposition 1's properties (the attack x -> xbar: radial move into the ball) --------
     # The shell [1, 1+Delta) is one common piece when Delta <= 1; for Delta > 1 it overlaps the
     # class-1 annulus [2, 3] and spans several pieces, on which property 1 is decided
-    # separately (the attack set is the union of those where properties 1-5 hold).
-    shell_pcs = [pc for pc in con.pieces if pc.lo >= 1 and pc.hi <= 1 + Delta]
-
-    def _conf(m: Any, pc: Piece) -> bool:
-        return certify(lambda ctx: m.posterior_on(ctx, pc, 0) - (1 - num(ctx, delta)),
-                       strict=False).holds
-
-    prop1_pcs = [pc for pc in shell_pcs if _conf(con.p, pc) and _conf(con.q, pc)]
+    # separately (the attack set is the union of those where properties 1-5 hold). The
+    # per-piece facts are those of annulus.pieces.PieceTable (exact rationals or intervals).
+    table = PieceTable.of(con, delta)
+    prop1_pcs = [pc for k, pc in enumerate(con.pieces)
+                 if pc.lo >= 1 and pc.hi <= 1 + Delta and table.yp[k] == 0
+                 and table.yq[k] == 0 and table.conf_p[k] and table.conf_q[k]]
 
     # Property 4: xbar = x s(r)/r, s(r) = (1 + max(r - Delta, 0))/2; ||x - xbar|| = r - s(r)
     # increases with r, so on an open piece lo < r < hi its supremum is hi - s(hi), not
@@ -317,12 +316,10 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Weight | 
         return (1 + max(r - Delta, Fraction(0))) / 2
 
     prop4_pcs = [pc for pc in prop1_pcs if pc.hi - _s(pc.hi) <= Delta and _s(pc.hi) <= 1]
-    yp_bar = 0 if compare(as_sci(lam1), as_sci(lam2)) > 0 else 1
-    q_wrong = certify(lambda ctx: num(ctx, Fraction(1, 2)) - con.q.posterior_on(ctx, inner, 0)
-                      ).holds
-    prop2 = yp_bar == 0 and q_wrong
-    q_true_small = conditions[1].holds
-    prop3 = q_true_small and cond1 and yp_bar == 0
+    k_in = con.pieces.index(inner)
+    yp_bar = int(table.yp[k_in])
+    prop2 = yp_bar == 0 and table.yq[k_in] == 1
+    prop3 = yp_bar == 0 and bool(table.q_true_small[k_in] and table.conf_p[k_in])
     med_p, med_q = median_piece(con, "p"), median_piece(con, "q")
 
     def _dens_ok(med: Piece) -> bool:

@@ -98,10 +98,14 @@ class Sci:
         return self.m * Fraction(10) ** self.e
 
     def log10_bounds(self) -> tuple[int, int]:
-        """Integers ``lo <= log10(self) < hi``."""
-        m = self.m
-        lo = len(str(m.numerator)) - len(str(m.denominator)) - 1
-        return self.e + lo, self.e + lo + 2
+        """Integers ``lo <= log10(self) < hi`` (from bit lengths: no decimal conversion)."""
+        k = _log10_estimate(self.m)
+        return self.e + k - 2, self.e + k + 2
+
+
+def _log10_estimate(m: Fraction) -> int:
+    """``log10(m)`` within 1 for a positive Fraction, from the bit lengths."""
+    return int((m.numerator.bit_length() - m.denominator.bit_length()) * 0.30102999566398120)
 
 
 @dataclass(frozen=True)
@@ -315,7 +319,7 @@ def exact_str(q: Exact, digits: int) -> str:
         return "0.0"
     m, e = sci.m, sci.e
     # m = M * 10^k with 10^(digits-1) <= M < 10^digits, M = round(m * 10^-k)
-    k = len(str(m.numerator)) - len(str(m.denominator)) - digits
+    k = _log10_estimate(m) - digits + 1
     while True:
         scaled = m / Fraction(10) ** k
         mant = round(scaled)  # ties to even

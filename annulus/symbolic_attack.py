@@ -7,9 +7,10 @@ success probability as the ``p``-mass of their intersection.
 2. Each class-conditional density is written (in units of ``1/C_d``, ``d`` kept as a symbol) on
    every radial piece, e.g. ``q(x|0) = 1/(1+Delta)^d``; the posteriors follow by Bayes' rule
    (Lemma 1 appears as the ball entries).
-3. Every ingredient of properties 1-5 is decided on each piece exactly: an identity when the
-   difference simplifies to 0 (e.g. ``p(0|x) - (1 - delta) = 0`` in the ball with the proof's
-   ``lambda2``), else its sign certified by interval arithmetic at the numeric ``d``.
+3. Every ingredient of properties 1-3 is decided on each piece exactly, by the one table of
+   facts :class:`annulus.pieces.PieceTable` (exact rationals, or signs certified by interval
+   arithmetic); the order of the density levels (property 5) is decided here: an identity when
+   the difference simplifies to 0, else its sign certified at the numeric ``d``.
 4. The set of radii ``r`` for a property on ``x`` is a union of pieces; for a property on
    ``xbar`` it is the preimage under ``s`` of such a union, solved with ``sympy.solveset`` on
    each branch of ``s``; property 4 is ``solveset(|r - s(r)| < Delta)``.
@@ -33,6 +34,7 @@ import sympy as sp
 
 from annulus.construction import Construction, JointModel
 from annulus.numeric import Ctx, Exact, Number, UndecidableError, certify, exact_fraction, num
+from annulus.pieces import PieceTable
 
 r_sym = sp.Symbol("r", nonnegative=True)
 rho_sym = sp.Symbol("rho", nonnegative=True)
@@ -166,27 +168,16 @@ class PieceFacts:
     q_true_small: bool
 
 
-def _predict(post0: sp.Expr | None, d: int) -> int:
-    if post0 is None:
-        return -1
-    sg = sign(post0 - sp.Rational(1, 2), d)
-    return 0 if sg > 0 else (1 if sg < 0 else -1)
-
-
-def _post(post0: sp.Expr, y: int) -> sp.Expr:
-    return post0 if y == 0 else 1 - post0
-
-
 def piece_facts(con: Construction, delta: Fraction) -> list[PieceFacts]:
-    """The pieces ``[r_k, r_{k+1})`` and ``[r_max, oo)`` with their exact facts at ``con.d``."""
-    d = con.d
+    """The pieces ``[r_k, r_{k+1})`` and ``[r_max, oo)``: the sympy posteriors and levels, and
+    the exact decisions of :class:`annulus.pieces.PieceTable` (one table of facts)."""
+    table = PieceTable.of(con, delta)
     radii = sorted(set(con.p.breakpoints) | set(con.q.breakpoints) | {Fraction(0)})
     spans: list[tuple[Fraction, Fraction | None]] = list(zip(radii[:-1], radii[1:],
                                                              strict=True))
     spans.append((radii[-1], None))
-    dl = _q(delta)
     out = []
-    for lo, hi in spans:
+    for k, (lo, hi) in enumerate(spans):
         interval = (sp.Interval.Ropen(_q(lo), _q(hi)) if hi is not None
                     else sp.Interval(_q(lo), sp.oo))
         posts = []
@@ -199,12 +190,9 @@ def piece_facts(con: Construction, delta: Fraction) -> list[PieceFacts]:
         p0, q0 = posts
         q_level = (joint_expr(con.q, 0, lo, hi) + joint_expr(con.q, 1, lo, hi)
                    if hi is not None else sp.Integer(0))
-        yp, yq = _predict(p0, d), _predict(q0, d)
-        conf_p = yp >= 0 and sign(_post(p0, yp) - (1 - dl), d) >= 0
-        conf_q = yq >= 0 and sign(_post(q0, yq) - (1 - dl), d) >= 0
-        q_small = yp >= 0 and q0 is not None and sign(dl - _post(q0, yp), d) >= 0
-        out.append(PieceFacts(interval, lo, hi, p0, q0, q_level, yp, yq, bool(conf_p),
-                              bool(conf_q), bool(q_small)))
+        out.append(PieceFacts(interval, lo, hi, p0, q0, q_level, int(table.yp[k]),
+                              int(table.yq[k]), bool(table.conf_p[k]), bool(table.conf_q[k]),
+                              bool(table.q_true_small[k])))
     return out
 
 
