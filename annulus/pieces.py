@@ -1,12 +1,13 @@
 """Exact per-piece facts of Proposition 1, shared by the certificate, the sampling section
 and the symbolic derivation.
 
-``p``, ``q`` are constant on every piece, so each property
-ingredient (prediction ``argmax_y m(y|x)``, ``m(y|x) >= 1 - delta``, ``q(y|x) <= delta``, the
-order of the density levels) is decided once per piece, exactly: rational arithmetic when the
-numbers are small, else interval arithmetic (:func:`annulus.numeric.certify`). This matters:
-with the proof's ``lambda2``, ``p(0|x) = 1 - delta`` *exactly* in the unit ball, and a float64
-comparison would fail on rounding half of the time.
+``p``, ``q`` are constant on every piece, so each property ingredient of Proposition 1
+(prediction ``argmax_y m(y|x)``, ``m(y|x) >= 1 - delta``, ``q(y|x) <= delta``, the order of the
+density levels) is decided once per piece, exactly: rational arithmetic (or ``Sci`` numbers
+sharing one exponent) when that is cheap, else interval arithmetic
+(:func:`annulus.numeric.certify`). This matters: with the proof's ``lambda2``,
+``p(0|x) = 1 - delta`` *exactly* in the unit ball, and a float64 comparison would fail on
+rounding half of the time.
 """
 
 from __future__ import annotations
