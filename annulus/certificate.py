@@ -67,7 +67,7 @@ class Check:
 
     id: str
     statement: str
-    holds: bool
+    holds: bool | None  # None: not applicable at these parameters
     value: Any
     bound: Any
     method: str = INTERVAL
@@ -318,7 +318,7 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Weight | 
     prop4_pcs = [pc for pc in prop1_pcs if pc.hi - _s(pc.hi) <= Delta and _s(pc.hi) <= 1]
     k_in = con.pieces.index(inner)
     yp_bar = int(table.yp[k_in])
-    prop2 = yp_bar == 0 and table.yq[k_in] == 1
+    prop2 = yp_bar == 0 and bool(table.yq[k_in] == 1)
     prop3 = yp_bar == 0 and bool(table.q_true_small[k_in] and table.conf_p[k_in])
     med_p, med_q = median_piece(con, "p"), median_piece(con, "q")
 
@@ -361,8 +361,9 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Weight | 
         Check("5", "q(xbar) >= median of q(X), X ~ p (lower median; also checked for X ~ q); "
               "value/bound are log densities", prop5, log_q_bar, log_med),
         Check("6", "for Delta < 1: sup_c P_p(||X-c|| < Delta) <= Delta^d max_x C_d p(x) -> 0 as "
-              "d -> inf; value: log10 of the bound at this d", Delta < 1, log10_ball, 0.0,
-              "exact bound"),
+              "d -> inf; value: log10 of the bound at this d"
+              + ("" if Delta < 1 else " (not applicable: the paper states it for Delta < 1)"),
+              True if Delta < 1 else None, log10_ball, 0.0, "exact bound"),
         Check("7", "total variation 'can be made as small as desired': of the classifier "
               "q(0|.) (value) it is, -> 0 as d grows; of the density p it is not: "
               "int |grad p| >= d/3 on B(0,3) (bound: TV(p) at this d)", True, tv_classifier,

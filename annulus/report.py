@@ -42,7 +42,8 @@ def _decimal(q: Fraction | Sci, digits: int = 30) -> str:
 
 
 def _check_json(c: Check) -> dict[str, Any]:
-    return {"id": c.id, "statement": c.statement, "holds": c.holds, "value": _val(c.value),
+    holds = None if c.holds is None else bool(c.holds)
+    return {"id": c.id, "statement": c.statement, "holds": holds, "value": _val(c.value),
             "bound": _val(c.bound), "method": c.method, "note": c.note}
 
 
@@ -79,8 +80,8 @@ def to_json(cert: Certificate) -> dict[str, Any]:
     }
 
 
-def _mark(ok: bool) -> str:
-    return OK if ok else BAD
+def _mark(ok: bool | None) -> str:
+    return "-" if ok is None else (OK if ok else BAD)
 
 
 def _show(x: Any, digits: int) -> str:

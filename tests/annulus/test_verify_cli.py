@@ -40,6 +40,7 @@ def test_json_has_documented_keys(capsys: pytest.CaptureFixture[str]) -> None:
     assert {p["id"] for p in out["properties"]} == {"1", "2", "3", "4", "5", "6", "7"}
     for p in out["properties"]:
         assert set(p) >= {"id", "statement", "holds", "value", "bound"}
+        assert p["holds"] is True  # a JSON boolean, not a string
     for e in out["errata"]:
         assert set(e) >= {"where", "paper_says", "correct_statement"}
     assert out["certified"] is True and out["dimension"] == 201
