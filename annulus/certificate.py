@@ -376,7 +376,7 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Weight | 
                                      - num(ctx, Fraction(1, 3))).holds,
         attack_p, Fraction(1, 3))
 
-    errata = find_errata(params, con, d_star, kl, q0_in, p0_exact, yp_bar, tv_grows,
+    errata = find_errata(params, con, d_star, kl, p0_exact, yp_bar, tv_grows,
                          tv_density, prop1_pcs, attack_p)
     failing = [c.id for c in properties if c.id in PROPS_1_5 and not c.holds]
     if dim is None and lambda1 is None and all(c.holds for c in conditions) and failing:
@@ -409,7 +409,7 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Weight | 
 
 
 def find_errata(params: Params, con: Construction, d_star: int, kl: dict[str, mpmath.mpf],
-                q0_in: mpmath.mpf, p0_exact: Fraction | None, yp_bar: int, tv_grows: bool,
+                p0_exact: Fraction | None, yp_bar: int, tv_grows: bool,
                 tv_density: mpmath.mpf, prop1_pcs: list[Piece],
                 attack_p: mpmath.mpf) -> list[Erratum]:
     """Statements of Appendix D contradicted by the exact computation at these parameters."""
@@ -441,7 +441,7 @@ def find_errata(params: Params, con: Construction, d_star: int, kl: dict[str, mp
             "ground-truth label does not",
             "at the attack y_q(x) = 0 = y_p(xbar), so the printed first clause is false; the "
             "printed second clause says the attacked point is classified correctly"))
-    q_pred_conf = 1 - q0_in  # q(y_q(xbar)|xbar) with y_q(xbar) = 1
+    q_pred_conf = enclose(lambda ctx: con.q.posterior_on(ctx, con.inner, 1))  # y_q(xbar) = 1
     if q_pred_conf >= num(mpmath.mp, delta):
         tie = p0_exact is not None and p0_exact == 1 - delta
         out.append(Erratum(
@@ -456,7 +456,7 @@ def find_errata(params: Params, con: Construction, d_star: int, kl: dict[str, mp
             + ("; p(0|xbar) = lambda1/(lambda1+lambda2) = 1 - delta exactly (rational "
                "arithmetic), so the strict > fails" if tie else "")))
     # The order of the dimension.
-    order = paper_dimension_order(params)
+    order = enclose(lambda ctx: paper_dimension_order(params, ctx))
     if order <= 0:
         out.append(Erratum(
             "Proposition 1, dimension",

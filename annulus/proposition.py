@@ -219,12 +219,12 @@ def _closed_form_at(params: Params, third: bool, monotone: bool,
         return d_a, max(d_a, int(mp.floor(t_plus / L)) + 1)
 
 
-def paper_dimension_order(params: Params) -> mpmath.mpf:
+def paper_dimension_order(params: Params, ctx: Ctx = mpmath.mp) -> Number:
     """The expression inside the paper's ``O~(.)``: ``(log(delta/(1+delta)) + log(1/delta))
-    / log(1 + Delta)`` (Prop. 1 as printed); it equals ``-log(1+delta)/log(1+Delta) < 0``."""
-    mp = mpmath.mp
-    delta = num(mp, params.delta)
-    return (mp.log(delta / (1 + delta)) + mp.log(1 / delta)) / params.log_L(mp)
+    / log(1 + Delta)`` (Prop. 1 as printed), evaluated as written (its two logs cancel: use
+    :func:`annulus.numeric.enclose` for its digits); it equals ``-log(1+delta)/log(1+Delta)``."""
+    delta = num(ctx, params.delta)
+    return (ctx.log(delta / (1 + delta)) + ctx.log(1 / delta)) / params.log_L(ctx)
 
 
 # -- the admissible set of lambda1 and the canonical choice -------------------------------

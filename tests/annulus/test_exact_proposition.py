@@ -223,3 +223,15 @@ def test_tiny_Delta_at_the_minimal_dimension(Delta: str) -> None:
     assert isinstance(lam, Sci) and compare(lam, Fraction(1, 3)) < 0
     assert sufficient_conditions_hold(params, d, True)
     assert not sufficient_conditions_hold(params, d - 1, True)
+
+
+def test_printed_paper_order_is_right_to_every_digit() -> None:
+    """The paper's order (log(delta/(1+delta)) + log(1/delta))/log(1+Delta) cancels to
+    -log(1+delta)/log(1+Delta): at delta = 1e-12, 12 of 15 float digits cancel; the erratum
+    prints it enclosed."""
+    params = Params(Fraction(1, 10**12), Fraction(1, 10**12), Fraction(1, 10))
+    cert = build_certificate(params)
+    evidence = next(e.evidence for e in cert.errata if e.where == "Proposition 1, dimension")
+    with mpmath.mp.workdps(40):
+        ref = -mpmath.log1p(mpmath.mpf(10) ** -12) / mpmath.log1p(mpmath.mpf(1) / 10)
+        assert f"= {mpmath.nstr(ref, 8)} < 0" in evidence
