@@ -365,6 +365,19 @@ def _finite(v: float) -> float | str | None:
     return str(v) if math.isinf(v) else v
 
 
+#: Range of Delta where float64 norms decide the pieces of sampled vectors: below, the shell
+#: 1 <= r < 1 + Delta is thinner than the rounding of a norm; above, squared norms overflow.
+SAMPLING_DELTA_RANGE = (Fraction(1, 10**9), Fraction(10**100))
+
+
+def check_sampling_range(Delta: Fraction) -> None:
+    """Raise ``ValueError`` (one line) when the vectors cannot be checked in float64."""
+    lo, hi = SAMPLING_DELTA_RANGE
+    if not lo <= Delta < hi:
+        raise ValueError("sampling decides pieces from float64 norms: it needs 1e-9 <= Delta "
+                         "< 1e100 (or --samples 0)")
+
+
 def run_sampling(params: Params, construction: Construction, exact_probability: Any, n: int,
                  seed: int, dimension: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
                  save: str | None = None, progress: bool = False, backend: str = "numpy",
@@ -378,6 +391,7 @@ def run_sampling(params: Params, construction: Construction, exact_probability: 
     ``save`` writes ``demo`` concrete attacks (vectors included) to an ``.npz`` file.
     """
     start = time.perf_counter()
+    check_sampling_range(construction.Delta)
     con = construction
     if dimension is not None and dimension != con.d:
         con = Construction(dimension, con.Delta, con.lambda1, con.lambda2)

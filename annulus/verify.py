@@ -120,9 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_size(params, args.dim)
             d = args.dim
         sample_dim = args.sample_dim or d
-        if args.samples > 0 and params.Delta >= 10**100:
-            return _fail("sampling squares float64 norms up to (1 + Delta)^2: it needs "
-                         "Delta < 1e100 (or --samples 0)")
+        if args.samples > 0:
+            from annulus.attack import check_sampling_range
+            check_sampling_range(params.Delta)
         if args.samples * sample_dim > MAX_COORDINATES:
             return _fail(f"sampling {_approx(args.samples)} points in dimension "
                          f"{_approx(sample_dim)} means {_approx(args.samples * sample_dim)} "
