@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from annulus.attack import (
-    PieceTable,
     check_vectors,
     exact_median_rank,
     run_sampling,
@@ -23,6 +22,7 @@ from annulus.attack import (
 )
 from annulus.certificate import build_certificate
 from annulus.construction import Construction
+from annulus.pieces import PieceTable
 from annulus.proposition import Params
 from annulus.sampling import sample_arrays
 from annulus.symbolic_attack import derive
