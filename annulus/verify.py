@@ -28,14 +28,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _why(name: str, kind: str, text: str, exc: ValueError) -> str:
+    """The one-line reason a number was refused: not a number, or too large to read."""
+    if str(exc).startswith("not a finite number"):
+        return f"{name} must be {kind}, got {text!r}"
+    return f"{name}: {exc}"
+
+
 def _number(name: str, low: Fraction | None = None, high: Fraction | None = None,
             low_open: bool = True, high_open: bool = True):
     def parse(text: str) -> Fraction:
         try:
             value = to_fraction(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name} must be a finite number, got {text!r}") from None
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(_why(name, "a finite number", text, exc)) from None
         if low is not None and (value <= low if low_open else value < low):
             raise argparse.ArgumentTypeError(
                 f"{name} must be {'>' if low_open else '>='} {low}, got {text}")
@@ -52,9 +58,9 @@ def _integer(name: str, minimum: int, maximum: int | None = None):
     def parse(text: str) -> int:
         try:
             value = to_fraction(text)
-        except ValueError:
-            value = None
-        if value is None or value.denominator != 1:
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(_why(name, "an integer", text, exc)) from None
+        if value.denominator != 1:
             raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}")
         if value < minimum or (maximum is not None and value > maximum):
             upper = f" and <= {maximum}" if maximum is not None else ""
