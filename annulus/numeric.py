@@ -268,7 +268,9 @@ def certify(difference: Callable[[Ctx], Number], strict: bool = True) -> Certifi
             if lo == 0 and hi == 0:
                 return Certified(not strict, dps)
         dps *= 2
-    raise UndecidableError("the sign could not be certified")
+    raise UndecidableError(f"a sign could not be certified: the two sides agree to "
+                           f"{CERTIFY_MAX_DPS} digits (an exact tie, e.g. lambda1 = "
+                           "(1+Delta)^-d)")
 
 
 def enclose(f: Callable[[Ctx], Number], digits: int = 30, dps: int = CERTIFY_DPS) -> mpmath.mpf:
