@@ -89,11 +89,10 @@ def _acc_cell(m: dict[str, Any]) -> str:
 
 
 def _bpd_cell(m: dict[str, Any]) -> str:
-    """``2.31 +- 0.01``: bits/dim with its standard error when recorded."""
-    cell = _f(m.get("bits_per_dim"), ".2f")
-    if m.get("bits_per_dim_se") is not None:
-        cell += f" +- {_f(m['bits_per_dim_se'], '.2f')}"
-    return cell
+    """``2.312 +- 0.004``: bits/dim with its standard error when recorded (else 2 decimals)."""
+    if m.get("bits_per_dim_se") is None:
+        return _f(m.get("bits_per_dim"), ".2f")
+    return f"{_f(m.get('bits_per_dim'), '.3f')} +- {_f(m['bits_per_dim_se'], '.3f')}"
 
 
 def baseline_rows(baselines: dict[str, dict[str, Any]], datasets: tuple[str, ...],

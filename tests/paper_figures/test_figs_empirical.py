@@ -48,9 +48,9 @@ def test_figs_table_values_beside_paper(results_dir: Path) -> None:
     t1 = tables.table1([load(p) for p in sorted((results_dir / "table1").glob("*.json"))],
                        baselines)
     md = t1.markdown()
-    assert ("| MNIST | split | mnist-split-cpu | 90.0 [83.0, 94.0] | 99.3 | 4.00 +- 0.01 | 1.00 |"
+    assert ("| MNIST | split | mnist-split-cpu | 90.0 [83.0, 94.0] | 99.3 | 4.000 +- 0.010 | 1.00 |"
             in md)
-    assert "| MNIST | histogram baseline | - | - | - | 1.30 +- 0.01 | - | - |" in md
+    assert "| MNIST | histogram baseline | - | - | - | 1.300 +- 0.010 | - | - |" in md
     assert "CIFAR-10" in md and "56.8" in md
     t2 = tables.table2([load(p) for p in sorted((results_dir / "attacks").glob("*.json"))])
     row = next(r for r in t2.rows if r[:2] == ["CIFAR-10", "Boundary + detection"])
