@@ -15,7 +15,10 @@ mode ``e`` is ONE fixed draw from U[0, 1)^(C x 32 x 32) (``torch.Generator`` see
 ``EVAL_NOISE_SEED``), the same for every image, so the output is a deterministic function of
 ``x`` while the noise is still a typical sample (the constant midpoint 0.5 is not: it inflates
 the likelihood and hurts accuracy). Averaged over images, ``log p(x|y)`` is then an unbiased
-single-sample estimate of ``E_e log q(x, e|y)``, a lower bound on ``log q(x|y)``.
+single-sample estimate of ``E_e log q(x, e|y)``, a lower bound on ``log q(x|y)``. That
+deterministic function is what the attacks differentiate; every reported likelihood, accuracy
+and threshold instead comes from :func:`flows.scoring.score_images`, which averages over several
+draws of the dequantisation and the padding noise (log-mean-exp; see that module).
 """
 
 from __future__ import annotations
