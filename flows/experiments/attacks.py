@@ -391,7 +391,8 @@ def plot(result: dict[str, Any], png_dir: str | Path) -> list[Path]:
                  fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    out = png_dir / f"table2_attacks_{result['dataset']}.png"
+    tag = "-".join(result["settings"])  # one file per set of settings (cw..., boundary...)
+    out = png_dir / f"table2_attacks_{result['dataset']}_{tag}.png"
     common.savefig(fig, out, dpi=90)
     plt.close(fig)
     outs = [out]
@@ -768,7 +769,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     png = common.resolve_png_dir(args.png_dir)
     if png is not None:
         plot(json.loads(Path(args.out).read_text()), png)
-        _plot_examples(k_att, advs, png / f"table2_examples_{run.dataset}.png")
+        _plot_examples(k_att, advs,
+                       png / f"table2_examples_{run.dataset}_{'-'.join(advs)}.png")
     for th, row in result["table2"].items():
         print(f"{run.dataset} [{th} T={result['thresholds'][th]['T_bpd']}]: {row}")
     return 0
