@@ -316,7 +316,9 @@ def evaluate(model: nn.Module, k_orig: torch.Tensor, labels: np.ndarray, adv_k: 
     l2 = common.grid_l2(adv_k.cpu(), k_orig.cpu())
     identical = l2 == 0
     l2 = np.where(found, l2, np.inf)
-    fooled = found & (pred != labels)
+    # an unchanged image is not an adversarial example, even if the re-scoring's noise draws
+    # happen to misclassify it (a borderline original)
+    fooled = found & (pred != labels) & ~identical
     table: dict[str, dict[str, Any]] = {}
     for name, t in thresholds_bpd.items():
         if t is None:
