@@ -164,6 +164,10 @@ def test_cli_writes_documented_json(tiny_run, data_dir, tmp_path) -> None:
             lo, hi = u["wilson95_pct"]
             assert lo <= u["pct"] <= hi
         pi = s["per_image"]
+        fooled = [bool(f) and p != y and (d is not None and d > 0)
+                  for f, p, y, d in zip(pi["found"], pi["pred_adv"], pi["label"], pi["l2"],
+                                        strict=True)]
+        assert sum(fooled) == s["table2"]["quantile"]["fooled_any"]["k"]  # unchanged: never fooled
         assert len(pi["l2"]) == 3 and all(isinstance(m, int) for m in pi["max_pixel_change"])
         assert s["final_check_failures"] <= s["in_loop_success"]["k"]
     assert "rounding_failures" in res["settings"]["cw-cont"]
