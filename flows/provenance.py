@@ -29,8 +29,8 @@ def git_commit() -> str:
     """The commit hash of the source tree (``git rev-parse HEAD``); outside a git checkout
     ``$ANNULUS_GIT_COMMIT`` or ``"unknown"``. Whether the tree was modified: :func:`git_dirty`.
 
-    ``ANNULUS_GIT_COMMIT`` is set by ``scripts/flows_cpu_runs.sh``, which runs an exported copy
-    (``git archive``) of a commit so that later edits of the worktree cannot affect the runs.
+    Set ``ANNULUS_GIT_COMMIT`` when running an exported copy (``git archive``) of a commit, so
+    that later edits of the worktree cannot affect a long run (as the cpu-* runs were trained).
     """
     return _git("rev-parse", "HEAD") or os.environ.get("ANNULUS_GIT_COMMIT", "unknown")
 

@@ -115,9 +115,9 @@ def _experiment(exp: str, run: str, extra: str = "") -> Need:
 
 
 BG_NEED = Need("bg_mnist/table3.json",
-               "bash flows/experiments/run_section4.sh bg  (python -m flows.experiments.bg_mnist "
+               "python -m flows.pipeline bg_mnist/table3  (python -m flows.experiments.bg_mnist "
                f"--run {RUNS}/mnist-reweighted-cpu --run {RUNS}/bg-mnist-5-reweighted-cpu "
-               "... --out {R}/bg_mnist/table3.json)")
+               "... --out {R}/bg_mnist/table3.json; the runs are listed in pipeline/runs.toml)")
 TABLE1_RUNS = tuple(f"{d}-{o}-cpu" for d in ("mnist", "cifar10")
                     for o in ("base", "reweighted", "split"))
 MAIN_RUNS = ("mnist-reweighted-cpu", "cifar10-reweighted-cpu")
