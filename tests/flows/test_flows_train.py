@@ -24,10 +24,10 @@ def test_train_evaluate_and_bit_identical_resume(tiny_data_dir: Path, tmp_path: 
     full, part = tmp_path / "full", tmp_path / "part"
     assert ftrain.main(_args(tiny_data_dir, full)) == 0
     assert ftrain.main(_args(tiny_data_dir, part, "--stop-after", "1")) == 0
-    assert torch.load(part / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(part / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert ftrain.main(_args(tiny_data_dir, part, "--resume")) == 0
-    a = torch.load(full / "checkpoint.pt", weights_only=False)
-    b = torch.load(part / "checkpoint.pt", weights_only=False)
+    a = torch.load(full / "checkpoint.pt", weights_only=True)
+    b = torch.load(part / "checkpoint.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"] == 4
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
@@ -104,7 +104,7 @@ def test_non_finite_guard_saves_last_good_state(
     out = tmp_path / "nan"
     with pytest.raises(SystemExit, match="non-finite loss"):
         ftrain.main(_args(tiny_data_dir, out))
-    state = torch.load(out / "last_good.pt", weights_only=False)
+    state = torch.load(out / "last_good.pt", weights_only=True)
     assert state["step"] == 2
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
@@ -126,4 +126,4 @@ def test_torchrun_ddp_two_cpu_processes(tiny_data_dir: Path, tmp_path: Path) -> 
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((out / "config.json").read_text())["world_size"] == 2
-    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
