@@ -27,13 +27,23 @@ ORDER = ("cw", "boundary", "cw-det", "boundary-det", "cw-cont")
 PROG = "python -m flows.experiments.summarize"
 
 
+def _no_nan(token: str) -> float:
+    raise ValueError(f"non-finite number {token}")
+
+
 def _load(d: Path) -> list[dict[str, Any]]:
+    """Every ``*.json`` of ``d``: an experiment result (a JSON object whose ``experiment`` is
+    the folder's name, finite numbers), else a :class:`flows.cli.CommandError` naming the file."""
     out = []
     for p in sorted(d.glob("*.json")):
         try:
-            out.append(json.loads(p.read_text()) | {"_file": str(p)})
-        except json.JSONDecodeError as exc:
-            raise cli.CommandError(f"{p}: not valid JSON ({exc})") from None
+            res = json.loads(p.read_text(), parse_constant=_no_nan)
+        except (json.JSONDecodeError, ValueError, OSError) as exc:
+            raise cli.CommandError(f"{p}: not a valid result JSON ({cli.one_line(exc)})") from None
+        if not isinstance(res, dict) or res.get("experiment") != d.name:
+            raise cli.CommandError(f"{p}: not a {d.name} result (no \"experiment\": "
+                                   f"\"{d.name}\" object)")
+        out.append(res | {"_file": str(p)})
     return out
 
 
@@ -202,7 +212,17 @@ def table3(res: dict[str, Any]) -> str:
 
 
 def build(root: Path) -> str:
-    """All tables from ``root`` (``results``)."""
+    """All tables from ``root`` (``results``); a malformed result names its file (exit 1)."""
+    try:
+        return _build(root)
+    except cli.CommandError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise cli.CommandError(f"{root}: a result file lacks what the tables need "
+                               f"({cli.one_line(exc)}); see the experiments' docstrings") from None
+
+
+def _build(root: Path) -> str:
     parts = []
     if (root / "likelihood_gap").is_dir():
         parts += ["### Figure 3 (likelihood gap)", gap_table(_load(root / "likelihood_gap"))]

@@ -18,3 +18,13 @@ def test_tables_from_stored_json(tiny_run, data_dir, tmp_path, capsys) -> None:
     text = capsys.readouterr().out
     assert "### Figure 3" in text and "### Figures 1/4" in text
     assert "| t |" in text  # rows are named by the result file
+
+
+def test_malformed_results_are_one_line_naming_the_file(tmp_path, run_cli) -> None:
+    for name, text in {"empty": "{}", "nan": '{"experiment": "attacks", "x": NaN}',
+                       "list": "[1]", "truncated": '{"experiment": "att'}.items():
+        d = tmp_path / name / "attacks"
+        d.mkdir(parents=True)
+        (d / "x.json").write_text(text)
+        rc, err = run_cli(summarize.main, ["--results", str(tmp_path / name)])
+        assert rc == 1 and len(err) == 1 and "x.json" in err[0], (name, err)
