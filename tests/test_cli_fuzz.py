@@ -330,8 +330,6 @@ def bad_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return cases
 
 
-@pytest.mark.xfail(strict=False, reason="flows.experiments.summarize (another lane) still drops "
-                   "a '{}' or NaN result silently (exit 0) and tracebacks on a JSON list")
 @FUZZ
 @given(data=st.data())
 def test_fuzz_summarize(bad_results: dict[str, Path], data: st.DataObject) -> None:
