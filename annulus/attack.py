@@ -509,6 +509,7 @@ def save_demo(res: SamplingResult, params: Params, path: str) -> str:
         lambda1=str(res.lambda1), lambda2=str(res.lambda2), dimension=d, seed=res.seed,
         log_q_median_empirical=res.median["empirical"], log_q_median_exact=res.median["exact"],
         attack="xbar = x * (1 + max(||x|| - Delta, 0)) / (2 ||x||)")
-    with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
+    from flows.atomic import atomic_write_bytes  # the project's one atomic writer (stdlib only)
+
+    atomic_write_bytes(path, lambda fh: np.savez(fh, **arrays))
     return path
