@@ -40,6 +40,7 @@ import torch
 from flows import cli
 from flows.experiments import common, interpolation, paper_numbers
 from flows.experiments.provenance import Provenance, write_json
+from flows.provenance import portable_path
 from flows.scoring import Scores
 
 MODULE = "flows.experiments.bg_mnist"
@@ -59,7 +60,7 @@ def table_row(
     ev_path = Path(run_dir) / "eval.json"
     paper = PAPER_TABLE3.get(dataset)
     row = {
-        "run_dir": common.display_path(run_dir),
+        "run_dir": portable_path(str(run_dir)),
         "dataset": dataset,
         "objective": config.get("objective"),
         "n_test": len(x),
@@ -195,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             png_path = png / f"fig5_samples_{key}.png"
             _sample_grid(samples, png_path, x[:k])
         samples_info = {
-            "run_dir": common.display_path(run),
+            "run_dir": portable_path(str(run)),
             "dataset": key,
             "per_class": k,
             "temperature": args.temperature,

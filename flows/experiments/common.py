@@ -30,8 +30,6 @@ import json
 import math
 import os
 import random
-import shlex
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,29 +143,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-
-
-# -- paths and commands for provenance -----------------------------------------------------------
-def display_path(path: str | os.PathLike[str] | None) -> str | None:
-    """A path as recorded in results: repo-relative when inside the repository, else as given."""
-    if path is None:
-        return None
-    p = Path(path)
-    try:
-        return str(p.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
-
-
-def command_line(module: str, argv: Sequence[str] | None) -> str:
-    """``python -m MODULE ARGS`` with the arguments as given (paths repo-relative when inside)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    shown = []
-    for a in args:
-        if not a.startswith("-") and os.sep in a and Path(a).exists():
-            a = display_path(a) or a
-        shown.append(a)
-    return shlex.join(["python", "-m", module, *shown])
 
 
 # -- runs -----------------------------------------------------------------------------------------

@@ -63,14 +63,15 @@ class Provenance:
         argv: list[str] | None = None,
         module: str | None = None,
     ) -> None:
-        from flows.experiments.common import command_line, display_path
+        from flows.provenance import portable_command, portable_path
 
         self.seed = seed
-        self.run_dir = display_path(run_dir)
+        self.run_dir = None if run_dir is None else portable_path(str(run_dir))
         self.run_config = run_config
         self.device = device
         self.argv = list(sys.argv if argv is None else argv)
-        self.command = (command_line(module, argv) if module is not None
+        self.command = (portable_command(module, list(sys.argv[1:] if argv is None else argv))
+                        if module is not None
                         else " ".join(self.argv))
         self.started = _utc_now()
         self._t0 = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,7 +127,14 @@ def test_checkpoint_is_loaded_weights_only(tiny_run, tmp_path) -> None:
         common.load_run_checked(bad)
 
 
-def test_display_path_is_repo_relative_inside_the_repository() -> None:
+def test_recorded_paths_are_repo_relative_or_under_home() -> None:
+    from flows.provenance import portable_command, portable_path
+
     inside = common.REPO_ROOT / "results" / "x.json"
-    assert common.display_path(inside) == "results/x.json"
-    assert common.display_path("/definitely/outside") == "/definitely/outside"
+    assert portable_path(str(inside)) == "results/x.json"
+    assert portable_path(str(Path.home() / "annulus-runs" / "r")) == "~/annulus-runs/r"
+    assert portable_path("/definitely/outside") == "/definitely/outside"
+    assert portable_path("../shared/data") == "../shared/data"  # relative: as given
+    cmd = portable_command("flows.evaluate", ["--run", str(Path.home() / "a b"),
+                                              f"--out={inside}"])
+    assert cmd == "python -m flows.evaluate --run ~/'a b' --out=results/x.json"
