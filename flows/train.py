@@ -20,7 +20,6 @@ fast path (bf16 results differ from float32 ones, but repeat exactly).
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import os
@@ -133,6 +132,38 @@ def check_out_dir(out: Path, resume: bool, rank: int) -> None:
                            "an 'invocations' list); move it away to continue")
     if rank == 0 and out.is_dir():
         clean_stale_tmp(out)
+
+
+class PreUpdateCopy:
+    """The parameters and optimizer state tensors as they were before the latest update, kept in
+    preallocated buffers (one ``_foreach_copy_`` per step instead of a deep copy of the state;
+    28 ms -> a few ms per step for cpu-cifar). ``restore()`` puts them back exactly."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.model, self.optimizer = model, optimizer
+        self.src: list[torch.Tensor] = []
+        self.buf: list[torch.Tensor] = []
+
+    def _tensors(self) -> list[torch.Tensor]:
+        state = [v for st in self.optimizer.state.values() for v in st.values()
+                 if torch.is_tensor(v)]
+        return [p.detach() for p in self.model.parameters()] + state
+
+    @torch.no_grad()
+    def capture(self) -> None:
+        src = self._tensors()
+        if len(src) != len(self.buf):  # first step, or the optimizer state was just created
+            self.buf = [t.clone() for t in src]
+        else:
+            torch._foreach_copy_(self.buf, src)
+        self.src = src
+        self.had_state = bool(self.optimizer.state)
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        torch._foreach_copy_(self.src, self.buf)
+        if not self.had_state:  # the failing update was the first: it created the moments
+            self.optimizer.state.clear()
 
 
 def all_ranks_finite(tensors: list[torch.Tensor], world: int) -> bool:
@@ -299,6 +330,7 @@ def train(args: argparse.Namespace) -> dict:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                 "step": step, "history": history, "config": config}
 
+    pre_update = PreUpdateCopy(model, optimizer)
     for epoch in range(start_epoch, end_epoch):
         model.train()
         g = torch.Generator().manual_seed(epoch_seed(args.seed, epoch))
@@ -332,11 +364,12 @@ def train(args: argparse.Namespace) -> dict:
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
             if not all_ranks_finite([gnorm], world):
                 stop_non_finite("gradient", epoch, step, out, rank, snapshot(epoch))
-            before = copy.deepcopy(snapshot(epoch))  # the state before this update
+            pre_update.capture()  # parameters and Adam moments before this update
             optimizer.step()
             if not all_ranks_finite(list(model.parameters()), world):
-                stop_non_finite("parameters after the update", epoch, step, out, rank, before)
-            del before
+                pre_update.restore()
+                stop_non_finite("parameters after the update", epoch, step, out, rank,
+                                snapshot(epoch))
             step += 1
             with torch.no_grad():
                 joint = lp.detach().float() + model.log_prior()
