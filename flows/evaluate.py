@@ -22,7 +22,14 @@ import torch
 from flows import cli, scoring
 from flows import data as fdata
 from flows.provenance import portable_command, provenance
-from flows.runs import CHECKPOINT_NAME, CONFIG_NAME, EVAL_NAME, RunError, load_run_state, write_json
+from flows.runs import (
+    CONFIG_NAME,
+    EVAL_NAME,
+    SUMMARY_NAME,
+    RunError,
+    load_run_state,
+    write_json,
+)
 
 PROG = "python -m flows.evaluate"
 MAX_DRAWS = 1000
@@ -82,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run_dir = Path(args.run)
     in_run = _dir_writable(run_dir)
-    if not in_run and args.out is None:
+    if not in_run and args.out is None and not args.limit:
         raise cli.UsageError(f"--run {run_dir}: directory not writable (cannot write "
                              f"{EVAL_NAME} there); pass --out FILE")
     if args.threads > 0:
@@ -98,16 +105,18 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = config.get("data_dir")
     images, labels = fdata.load_split(config["dataset"], "test", data_dir,
                                       bg_seed=config.get("bg_seed", fdata.DEFAULT_BG_SEED))
+    n_all = images.shape[0]
     if args.limit > 0:
         images, labels = images[:args.limit], labels[:args.limit]
     metrics = evaluate_model(model, images, labels, args.batch_size, device, args.draws,
                              args.seed, desc="scoring")
-    metrics = _checked_metrics(metrics, run_dir / CHECKPOINT_NAME)
+    metrics = _checked_metrics(metrics, run_dir / ckpt["weights"]["file"])
     history = [h for h in ckpt["history"] if isinstance(h, dict)] \
         if isinstance(ckpt["history"], list) else []
-    train_summary = run_dir / "train_summary.json"
+    train_summary = run_dir / SUMMARY_NAME
     result = {
         "run": run_dir.resolve().name,
+        "weights": ckpt["weights"],
         "metrics": metrics,
         "config": config,
         "seed": config.get("seed"),
@@ -120,8 +129,13 @@ def main(argv: list[str] | None = None) -> int:
                                     sys.argv[1:] if argv is None else list(argv)),
         "provenance": provenance(device),
     }
-    if in_run:
+    full = args.limit == 0 or args.limit >= n_all
+    if in_run and full:
         write_json(run_dir / EVAL_NAME, result)
+    elif in_run:  # a partial evaluation never replaces the run's full one
+        print(f"{PROG}: note: --limit {args.limit}: a partial evaluation; {EVAL_NAME} of the run "
+              "left as it was" + (f", result written to {args.out}" if args.out else
+                                  " (pass --out FILE to keep the result)"), file=sys.stderr)
     else:
         print(f"{PROG}: note: {run_dir} is not writable; {EVAL_NAME} written only to {args.out}",
               file=sys.stderr)

@@ -1,4 +1,5 @@
-"""Run directories: ``config.json``, ``checkpoint.pt`` (atomic), ``eval.json``.
+"""Run directories (``config.json``, ``checkpoint.pt`` (atomic), ``eval.json``) and model folders
+(``config.json``, ``model.safetensors`` + ``model.sha256``: :mod:`flows.weights`).
 
 Checkpoints are read with ``torch.load(..., weights_only=True)`` only (:func:`load_checkpoint`):
 a file that carries pickled objects other than tensors and plain containers is refused, so
@@ -24,17 +25,25 @@ from flows.atomic import atomic_write_bytes, clean_stale_tmp, write_json
 from flows.cli import CommandError, one_line
 from flows.config import ModelConfig
 from flows.model import GlowClassifier
+from flows.weights import (
+    WEIGHTS_NAME,
+    load_weights,
+    non_finite_tensors,
+    sha256_file,
+)
 
 __all__ = [
     "CHECKPOINT_NAME", "CONFIG_NAME", "EVAL_NAME", "LAST_GOOD_NAME", "RunError",
-    "RunNotFoundError", "atomic_write_bytes", "build_model", "clean_stale_tmp", "load_checkpoint",
-    "load_run", "load_run_state", "read_config", "save_checkpoint", "write_json",
+    "RunNotFoundError", "SUMMARY_NAME", "WEIGHTS_NAME", "atomic_write_bytes", "build_model",
+    "clean_stale_tmp", "init_from_run", "load_checkpoint", "load_run", "load_run_state",
+    "read_config", "save_checkpoint", "write_json",
 ]
 
 CONFIG_NAME = "config.json"
 CHECKPOINT_NAME = "checkpoint.pt"
 LAST_GOOD_NAME = "last_good.pt"
 EVAL_NAME = "eval.json"
+SUMMARY_NAME = "train_summary.json"
 CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "step", "history", "config")
 """What :func:`flows.train.train` stores in a checkpoint."""
 
@@ -172,15 +181,45 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     return state
 
 
+def _model_folder_state(run_dir: Path) -> dict[str, Any]:
+    """The checkpoint-like dict of a model folder (:mod:`flows.weights`): verified weights, and
+    ``epoch``/``history`` from its ``train_summary.json`` (latest invocation)."""
+    state, digest = load_weights(run_dir)
+    epoch, history = None, []
+    summary = run_dir / SUMMARY_NAME
+    if summary.is_file():
+        try:
+            last = json.loads(summary.read_text())["invocations"][-1]
+            epoch, history = int(last["epochs_done"]), list(last["history"])
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+            raise RunError(f"{summary}: not a valid train summary: {one_line(exc)}") from None
+    return {"model": state, "epoch": epoch, "history": history,
+            "weights": {"file": WEIGHTS_NAME, "sha256": digest}}
+
+
 def load_run_state(run_dir: str | Path, map_location: str | torch.device = "cpu",
                    keys: Iterable[str] = ("model",)
                    ) -> tuple[GlowClassifier, dict, dict[str, Any]]:
-    """``(model in eval mode, config, checkpoint dict)`` of the latest checkpoint of a run."""
+    """``(model in eval mode, config, checkpoint dict)`` of a run directory (its latest
+    ``checkpoint.pt``) or of a model folder (``model.safetensors``, checksum verified).
+
+    The dict's ``weights`` entry (``file``, ``sha256``) names the file the weights came from;
+    non-finite weights are refused before any work.
+    """
     config = read_config(run_dir)
-    ckpt_path = Path(run_dir) / CHECKPOINT_NAME
-    if not ckpt_path.exists():
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / CHECKPOINT_NAME
+    if not ckpt_path.exists() and (run_dir / WEIGHTS_NAME).exists():
+        ckpt_path = run_dir / WEIGHTS_NAME
+        state = _model_folder_state(run_dir)
+    elif not ckpt_path.exists():
         raise RunNotFoundError(f"{ckpt_path}: no checkpoint in run directory")
-    state = load_checkpoint(ckpt_path, map_location, keys=("model", *keys))
+    else:
+        state = load_checkpoint(ckpt_path, map_location, keys=("model", *keys))
+        bad = non_finite_tensors(state["model"])
+        if bad:
+            raise RunError(f"{ckpt_path}: non-finite values in {', '.join(bad[:5])}")
+        state["weights"] = {"file": CHECKPOINT_NAME, "sha256": sha256_file(ckpt_path)}
     model = build_model(config)
     try:
         model.load_state_dict(state["model"])
@@ -193,6 +232,33 @@ def load_run_state(run_dir: str | Path, map_location: str | torch.device = "cpu"
     model.to(map_location)
     model.eval()
     return model, config, state
+
+
+def init_from_run(model: GlowClassifier, source: str | Path) -> dict[str, Any]:
+    """Load the flow (and, when of the same kind, the prior) of ``source`` into ``model``.
+
+    The likelihood warm start of the training recipe: ``source`` is a run directory or a model
+    folder of the same architecture; every flow tensor must match in name and shape. A prior of
+    another kind (a ``gmm`` source for a ``split`` model) stays as initialised. Returns what was
+    done: ``{"path", "weights", "prior"}`` (``prior``: ``"loaded"`` or ``"fresh"``).
+    """
+    _, src_config, src_state = load_run_state(source)
+    src, dst = src_state["model"], model.state_dict()
+
+    def flow(keys: Iterable[str]) -> set[str]:
+        return {k for k in keys if not k.startswith("prior.")}
+
+    mismatched = sorted(k for k in flow(dst) & flow(src) if src[k].shape != dst[k].shape)
+    if flow(src) != flow(dst) or mismatched:
+        diff = sorted(flow(src) ^ flow(dst)) + mismatched
+        raise RunError(f"{source}: --init-from needs a model of the same architecture "
+                       f"(preset {src_config.get('preset', '?')!r}; differs in "
+                       f"{', '.join(diff[:3])})")
+    same_prior = src_config["model"].get("prior") == model.config.prior
+    load = {k: v for k, v in src.items() if same_prior or not k.startswith("prior.")}
+    model.load_state_dict(load, strict=same_prior)
+    return {"path": str(source), "weights": src_state["weights"],
+            "prior": "loaded" if same_prior else "fresh"}
 
 
 def load_run(run_dir: str | Path, map_location: str | torch.device = "cpu"

@@ -38,15 +38,17 @@ from flows.metrics import bits_per_dim
 from flows.objectives import objective_loss
 from flows.precision import choose_fast_path
 from flows.preprocess import augment, dequantize
-from flows.provenance import portable_command, provenance
+from flows.provenance import portable_command, portable_path, provenance
 from flows.runs import (
     CHECKPOINT_KEYS,
     CHECKPOINT_NAME,
     CONFIG_NAME,
     LAST_GOOD_NAME,
+    SUMMARY_NAME,
     RunError,
     build_model,
     clean_stale_tmp,
+    init_from_run,
     load_checkpoint,
     save_checkpoint,
     write_json,
@@ -54,7 +56,6 @@ from flows.runs import (
 from flows.schedule import SCHEDULES, lr_at, resolve_schedule
 
 PROG = "python -m flows.train"
-SUMMARY_NAME = "train_summary.json"
 INIT_BATCH = 512  # images for the data-dependent actnorm initialisation
 # Settings that must match when resuming.
 RESUME_KEYS = ("dataset", "objective", "preset", "epochs", "batch_size", "seed", "train_subset",
@@ -77,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: $ANNULUS_DATA_DIR or ../shared/data")
     p.add_argument("--out", type=cli.output_dir, required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--init-from", type=cli.existing_dir_of("run or model folder"), default=None,
+                   help="start from the weights of this run or model folder (likelihood warm "
+                        "start); its prior is kept when of the same kind, else initialised")
     p.add_argument("--lr", type=cli.positive_float, default=1e-3)
     p.add_argument("--lr-schedule", choices=SCHEDULES, default="auto",
                    help="auto: paper from 150 epochs, else anneal (see flows.schedule)")
@@ -223,6 +227,7 @@ def make_config(args: argparse.Namespace, world: int, fast_path: dict) -> dict:
         "fast_path": fast_path,
         "data_dir": str(fdata.resolve_data_dir(args.data_dir)),
         "model": mc.to_dict(),
+        "init_from": None,
     }
 
 
@@ -246,6 +251,18 @@ def epochs_change_is_safe(old: dict, new: dict, steps_done: int, num_images: int
         lr_at(s, spe, old["epochs"], old["lr"], old["warmup_steps"], old["lr_schedule"])
         == lr_at(s, spe, new["epochs"], new["lr"], new["warmup_steps"], new["lr_schedule"])
         for s in range(steps_done))
+
+
+def _check_same_init(path: Path, recorded: dict | None) -> None:
+    """On ``--resume``, a given ``--init-from`` must be the weights the run started from."""
+    from flows.weights import sha256_file
+
+    if recorded is None:
+        raise _fail("--resume --init-from: the checkpoint's run did not start from other weights")
+    file = Path(path) / recorded["weights"]["file"]
+    if not file.is_file() or sha256_file(file) != recorded["weights"]["sha256"]:
+        raise _fail(f"--resume --init-from {path}: not the weights this run started from "
+                    f"({recorded['path']}, sha256 {recorded['weights']['sha256'][:12]}...)")
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -297,6 +314,13 @@ def train(args: argparse.Namespace) -> dict:
             raise RunError(f"{ckpt_path}: cannot resume from it: {cli.one_line(exc)[:300]}"
                            ) from None
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        config["init_from"] = old.get("init_from")
+        if args.init_from is not None:
+            _check_same_init(args.init_from, config["init_from"])
+    elif args.init_from is not None:  # warm start: actnorm comes initialised with the weights
+        done = init_from_run(model, args.init_from)
+        config["init_from"] = {**done, "path": portable_path(str(Path(done["path"]).absolute()))}
+        model.to(memory_format=memory_format)
     else:
         g = torch.Generator().manual_seed(epoch_seed(args.seed, -1))
         idx = torch.randperm(images.shape[0], generator=g)[:INIT_BATCH]
@@ -393,7 +417,7 @@ def train(args: argparse.Namespace) -> dict:
                "history": history, "command": portable_command("flows.train", sys.argv[1:]),
                "provenance": prov}
     if rank == 0:
-        log_path = out / "train_summary.json"
+        log_path = out / SUMMARY_NAME
         previous = json.loads(log_path.read_text()) if log_path.exists() else {"invocations": []}
         previous["invocations"].append(summary)
         write_json(log_path, previous)

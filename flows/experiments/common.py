@@ -165,18 +165,20 @@ def dataset_of(config: dict[str, Any] | None, override: str | None = None) -> st
 def load_run_checked(
     run_dir: str | os.PathLike[str], device: str = "cpu"
 ) -> tuple[nn.Module, dict]:
-    """:func:`flows.runs.load_run` (``torch.load(weights_only=True)``, validated config), eval mode.
+    """:func:`flows.runs.load_run_state` of a run directory or a model folder, eval mode.
 
-    A missing directory or checkpoint is a usage error naming ``--run`` (exit 2); an unusable
-    config or checkpoint a :class:`flows.runs.RunError` (exit 1).
+    The returned config carries ``weights`` (``file``, ``sha256``): the weights every result of
+    the experiment was made from (recorded through its ``run_config``). A missing directory or
+    checkpoint is a usage error naming ``--run`` (exit 2); an unusable config, checkpoint or
+    weights file a :class:`flows.runs.RunError` (exit 1).
     """
-    from flows.runs import RunNotFoundError, load_run
+    from flows.runs import RunNotFoundError, load_run_state
 
     try:
-        model, config = load_run(run_dir, map_location=device)
+        model, config, state = load_run_state(run_dir, map_location=device)
     except RunNotFoundError as exc:
         raise UserInputError(f"--run: {exc}") from None
-    return model.to(device).eval(), dict(config or {})
+    return model.to(device).eval(), {**(config or {}), "weights": state["weights"]}
 
 
 def load_test_images(
@@ -331,7 +333,7 @@ def _cache_key(run_dir: str | os.PathLike[str], dataset: str, split: str, n: int
                draws: int, seed: int, batch_size: int) -> str:
     p = Path(run_dir).resolve()
     stamp = []
-    for name in ("config.json", "checkpoint.pt"):
+    for name in ("config.json", "checkpoint.pt", "model.safetensors"):
         f = p / name
         if f.is_file():
             st = f.stat()

@@ -1,0 +1,103 @@
+"""Ship a trained run as a model folder: ``python -m flows.package --run RUN --out models/NAME``.
+
+The folder (:mod:`flows.weights`) holds ``model.safetensors`` and its ``model.sha256``, the run's
+``config.json`` (its machine-specific ``data_dir`` dropped, so the data directory is resolved as
+for any run: ``--data-dir``, ``$ANNULUS_DATA_DIR``, ``../shared/data``) and ``train_summary.json``.
+Only a finished run is packaged (every epoch of its config done). ``reference.json`` holds the
+scores ``log q_S(k|y)`` (:mod:`flows.scoring`, every class) of the first ``REFERENCE_IMAGES`` test
+images, so that a test can catch any later change of the model code, the preprocessing or the
+scoring that moves a likelihood (``tests/flows/test_shipped_models.py``). Evaluate the folder
+afterwards (``python -m flows.evaluate --run models/NAME``) so that its ``eval.json`` is made from,
+and records the sha256 of, the shipped weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flows import cli, scoring
+from flows import data as fdata
+from flows.runs import (
+    CHECKPOINT_NAME,
+    CONFIG_NAME,
+    EVAL_NAME,
+    SUMMARY_NAME,
+    RunError,
+    load_run_state,
+    write_json,
+)
+from flows.weights import SHA_NAME, WEIGHTS_NAME, save_weights
+
+PROG = "python -m flows.package"
+REFERENCE_NAME = "reference.json"
+REFERENCE_IMAGES = 200
+REFERENCE_DRAWS = 2
+REFERENCE_BATCH = 100
+
+
+def reference_scores(model: torch.nn.Module, config: dict, data_dir: str | Path | None,
+                     n: int = REFERENCE_IMAGES) -> tuple[np.ndarray, np.ndarray]:
+    """``(log q_S(k|y) [n, K] in nats, labels [n])`` of the first ``n`` test images (seed 0)."""
+    images, labels = fdata.load_split(config["dataset"], "test", data_dir,
+                                      bg_seed=config.get("bg_seed", fdata.DEFAULT_BG_SEED))
+    scores = scoring.score_images(model, images[:n], draws=REFERENCE_DRAWS, seed=0,
+                                  batch_size=REFERENCE_BATCH)
+    return scores.log_px_given_y, labels[:n].numpy()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--run", type=cli.existing_dir_of("run directory"), required=True,
+                   help="a finished run directory of flows.train")
+    p.add_argument("--out", type=cli.output_dir, required=True, help="model folder to write")
+    p.add_argument("--data-dir", type=cli.existing_dir_of("data directory"), default=None,
+                   help="for reference.json (default: $ANNULUS_DATA_DIR or ../shared/data)")
+    return p
+
+
+def package(run: Path, out: Path, data_dir: Path | None = None) -> str:
+    """Write the model folder ``out`` from the finished run ``run``; return the weights' sha256."""
+    model, config, state = load_run_state(run, keys=("epoch",))
+    if state["epoch"] != config.get("epochs"):
+        raise RunError(f"{run / CHECKPOINT_NAME}: training not finished (epoch {state['epoch']} "
+                       f"of {config.get('epochs')}); resume it first")
+    summary = run / SUMMARY_NAME
+    try:
+        summary_obj = json.loads(summary.read_text())
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{summary}: cannot read: {cli.one_line(exc)}") from None
+    if (out / EVAL_NAME).exists():
+        (out / EVAL_NAME).unlink()  # it described other weights
+    digest = save_weights(model.state_dict(), out)
+    write_json(out / CONFIG_NAME, {**config, "data_dir": None})
+    write_json(out / SUMMARY_NAME, summary_obj)
+    log_p, labels = reference_scores(model, config, data_dir)
+    write_json(out / REFERENCE_NAME, {
+        "images": "the first n test images", "n": len(labels), "draws": REFERENCE_DRAWS,
+        "seed": 0, "batch_size": REFERENCE_BATCH, "labels": labels.tolist(),
+        "weights_sha256": digest,
+        "log_px_given_y": np.round(log_p, 4).tolist(),
+    })
+    return digest
+
+
+@cli.guard(PROG)
+def main(argv: list[str] | None = None) -> int:
+    """Package; bad usage: one line, exit 2; an unusable or unfinished run: one line, exit 1."""
+    args = build_parser().parse_args(argv)
+    if Path(args.run).resolve() == Path(args.out).resolve():
+        raise cli.UsageError("--out must differ from --run")
+    digest = package(Path(args.run), Path(args.out), args.data_dir)
+    size = (Path(args.out) / WEIGHTS_NAME).stat().st_size
+    print(f"{args.out}: {WEIGHTS_NAME} ({size / 1e6:.2f} MB, sha256 {digest[:12]}..., "
+          f"{SHA_NAME}), {CONFIG_NAME}, {SUMMARY_NAME}, {REFERENCE_NAME}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,169 @@
+"""Model folders: safetensors weights with a verified sha256, packaging, evaluation of a folder,
+and the likelihood warm start (``--init-from``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from flows import evaluate as feval
+from flows import package as fpackage
+from flows import train as ftrain
+from flows.runs import RunError, init_from_run, load_run, load_run_state
+from flows.weights import SHA_NAME, WEIGHTS_NAME, WeightsError, load_weights, save_weights
+
+
+def _train_args(data: Path, out: Path, objective: str = "base", *extra: str) -> list[str]:
+    return ["--dataset", "mnist", "--objective", objective, "--preset", "tiny",
+            "--epochs", "1", "--batch-size", "32", "--train-subset", "64", "--seed", "1",
+            "--warmup-steps", "2", "--device", "cpu", "--data-dir", str(data), "--out", str(out),
+            *extra]
+
+
+@pytest.fixture(scope="module")
+def base_run(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "base"
+    torch.set_num_threads(1)
+    assert ftrain.main(_train_args(tiny_data_dir, out)) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def folder(base_run: Path, tiny_data_dir: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("models") / "mnist-base-tiny"
+    assert fpackage.main(["--run", str(base_run), "--out", str(out),
+                          "--data-dir", str(tiny_data_dir)]) == 0
+    return out
+
+
+def test_save_load_round_trip_and_checksum(tmp_path: Path) -> None:
+    state = {"a": torch.randn(3, 4), "flag": torch.tensor(True), "i": torch.arange(5)}
+    digest = save_weights(state, tmp_path)
+    assert (tmp_path / SHA_NAME).read_text() == f"{digest}  {WEIGHTS_NAME}\n"
+    loaded, got = load_weights(tmp_path)
+    assert got == digest and set(loaded) == set(state)
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+def test_a_flipped_byte_is_refused(tmp_path: Path) -> None:
+    save_weights({"w": torch.ones(64)}, tmp_path)
+    raw = bytearray((tmp_path / WEIGHTS_NAME).read_bytes())
+    raw[-3] ^= 0x01  # inside the tensor data: still a valid safetensors file
+    (tmp_path / WEIGHTS_NAME).write_bytes(bytes(raw))
+    with pytest.raises(WeightsError, match="does not match the recorded"):
+        load_weights(tmp_path)
+
+
+def test_non_finite_weights_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match="non-finite"):
+        save_weights({"w": torch.tensor([1.0, float("nan")])}, tmp_path)
+    import hashlib
+
+    from safetensors.torch import save  # written behind save_weights' back, with its checksum
+    data = save({"w": torch.tensor([1.0, float("inf")])})
+    (tmp_path / WEIGHTS_NAME).write_bytes(data)
+    (tmp_path / SHA_NAME).write_text(f"{hashlib.sha256(data).hexdigest()}  {WEIGHTS_NAME}\n")
+    with pytest.raises(WeightsError, match="non-finite values in w"):
+        load_weights(tmp_path)
+
+
+def test_package_gives_the_same_model_with_a_portable_config(base_run: Path,
+                                                             folder: Path) -> None:
+    a, _ = load_run(base_run)
+    b, config = load_run(folder)
+    assert config["data_dir"] is None and not (folder / "checkpoint.pt").exists()
+    x = torch.rand(3, 1, 32, 32) - 0.5
+    assert torch.equal(a(x), b(x))
+    _, _, state = load_run_state(folder)
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+    assert state["weights"]["sha256"] == (folder / SHA_NAME).read_text().split()[0]
+    ref = json.loads((folder / "reference.json").read_text())
+    assert ref["n"] == 60 and len(ref["log_px_given_y"]) == 60 and len(ref["labels"]) == 60
+
+
+def test_package_refuses_an_unfinished_run(tiny_data_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "part"
+    assert ftrain.main(_train_args(tiny_data_dir, run, "base", "--epochs", "2",
+                                   "--stop-after", "1")) == 0
+    with pytest.raises(SystemExit, match="training not finished"):
+        fpackage.main(["--run", str(run), "--out", str(tmp_path / "m")])
+
+
+def test_evaluate_a_model_folder_records_the_weights(folder: Path, tiny_data_dir: Path,
+                                                     tmp_path: Path) -> None:
+    m = tmp_path / "m"
+    shutil.copytree(folder, m)
+    assert feval.main(["--run", str(m), "--device", "cpu", "--draws", "1",
+                       "--data-dir", str(tiny_data_dir)]) == 0
+    full = json.loads((m / "eval.json").read_text())
+    assert full["metrics"]["n_test"] == 60
+    assert full["weights"] == {"file": WEIGHTS_NAME,
+                               "sha256": (m / SHA_NAME).read_text().split()[0]}
+    # a partial evaluation leaves the full one in place
+    part = tmp_path / "part.json"
+    assert feval.main(["--run", str(m), "--device", "cpu", "--draws", "1", "--limit", "8",
+                       "--data-dir", str(tiny_data_dir), "--out", str(part)]) == 0
+    assert json.loads(part.read_text())["metrics"]["n_test"] == 8
+    assert json.loads((m / "eval.json").read_text()) == full
+
+
+def test_evaluate_refuses_a_corrupted_folder_before_any_work(
+        folder: Path, tiny_data_dir: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    m = tmp_path / "m"
+    shutil.copytree(folder, m)
+    raw = bytearray((m / WEIGHTS_NAME).read_bytes())
+    raw[len(raw) // 2] ^= 0x10
+    (m / WEIGHTS_NAME).write_bytes(bytes(raw))
+    with pytest.raises(SystemExit) as exc:
+        feval.main(["--run", str(m), "--device", "cpu", "--data-dir", str(tiny_data_dir)])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(m / WEIGHTS_NAME) in err[0] and "sha256" in err[0]
+    assert not (m / "eval.json").exists()
+
+
+def test_init_from_loads_the_flow_and_a_prior_of_the_same_kind(folder: Path) -> None:
+    src, _ = load_run(folder)
+    from flows.config import model_config
+    from flows.model import GlowClassifier
+
+    same = GlowClassifier(model_config("tiny", 1, "reweighted"))
+    done = init_from_run(same, folder)
+    assert done["prior"] == "loaded" and done["weights"]["file"] == WEIGHTS_NAME
+    assert all(torch.equal(v, src.state_dict()[k]) for k, v in same.state_dict().items())
+
+    split = GlowClassifier(model_config("tiny", 1, "split"))
+    fresh = {k: v.clone() for k, v in split.state_dict().items() if k.startswith("prior.")}
+    assert init_from_run(split, folder)["prior"] == "fresh"
+    for k, v in split.state_dict().items():
+        ref = fresh[k] if k.startswith("prior.") else src.state_dict()[k]
+        assert torch.equal(v, ref), k
+
+    other = GlowClassifier(model_config("small-mnist", 1, "base"))
+    with pytest.raises(RunError, match="same architecture"):
+        init_from_run(other, folder)
+
+
+def test_train_init_from_records_its_source_and_resumes(folder: Path, tiny_data_dir: Path,
+                                                        tmp_path: Path) -> None:
+    run = tmp_path / "ft"
+    args = _train_args(tiny_data_dir, run, "reweighted", "--init-from", str(folder),
+                       "--epochs", "2")
+    assert ftrain.main([*args, "--stop-after", "1"]) == 0
+    init = json.loads((run / "config.json").read_text())["init_from"]
+    assert init["prior"] == "loaded"
+    assert init["weights"]["sha256"] == (folder / SHA_NAME).read_text().split()[0]
+    assert ftrain.main([*args, "--resume"]) == 0
+    other = tmp_path / "other"
+    shutil.copytree(folder, other)
+    save_weights({k: v + 1 for k, v in load_weights(folder)[0].items()
+                  if v.is_floating_point()}, other)
+    with pytest.raises(SystemExit, match="not the weights this run started from"):
+        ftrain.main([*_train_args(tiny_data_dir, run, "reweighted", "--init-from", str(other),
+                                  "--epochs", "2"), "--resume"])
