@@ -117,6 +117,10 @@ def test_the_project_runs_file_is_valid() -> None:
                  "likelihood_gap/mnist-reweighted-cpu", "bg_mnist/table3", "figures/paper"):
         assert need in names
     att = next(r for r in runs if r.name == "attacks/mnist-reweighted-cpu")
-    assert "train/mnist-reweighted-cpu" in att.needs
+    assert "package/mnist-reweighted-cpu" in att.needs  # experiments read the shipped model
+    pkg = next(r for r in runs if r.name == "package/mnist-reweighted-cpu")
+    assert "train/mnist-reweighted-cpu" in pkg.needs
+    ft = next(r for r in runs if r.name == "train/mnist-reweighted-cpu")
+    assert "package/mnist-base-cpu" in ft.needs  # the likelihood warm start
     assert "--data-dir" in att.args and att.args[att.args.index("--data-dir") + 1] == \
         "../shared/data"
