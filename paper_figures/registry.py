@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from paper_figures import empirical, learning, tables, theory
+from paper_figures import annulus_flow, empirical, learning, tables, theory
 
 RUNS = "~/annulus-runs"
 """Where the training runs live (``python -m flows.train --out RUNS/NAME``; outside the tree)."""
@@ -290,6 +290,20 @@ def _fig6(ctx: Context, paths: list[Path]) -> list[Path]:
         "Figure 6: interpolations on BG-MNIST-0 (paper: they behave like CIFAR-10)")
 
 
+ANNULUS_FLOW_NEED = Need("annulus_flow/annulus_flow.json",
+                        "python -m flows.experiments.annulus_flow "
+                        "--out {R}/annulus_flow/annulus_flow.json")
+ANNULUS_FLOW_SPEC = {"dims": "list", "params.eps": "str", "lambda1.value": "num",
+                     "config.flow": "dict", "config.eval": "dict"}
+
+
+def _annulus_flow(ctx: Context, paths: list[Path]) -> list[Path]:
+    res = _loaded(ctx, paths, ANNULUS_FLOW_SPEC, "figure")[0]
+    if not res["dims"]:
+        raise MissingResult(f"{ctx.show_path(paths[0])} has no dimensions")
+    return annulus_flow.plot_annulus_flow(res, ctx.out)
+
+
 ITEMS: tuple[Item, ...] = (
     Item("fig2", "figure", "Figure 2", "counter-example: class densities of p and q vs. radius, "
          "decision regions, attack arrows (d = 201, eps 0.1, delta 1e-3, Delta 0.1)", _fig2),
@@ -305,6 +319,10 @@ ITEMS: tuple[Item, ...] = (
     Item("theory_tv", "figure", "beyond the paper",
          "total variation of the data density vs. d",
          _theory("tv_vs_d.json", theory.compute_tv, theory.plot_tv)),
+    Item("annulus_flow", "figure", "beyond the paper",
+         "trained conditional flow (zuko MAF) on the Appendix-D data vs. the theorem's q and the "
+         "Bayes classifier: attack success, undetectable share, KL vs. d", _annulus_flow,
+         (ANNULUS_FLOW_NEED,)),
     Item("table1", "table", "Table 1", "accuracy and bits/dim: Base / Reweighted / Split",
          _table1, tuple(_evaluate("table1", r) for r in TABLE1_RUNS)),
     Item("learning_curves", "figure", "beyond the paper",
