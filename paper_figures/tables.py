@@ -117,6 +117,15 @@ def baseline_rows(baselines: dict[str, dict[str, Any]], datasets: tuple[str, ...
     return rows
 
 
+def _warm_start(cfg: dict[str, Any]) -> str:
+    """``"from <model> + "`` for a run that started from another model's weights (``--init-from``;
+    the epochs and minutes that follow are this run's own)."""
+    init = cfg.get("init_from")
+    if not isinstance(init, dict) or not isinstance(init.get("path"), str):
+        return ""
+    return f"from {Path(init['path']).name} + "
+
+
 def table1(results: list[dict[str, Any]],
            baselines: dict[str, dict[str, Any]] | None = None) -> Table:
     """Accuracy and bits/dim of Base / Reweighted / Split (``flows.evaluate`` JSON), with the
@@ -137,7 +146,8 @@ def table1(results: list[dict[str, Any]],
             label(ds), obj, str(r.get("run", "?")),
             _acc_cell(m), _f(paper and paper[0], ".1f"),
             _bpd_cell(m), _f(paper and paper[1], ".2f"),
-            f"{cfg.get('preset', '?')}, {r.get('epochs_trained', cfg.get('epochs', '?'))} ep x "
+            _warm_start(cfg)
+            + f"{cfg.get('preset', '?')}, {r.get('epochs_trained', cfg.get('epochs', '?'))} ep x "
             f"{cfg.get('train_subset') or 'all'}"
             + (f", {_f(hours / 60, '.0f')} min" if isinstance(hours, (int, float)) else ""),
         ])
