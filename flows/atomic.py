@@ -10,6 +10,9 @@ ones of its target before writing (those whose PID is no longer running on this 
 temporaries of the older ``.NAME.RANDOM.tmp`` form that are more than an hour old);
 :func:`clean_stale_tmp` does the same for a whole directory.
 
+Written files have the mode ``open()`` would give them, ``0o666 & ~umask`` (e.g. ``0644`` under
+umask ``022``), not the ``0600`` of :func:`tempfile.mkstemp`.
+
 Only the standard library is imported here (no torch), so ``paper_figures`` stays light.
 """
 
@@ -20,6 +23,7 @@ import math
 import os
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -78,6 +82,25 @@ def clean_stale_tmp(directory: str | os.PathLike[str], name: str | None = None) 
     return removed
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where possible (Linux
+    ``/proc/self/status``); elsewhere set and restored at once under a lock."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8) & 0o777
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)  # the most private value for the instant it is in effect
+        os.umask(mask)
+    return mask & 0o777
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -106,6 +129,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], write: Callable[[IO[bytes]]
                                suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())  # as open() would, not 0600
             write(f)
             f.flush()
             os.fsync(f.fileno())

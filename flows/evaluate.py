@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from flows import cli, scoring
+from flows import cli, runlock, scoring
 from flows import data as fdata
 from flows.provenance import portable_command, provenance
 from flows.runs import (
@@ -84,6 +84,7 @@ def _dir_writable(d: Path) -> bool:
 
 
 @cli.guard(PROG)
+@runlock.releasing
 def main(argv: list[str] | None = None) -> int:
     """Evaluate; bad usage: one line, exit 2; unusable run or data: one line, exit 1."""
     args = build_parser().parse_args(argv)
@@ -92,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     if not in_run and args.out is None and not args.limit:
         raise cli.UsageError(f"--run {run_dir}: directory not writable (cannot write "
                              f"{EVAL_NAME} there); pass --out FILE")
+    targets = ([run_dir / EVAL_NAME] if in_run else []) + ([Path(args.out)] if args.out else [])
+    for target in targets:  # one writer per file: a second one is refused (exit 1)
+        runlock.acquire(runlock.file_lock_path(target), target)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

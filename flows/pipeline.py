@@ -22,9 +22,11 @@ runs they depend on are added (a run depends on every run that writes one of its
 fingerprints of its last successful run). A ``train`` run is complete when ``train_summary.json``
 reports its ``--epochs``; an interrupted one is **resumed** with ``--resume``; other runs write
 their outputs atomically, so an interrupted run left nothing and simply runs again (the
-experiments' score cache makes that cheap). Progress: a line per run and, with ``--jobs 1``, the
-run's own tqdm bars; with ``--jobs N > 1`` the runs' output goes to
-``build/pipeline/logs/NAME.log``.
+experiments' score cache makes that cheap). A ``train`` run whose run directory is locked by a
+live writer (:mod:`flows.runlock`) is skipped, naming its PID; the runs the pipeline starts get
+SIGTERM when it dies (Linux ``PR_SET_PDEATHSIG``), so none outlives it. Progress: a line per
+run and, with ``--jobs 1``, the run's own tqdm bars; with ``--jobs N > 1`` the runs' output goes
+to ``build/pipeline/logs/NAME.log``.
 
 Flags: ``--file``, ``--jobs``, ``--dry-run`` (show what would run), ``--list``, ``--force``
 (re-run the selected runs even when up to date), ``--set VAR=VALUE`` (override a var),
@@ -50,7 +52,7 @@ from typing import Any
 
 import tomllib
 
-from flows import atomic, cli
+from flows import atomic, cli, runlock
 
 PROG = "python -m flows.pipeline"
 REPO = Path(__file__).resolve().parents[1]
@@ -211,20 +213,56 @@ def train_state(run: Run) -> str:
 
 
 def running_elsewhere(run: Run) -> int | None:
-    """PID of a live ``flows.train`` process writing this run's ``--out`` (Linux ``/proc``)."""
-    out = _norm(str(_train_dir(run)))
+    """PID of a live process writing this run's ``--out``: the holder of its lock
+    (:mod:`flows.runlock`, ``OUT/.lock``; ``-1`` when its PID cannot be told), else a
+    ``flows.train`` process started before the lock existed, found by its command line
+    (Linux ``/proc``)."""
+    pid = runlock.holder(runlock.dir_lock_path(_train_dir(run)))
+    return pid if pid is not None else _legacy_writer(_norm(str(_train_dir(run))))
+
+
+def _legacy_writer(out: str) -> int | None:
+    """PID of a ``flows.train`` process whose ``--out`` is ``out``, by ``/proc/PID/cmdline``
+    (training processes of a version without :mod:`flows.runlock` hold no lock)."""
     for d in Path("/proc").glob("[0-9]*"):
         try:
             argv = (d / "cmdline").read_bytes().split(b"\0")
+            args = [a.decode(errors="replace") for a in argv if a]
+            if "flows.train" in args and "--out" in args:
+                i = args.index("--out")
+                cwd = os.readlink(d / "cwd")
+                if i + 1 < len(args) and _norm(os.path.join(cwd, args[i + 1])) == out:
+                    return int(d.name)
         except OSError:
             continue
-        args = [a.decode(errors="replace") for a in argv if a]
-        if "flows.train" in args and "--out" in args:
-            i = args.index("--out")
-            cwd = os.readlink(d / "cwd") if (d / "cwd").exists() else "/"
-            if i + 1 < len(args) and _norm(os.path.join(cwd, args[i + 1])) == out:
-                return int(d.name)
     return None
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Any:
+    """A ``preexec_fn`` for the runs: the kernel sends SIGTERM to the child when the pipeline
+    dies (Linux ``prctl(PR_SET_PDEATHSIG)``), so no run outlives it as an orphan writer.
+    ``None`` where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # loaded here, not in the child
+    except (OSError, AttributeError):
+        return None
+    import signal
+
+    parent = os.getpid()
+
+    def preexec() -> None:  # pragma: no cover - runs in the child between fork and exec
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the pipeline died before prctl took effect
+            os._exit(143)
+
+    return preexec
 
 
 def status(run: Run, state: Path = STATE) -> str:
@@ -324,8 +362,9 @@ def execute(runs: list[Run], *, jobs: int, force: bool, dry_run: bool,
                 continue
             pid = running_elsewhere(r) if r.kind == "train" else None
             if pid is not None:
-                outcome[r.name] = f"skipped (being trained by pid {pid})"
-                log(f"[{index[r.name]}/{n}] {r.name}: skipped, pid {pid} is training it now")
+                who = f"pid {pid}" if pid > 0 else "another process"
+                outcome[r.name] = f"skipped (being trained by {who})"
+                log(f"[{index[r.name]}/{n}] {r.name}: skipped, {who} is training it now")
                 pending.remove(r)
                 continue
             argv = _argv(r, resume)
@@ -338,7 +377,8 @@ def execute(runs: list[Run], *, jobs: int, force: bool, dry_run: bool,
                 f"{shlex.join(r.command)}" + (f"  (log: {logf.name})" if logf else ""))
             for o in r.outputs:
                 Path(os.path.expanduser(o)).parent.mkdir(parents=True, exist_ok=True)
-            proc = subprocess.Popen(argv, cwd=REPO, stdout=logf, stderr=logf)
+            proc = subprocess.Popen(argv, cwd=REPO, stdout=logf, stderr=logf,
+                                    preexec_fn=die_with_parent())
             active[r.name] = (proc, time.time(), logf)
             pending.remove(r)
             started = True

@@ -15,16 +15,18 @@ import json
 import math
 import pickle
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from flows.atomic import atomic_write_bytes, clean_stale_tmp, write_json
-from flows.cli import CommandError, one_line
-from flows.config import ModelConfig
+from flows.cli import MAX_INT, MAX_SEED, CommandError, one_line
+from flows.config import OBJECTIVES, PRESETS, ModelConfig
+from flows.data import DATASETS
 from flows.model import GlowClassifier
+from flows.schedule import SCHEDULES
 from flows.weights import (
     WEIGHTS_NAME,
     load_weights,
@@ -77,7 +79,8 @@ def _check_dir(run_dir: str | Path) -> Path:
 
 
 def read_config(run_dir: str | Path) -> dict:
-    """The run's ``config.json`` as a dict (checked: a JSON object with a usable ``model``)."""
+    """The run's ``config.json`` as a dict, checked before any work: a JSON object with a usable
+    ``model`` and valid top-level fields (:data:`CONFIG_FIELDS`: type, range, finite)."""
     path = _check_dir(run_dir) / CONFIG_NAME
     if not path.is_file():
         raise RunNotFoundError(f"{path}: not found (is {run_dir} a flows run directory?)")
@@ -95,13 +98,80 @@ def read_config(run_dir: str | Path) -> dict:
     problem = model_section_problem(model)
     if problem:
         raise RunError(f"{path}: 'model' does not describe a flows model: {problem}")
-    for key, kinds in (("dataset", (str,)), ("data_dir", (str, type(None))),
-                       ("bg_seed", (int, type(None)))):
-        if key in config and (not isinstance(config[key], kinds) or
-                              isinstance(config[key], bool)):
-            raise RunError(f"{path}: {key!r} is {type(config[key]).__name__}, expected "
-                           f"{' or '.join(k.__name__ for k in kinds)}")
+    problem = config_field_problem(config)
+    if problem:
+        raise RunError(f"{path}: {problem}")
     return config
+
+
+def _is_int(v: Any, lo: int, hi: int = MAX_INT) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _is_num(v: Any, lo: float, lo_open: bool) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and (v > lo if lo_open else v >= lo))
+
+
+def _fast_path_ok(v: Any) -> bool:
+    return isinstance(v, dict) and set(v) <= FAST_PATH_KEYS and all(
+        isinstance(x, bool) for x in v.values())
+
+
+def _init_from_ok(v: Any) -> bool:
+    if v is None:
+        return True
+    if not isinstance(v, dict) or not isinstance(v.get("path"), str):
+        return False
+    w = v.get("weights")
+    return (isinstance(w, dict) and isinstance(w.get("file"), str)
+            and isinstance(w.get("sha256"), str) and len(w["sha256"]) == 64
+            and all(c in "0123456789abcdef" for c in w["sha256"])
+            and v.get("prior") in ("loaded", "fresh"))
+
+
+FAST_PATH_KEYS = {"bf16_coupling", "channels_last", "compile"}
+CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "dataset": (lambda v: v in DATASETS, f"one of {', '.join(DATASETS)}"),
+    "objective": (lambda v: v in OBJECTIVES, f"one of {', '.join(OBJECTIVES)}"),
+    "preset": (lambda v: v in PRESETS, f"one of {', '.join(PRESETS)}"),
+    "epochs": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "batch_size": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "seed": (lambda v: _is_int(v, 0, MAX_SEED), "an integer in [0, 2**32 - 1]"),
+    "lr": (lambda v: _is_num(v, 0.0, True), "a finite number > 0"),
+    # a schedule name; runs of older versions recorded a description (a non-empty string)
+    "lr_schedule": (lambda v: isinstance(v, str) and v.strip() != "",
+                    f"one of {', '.join(SCHEDULES)}"),
+    "warmup_steps": (lambda v: _is_int(v, 0), "an integer >= 0"),
+    "max_grad_norm": (lambda v: _is_num(v, 0.0, True), "a finite number > 0"),
+    "beta": (lambda v: _is_num(v, 0.0, False), "a finite number >= 0"),
+    "train_subset": (lambda v: _is_int(v, 0), "an integer >= 0"),
+    "augment": (lambda v: isinstance(v, bool), "true or false"),
+    "bg_seed": (lambda v: v is None or _is_int(v, 0, MAX_SEED),
+                "null or an integer in [0, 2**32 - 1]"),
+    "world_size": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "fast_path": (_fast_path_ok, f"an object of true/false {', '.join(sorted(FAST_PATH_KEYS))}"),
+    "data_dir": (lambda v: v is None or isinstance(v, str), "null or a path (string)"),
+    "init_from": (_init_from_ok, "null or an object with path, weights {file, sha256} and "
+                  "prior (loaded or fresh)"),
+    # fields of older versions
+    "amp": (lambda v: v in ("auto", "none", "bf16"), "auto, none or bf16"),
+    "compile": (lambda v: isinstance(v, bool) or v in ("auto", "on", "off"),
+                "true, false, auto, on or off"),
+}
+"""The top-level fields of a run's ``config.json`` (as :func:`flows.train.make_config` writes
+them) and what each must be. A field may be missing (older runs lack some); a present one must
+be valid. Other fields are ignored."""
+
+
+def config_field_problem(config: dict) -> str | None:
+    """What is wrong with the top-level fields of a run config (``None`` when nothing is)."""
+    for key, (ok, expected) in CONFIG_FIELDS.items():
+        if key in config and not ok(config[key]):
+            shown = repr(config[key])
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            return f"{key!r} is {shown}, expected {expected}"
+    return None
 
 
 MODEL_LIMITS = {"in_channels": (1, 3), "num_classes": (1, 1000), "hidden": (1, 4096),

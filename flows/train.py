@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from flows import cli
+from flows import cli, runlock
 from flows import data as fdata
 from flows.config import OBJECTIVES, PRESETS, model_config
 from flows.metrics import bits_per_dim
@@ -270,7 +270,17 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def train(args: argparse.Namespace) -> dict:
-    """Run (or resume) training; returns the final state summary."""
+    """Run (or resume) training; returns the final state summary. One writer per run: the
+    process of rank 0 holds ``OUT/.lock`` (:mod:`flows.runlock`) throughout, so a second
+    ``flows.train`` with the same ``--out`` is refused at start, naming the holder's PID."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return _train(args)
+    out = Path(args.out)
+    with runlock.hold(runlock.dir_lock_path(out), out):
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> dict:
     rank, world, device = setup_distributed(args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from flows import cli
+from flows import atomic, cli
 from paper_figures.registry import BY_NAME, ITEMS, Context, run_item
 
 PROG = "python -m paper_figures"
@@ -55,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for it in ITEMS:
             print(f"{it.name:22s} {it.kind:6s} {it.paper:17s} {it.description}")
         return 0
+    for d in (args.out, args.results / "theory"):  # temporaries of a killed earlier build
+        atomic.clean_stale_tmp(d)
     ctx = Context(results=args.results, out=args.out, recompute=args.recompute)
     items = [BY_NAME[n] for n in dict.fromkeys(args.only)] if args.only else list(ITEMS)
     outcomes = []

@@ -4,10 +4,19 @@ Figure 2 is drawn from the exact construction at the certified parameters of
 ``python -m annulus.verify --eps 0.1 --delta 1e-3`` (default ``Delta = 0.1``). The four theory
 figures (beyond the paper) are computed once and cached as JSON in ``results/theory/``
 (``--recompute`` refreshes them), so plotting never repeats the computation.
+
+Each cache carries the fingerprint of what made it (:func:`fingerprint`: the :mod:`annulus`
+sources, the source of its compute function and of the helpers of this module it calls, their
+default arguments and the module constants they read). A cache made by other code or parameters
+is stale: it is recomputed, saying so on stderr, never drawn from silently.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib
+import inspect
 import json
 import math
 import sys
@@ -15,6 +24,7 @@ import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from types import CodeType, FunctionType, ModuleType
 from typing import Any
 
 import matplotlib.patches as mpatches
@@ -46,9 +56,66 @@ MIN_DIM_PAIRS: tuple[tuple[str, str], ...] = (
 
 
 # -- cache --------------------------------------------------------------------------------
-def read_cache(path: Path) -> dict[str, Any] | None:
+CODE_PACKAGES = ("annulus",)
+"""Packages whose sources (``*.py``) every theory cache depends on."""
+
+
+def _names(code: CodeType) -> set[str]:
+    """Global names read by ``code`` and the code objects nested in it (comprehensions)."""
+    out = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, CodeType):
+            out |= _names(c)
+    return out
+
+
+def _parts(fn: Any, seen: set[str]) -> list[str]:
+    """What ``fn`` computes with: its source and default arguments, the plain-data globals it
+    reads, and (recursively) the functions of its own module it calls."""
+    if isinstance(fn, functools.partial):
+        return [f"partial{fn.args!r}{sorted(fn.keywords.items())!r}", *_parts(fn.func, seen)]
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+    if name in seen:
+        return []
+    seen.add(name)
+    try:
+        src = inspect.getsource(fn)
+    except (OSError, TypeError):
+        src = repr(getattr(getattr(fn, "__code__", None), "co_code", fn))
+    parts = [name, src, repr(getattr(fn, "__defaults__", None)),
+             repr(getattr(fn, "__kwdefaults__", None))]
+    code, glob = getattr(fn, "__code__", None), getattr(fn, "__globals__", {})
+    for n in sorted(_names(code)) if code is not None else []:
+        if n not in glob:
+            continue
+        v = glob[n]
+        if isinstance(v, FunctionType) and v.__module__ == fn.__module__:
+            parts += _parts(v, seen)
+        elif not (callable(v) or isinstance(v, ModuleType)):
+            parts.append(f"{n} = {v!r}")  # a constant of the module (parameters)
+    return parts
+
+
+def fingerprint(compute: Callable[..., Any]) -> dict[str, Any]:
+    """sha256 of the code and parameters that make a cache: the sources of
+    :data:`CODE_PACKAGES`, the source and defaults of ``compute``, the helpers of its module it
+    calls and the constants they read. ``{"sha256": ..., "code": [what was hashed]}``."""
+    h = hashlib.sha256()
+    for pkg in CODE_PACKAGES:
+        root = Path(importlib.import_module(pkg).__file__).parent
+        for f in sorted(root.glob("*.py")):
+            h.update(f"{pkg}/{f.name}".encode() + b"\0" + f.read_bytes() + b"\0")
+    seen: set[str] = set()
+    for part in _parts(compute, seen):
+        h.update(part.encode() + b"\0")
+    return {"sha256": h.hexdigest(),
+            "code": [*(f"{pkg}/*.py" for pkg in CODE_PACKAGES), *sorted(seen)]}
+
+
+def read_cache(path: Path, expected: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The cached JSON at ``path``, or ``None`` (saying why on stderr) when it is missing,
-    empty, truncated, non-finite or not a cache of this module."""
+    empty, truncated, non-finite, not a cache of this module, or (``expected``: a
+    :func:`fingerprint`) made by other code or parameters."""
     path = Path(path)
     if not path.exists():
         return None
@@ -63,6 +130,15 @@ def read_cache(path: Path) -> dict[str, Any] | None:
     if not _all_finite(data):
         print(f"{path}: theory cache holds non-finite numbers; recomputing", file=sys.stderr)
         return None
+    if expected is not None:
+        made = data.get("fingerprint")
+        made = made.get("sha256") if isinstance(made, dict) else None
+        if made != expected["sha256"]:
+            why = "no fingerprint" if made is None else f"fingerprint {str(made)[:12]}"
+            print(f"{path}: STALE theory cache ({why}; the current code and parameters, "
+                  f"{', '.join(expected['code'])}: {expected['sha256'][:12]}); recomputing",
+                  file=sys.stderr)
+            return None
     return data
 
 
@@ -78,16 +154,19 @@ def _all_finite(obj: Any) -> bool:
 
 def cached(path: Path, compute: Callable[[], dict[str, Any]], recompute: bool = False
            ) -> dict[str, Any]:
-    """Load ``path`` or (when missing, unusable or ``recompute``) compute it and write it there
-    atomically (an interrupted or failed write never leaves a broken cache)."""
+    """Load ``path`` or (when missing, unusable, stale or ``recompute``) compute it and write it
+    there atomically (an interrupted or failed write never leaves a broken cache). Stale: its
+    fingerprint is not :func:`fingerprint` of ``compute`` (other code or parameters)."""
     path = Path(path)
-    data = None if recompute else read_cache(path)
+    expected = fingerprint(compute)
+    data = None if recompute else read_cache(path, expected)
     if data is not None:
         return data
     start = time.perf_counter()
     data = compute()
     data["seconds"] = round(time.perf_counter() - start, 3)
     data["generated_by"] = "python -m paper_figures --recompute"
+    data["fingerprint"] = expected
     atomic.write_json(path, data, indent=1, sort_keys=False)
     return data
 
@@ -284,16 +363,16 @@ def plot_figure2(data: dict[str, Any], out_dir: Path) -> list[Path]:
 def compute_min_dimension(n_Delta: int = 21) -> dict[str, Any]:
     """``d*`` by search, closed form and the exact predicate on a log grid of Delta."""
     grid = [f"{v:.3g}" for v in np.geomspace(0.01, 1.0, n_Delta)]
-    series = []
-    for eps, delta in MIN_DIM_PAIRS:
-        rows = []
-        for D in grid:
-            p = _params(eps, delta, D)
-            rows.append({"Delta": float(Fraction(D)), "search": minimal_dimension_search(p),
-                         "closed_form": minimal_dimension_closed_form(p),
-                         "exact": minimal_dimension_exact(p)})
-        series.append({"eps": eps, "delta": delta, "rows": rows})
+    series = [{"eps": eps, "delta": delta, "rows": [min_dimension_row(eps, delta, D) for D in grid]}
+              for eps, delta in MIN_DIM_PAIRS]
     return {"figure": "min_dimension", "series": series}
+
+
+def min_dimension_row(eps: str, delta: str, Delta: str) -> dict[str, Any]:
+    """One point of :func:`compute_min_dimension`."""
+    p = _params(eps, delta, Delta)
+    return {"Delta": float(Fraction(Delta)), "search": minimal_dimension_search(p),
+            "closed_form": minimal_dimension_closed_form(p), "exact": minimal_dimension_exact(p)}
 
 
 def plot_min_dimension(data: dict[str, Any], out_dir: Path) -> list[Path]:
@@ -330,18 +409,21 @@ def compute_kl_vs_d(params: Params = FIG2_PARAMS, n: int = 36) -> dict[str, Any]
     """
     d_star = minimal_dimension_search(params)
     ds = sorted({int(v) for v in np.geomspace(max(2, d_star // 2), 10 * d_star, n)} | {d_star})
-    rows = []
-    for d in ds:
-        digits = int(d * math.log10(1 + float(params.Delta))) + 40
-        with mpmath.mp.workdps(digits):
-            lam1 = canonical_lambda1(params, d)
-            con = params.construction(d, lam1)
-            rows.append({"d": d, "lambda1": _real(lam1), "dps": digits,
-                         "kl_q_p_joint": float(con.kl_q_p_joint()),
-                         "kl_p_q_joint": float(con.kl_p_q_joint()),
-                         "lemma2_joint": float(con.lemma2_bound() / 2),
-                         "lemma3_joint": float(con.lemma3_bound() / 2)})
+    rows = [kl_row(params, d) for d in ds]
     return {"figure": "kl_vs_d", "params": _params_json(params), "d_star": d_star, "rows": rows}
+
+
+def kl_row(params: Params, d: int) -> dict[str, Any]:
+    """One point of :func:`compute_kl_vs_d`."""
+    digits = int(d * math.log10(1 + float(params.Delta))) + 40
+    with mpmath.mp.workdps(digits):
+        lam1 = canonical_lambda1(params, d)
+        con = params.construction(d, lam1)
+        return {"d": d, "lambda1": _real(lam1), "dps": digits,
+                "kl_q_p_joint": float(con.kl_q_p_joint()),
+                "kl_p_q_joint": float(con.kl_p_q_joint()),
+                "lemma2_joint": float(con.lemma2_bound() / 2),
+                "lemma3_joint": float(con.lemma3_bound() / 2)}
 
 
 def plot_kl_vs_d(data: dict[str, Any], out_dir: Path) -> list[Path]:
@@ -392,15 +474,18 @@ def compute_mc_attack(params: Params = FIG2_PARAMS, n: int = 20000,
                       dims: tuple[int, ...] = MC_DIMS) -> dict[str, Any]:
     """Sampled success rate (99% Wilson interval) and exact probability, lambda's fixed at d*."""
     cert = build_certificate(params)
-    con = params.construction(cert.dimension, cert.lambda1)
-    rows = []
-    for i, d in enumerate(dims):
-        res = run_sampling(params, con, cert.attack_probability, n, seed=i, dimension=d).to_json()
-        rows.append({"d": d, "success_rate": res["success_rate"], "ci99": res["ci99"],
-                     "exact_probability": float(res["exact_probability"]), "seed": i})
+    rows = [mc_attack_row(params, cert, d, i, n) for i, d in enumerate(dims)]
     return {"figure": "mc_attack", "params": _params_json(params), "n": n,
             "d_star": cert.dimension, "lambda1": _real(cert.lambda1),
             "lambda2": _real(cert.lambda2), "rows": rows}
+
+
+def mc_attack_row(params: Params, cert: Any, d: int, seed: int, n: int) -> dict[str, Any]:
+    """One point of :func:`compute_mc_attack` (``cert``: the certificate of ``params``)."""
+    con = params.construction(cert.dimension, cert.lambda1)
+    res = run_sampling(params, con, cert.attack_probability, n, seed=seed, dimension=d).to_json()
+    return {"d": d, "success_rate": res["success_rate"], "ci99": res["ci99"],
+            "exact_probability": float(res["exact_probability"]), "seed": seed}
 
 
 def plot_mc_attack(data: dict[str, Any], out_dir: Path) -> list[Path]:
@@ -441,14 +526,16 @@ def compute_tv(eps: str = "0.1", delta: str = "1e-3", n: int = 24) -> dict[str, 
         p = _params(eps, delta, D)
         d_star = minimal_dimension_search(p)
         ds = sorted({int(v) for v in np.geomspace(d_star, 100 * d_star, n)})
-        rows = []
-        for d in ds:
-            lam1 = canonical_lambda1(p, d)
-            con = p.construction(d, lam1)
-            rows.append({"d": d, "log10_tv": float(con.log_total_variation()) / LN10,
-                         "lower_bound": d * (1 - _real(p.lambda2_of(lam1))) / 6})
-        series.append({"Delta": D, "d_star": d_star, "rows": rows})
+        series.append({"Delta": D, "d_star": d_star, "rows": [tv_row(p, d) for d in ds]})
     return {"figure": "tv_vs_d", "eps": eps, "delta": delta, "series": series}
+
+
+def tv_row(p: Params, d: int) -> dict[str, Any]:
+    """One point of :func:`compute_tv`."""
+    lam1 = canonical_lambda1(p, d)
+    con = p.construction(d, lam1)
+    return {"d": d, "log10_tv": float(con.log_total_variation()) / LN10,
+            "lower_bound": d * (1 - _real(p.lambda2_of(lam1))) / 6}
 
 
 def plot_tv(data: dict[str, Any], out_dir: Path) -> list[Path]:

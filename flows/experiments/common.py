@@ -76,7 +76,11 @@ def cli_main(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[
     name = spec.name if spec is not None and spec.name != "__main__" else main.__module__
     if name == "__main__":
         name = "flows.experiments"
-    return cli.guard(f"python -m {name}", runtime=(RuntimeError, ValueError))(main)
+    from flows import runlock
+
+    # the output's lock (replot_or_require_run) is held until the command ends
+    return cli.guard(f"python -m {name}", runtime=(RuntimeError, ValueError))(
+        runlock.releasing(main))
 
 
 # -- argument types (flows.cli) ----------------------------------------------------------------
@@ -135,6 +139,10 @@ def replot_or_require_run(args: argparse.Namespace,
         return True
     if not args.run or not args.out:
         raise UserInputError("--run and --out are required")
+    from flows import atomic, runlock  # one writer per output file (a second: exit 1)
+
+    runlock.acquire(runlock.file_lock_path(args.out), args.out)
+    atomic.clean_stale_tmp(Path(args.out).parent)  # temporaries of killed earlier writers
     return False
 
 

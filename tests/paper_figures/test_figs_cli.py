@@ -35,15 +35,19 @@ def test_figs_cli_all_present(results_dir: Path, tmp_path: Path) -> None:
 
 
 def test_figs_cli_theory_from_cache(tmp_path: Path) -> None:
-    """A theory figure plots from its cache without recomputing."""
+    """A theory figure plots from its cache (made by the current code: its fingerprint) without
+    recomputing."""
     import json
+
+    from paper_figures import theory
 
     res = tmp_path / "results"
     (res / "theory").mkdir(parents=True)
     cache = {"figure": "tv_vs_d", "eps": "0.1", "delta": "1e-3",
              "series": [{"Delta": "0.1", "d_star": 201,
                          "rows": [{"d": 201, "log10_tv": 2.1, "lower_bound": 33.5},
-                                  {"d": 402, "log10_tv": 2.4, "lower_bound": 67.0}]}]}
+                                  {"d": 402, "log10_tv": 2.4, "lower_bound": 67.0}]}],
+             "fingerprint": theory.fingerprint(theory.compute_tv)}
     (res / "theory" / "tv_vs_d.json").write_text(json.dumps(cache))
     assert main(["--results", str(res), "--out", str(tmp_path / "o"), "--only", "theory_tv"]) == 0
     assert json.loads((res / "theory" / "tv_vs_d.json").read_text()) == cache
