@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from flows import cli, runlock
+from flows import budget, cli, runlock
 from flows import data as fdata
 from flows.config import OBJECTIVES, PRESETS, model_config
 from flows.metrics import bits_per_dim
@@ -57,6 +57,7 @@ from flows.schedule import SCHEDULES, lr_at, resolve_schedule
 
 PROG = "python -m flows.train"
 INIT_BATCH = 512  # images for the data-dependent actnorm initialisation
+STEADY_SKIP = 20  # steps of an invocation left out of its steady-state images/s
 # Settings that must match when resuming.
 RESUME_KEYS = ("dataset", "objective", "preset", "epochs", "batch_size", "seed", "train_subset",
                "lr", "lr_schedule", "beta", "augment", "model", "fast_path")
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", type=cli.existing_dir_of("run or model folder"), default=None,
                    help="start from the weights of this run or model folder (likelihood warm "
                         "start); its prior is kept when of the same kind, else initialised")
+    p.add_argument("--budget-minutes", type=cli.positive_float, default=None,
+                   help="size --epochs and --train-subset to M minutes of this machine (measured "
+                        "throughput; see flows.budget); the resolved values are stored")
     p.add_argument("--lr", type=cli.positive_float, default=1e-3)
     p.add_argument("--lr-schedule", choices=SCHEDULES, default="auto",
                    help="auto: paper from 150 epochs, else anneal (see flows.schedule)")
@@ -228,6 +232,7 @@ def make_config(args: argparse.Namespace, world: int, fast_path: dict) -> dict:
         "data_dir": str(fdata.resolve_data_dir(args.data_dir)),
         "model": mc.to_dict(),
         "init_from": None,
+        "budget": None,
     }
 
 
@@ -263,6 +268,24 @@ def _check_same_init(path: Path, recorded: dict | None) -> None:
     if not file.is_file() or sha256_file(file) != recorded["weights"]["sha256"]:
         raise _fail(f"--resume --init-from {path}: not the weights this run started from "
                     f"({recorded['path']}, sha256 {recorded['weights']['sha256'][:12]}...)")
+
+
+def _set_schedule(args: argparse.Namespace, config: dict, resolved: budget.BudgetPlan) -> None:
+    """Put a budget's epochs and images per epoch into ``args`` and ``config``."""
+    args.epochs, args.train_subset = resolved.epochs, resolved.train_subset
+    config.update(epochs=resolved.epochs, train_subset=resolved.train_subset,
+                  lr_schedule=resolve_schedule(args.lr_schedule, resolved.epochs),
+                  budget=resolved.to_dict())
+
+
+def _resume_budget(args: argparse.Namespace, config: dict, old: dict) -> None:
+    """``--resume --budget-minutes M`` continues the schedule the run resolved for ``M``."""
+    recorded = old.get("budget")
+    if not isinstance(recorded, dict) or recorded.get("minutes") != args.budget_minutes:
+        raise _fail(f"--resume --budget-minutes {args.budget_minutes:g}: the checkpoint's run "
+                    f"was not sized for that budget (its budget: "
+                    f"{recorded.get('minutes') if isinstance(recorded, dict) else None})")
+    _set_schedule(args, config, budget.BudgetPlan(**recorded))
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -311,6 +334,8 @@ def _train(args: argparse.Namespace) -> dict:
     if args.resume:
         state = load_checkpoint(ckpt_path, device, keys=CHECKPOINT_KEYS)
         old = state["config"] if isinstance(state["config"], dict) else {}
+        if args.budget_minutes is not None:
+            _resume_budget(args, config, old)
         diff = [k for k in RESUME_KEYS if old.get(k) != config.get(k)]
         if diff == ["epochs"] and epochs_change_is_safe(old, config, int(state["step"]),
                                                         images.shape[0], world):
@@ -338,6 +363,12 @@ def _train(args: argparse.Namespace) -> dict:
         model.train()
         with torch.no_grad():
             model(dequantize(images[idx], generator=g).to(device, memory_format=memory_format))
+    if args.budget_minutes is not None and not args.resume:
+        ips = budget.measure_images_per_s(
+            model, images, labels, args.objective, args.batch_size, args.lr, flip,
+            memory_format, device)
+        _set_schedule(args, config, budget.plan(args.budget_minutes, ips, images.shape[0],
+                                                args.batch_size * world))
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / CONFIG_NAME, config)
@@ -365,6 +396,7 @@ def _train(args: argparse.Namespace) -> dict:
                 "step": step, "history": history, "config": config}
 
     pre_update = PreUpdateCopy(model, optimizer)
+    start_step, t_steady = step, None
     for epoch in range(start_epoch, end_epoch):
         model.train()
         g = torch.Generator().manual_seed(epoch_seed(args.seed, epoch))
@@ -405,6 +437,8 @@ def _train(args: argparse.Namespace) -> dict:
                 stop_non_finite("parameters after the update", epoch, step, out, rank,
                                 snapshot(epoch))
             step += 1
+            if step == start_step + STEADY_SKIP:
+                t_steady = time.time()
             with torch.no_grad():
                 joint = lp.detach().float() + model.log_prior()
                 sums["loss"] += loss.item()
@@ -423,7 +457,12 @@ def _train(args: argparse.Namespace) -> dict:
         if rank == 0:
             save_checkpoint(ckpt_path, snapshot(epoch + 1))
             print(json.dumps({"train_epoch": record}), flush=True)
+    steady = None
+    if t_steady is not None and step > start_step + STEADY_SKIP:
+        steady = ((step - start_step - STEADY_SKIP) * args.batch_size * world
+                  / (time.time() - t_steady))
     summary = {"epochs_done": end_epoch, "step": step, "wall_time_s": time.time() - t_start,
+               "steady_images_per_s": steady,
                "history": history, "command": portable_command("flows.train", sys.argv[1:]),
                "provenance": prov}
     if rank == 0:

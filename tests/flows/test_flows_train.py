@@ -127,3 +127,41 @@ def test_torchrun_ddp_two_cpu_processes(tiny_data_dir: Path, tmp_path: Path) -> 
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((out / "config.json").read_text())["world_size"] == 2
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+
+def test_budget_plan_spends_the_budget_in_whole_batches() -> None:
+    from flows.budget import SAFETY, plan
+
+    p = plan(25.0, 100.0, 50000, 64)  # 0.93 * 25 * 60 * 100 = 139500 images
+    assert p.epochs == 3 and p.train_subset == int(SAFETY * 150000 / 3) // 64 * 64
+    many = plan(25.0, 1000.0, 50000, 64)  # 1395000 images: 28 epochs of 49792
+    assert many.epochs == 28 and many.train_subset == 49792
+    assert plan(0.5, 1000.0, 27900, 100).train_subset == 0  # exactly one whole epoch
+    small = plan(0.001, 1.0, 50000, 64)
+    assert (small.epochs, small.train_subset) == (1, 64)  # at least one batch
+
+
+def test_budget_run_is_reproduced_by_its_resolved_schedule(tiny_data_dir: Path,
+                                                           tmp_path: Path) -> None:
+    """--budget-minutes stores epochs and images per epoch; passing those reproduces the run
+    exactly, resuming needs the same budget."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    base = _args(tiny_data_dir, a)
+    i = base.index("--train-subset")
+    del base[i:i + 2]
+    assert ftrain.main([*base, "--budget-minutes", "0.004"]) == 0
+    cfg = json.loads((a / "config.json").read_text())
+    resolved = cfg["budget"]
+    assert resolved["minutes"] == 0.004 and resolved["images_per_s"] > 0
+    assert (cfg["epochs"], cfg["train_subset"]) == (resolved["epochs"], resolved["train_subset"])
+    summary = json.loads((a / "train_summary.json").read_text())["invocations"][-1]
+    assert summary["epochs_done"] == resolved["epochs"]
+    again = _args(tiny_data_dir, b)
+    again[again.index("--epochs") + 1] = str(resolved["epochs"])
+    again[again.index("--train-subset") + 1] = str(resolved["train_subset"])
+    assert ftrain.main(again) == 0
+    sa = torch.load(a / "checkpoint.pt", weights_only=True)["model"]
+    sb = torch.load(b / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(v, sb[k]) for k, v in sa.items())
+    with pytest.raises(SystemExit, match="not sized for that budget"):
+        ftrain.main([*base, "--budget-minutes", "0.5", "--resume"])
