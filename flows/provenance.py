@@ -35,9 +35,17 @@ def git_commit() -> str:
     return _git("rev-parse", "HEAD") or os.environ.get("ANNULUS_GIT_COMMIT", "unknown")
 
 
+#: Folders that hold what runs write (results) and read as data (shipped weights, identified by
+#: their sha256 in every result). A change there does not change the code that ran.
+OUTPUT_DIRS = ("results", "models")
+
+
 def git_dirty() -> bool | None:
-    """True when tracked files differ from HEAD (``None`` when git is unavailable)."""
-    out = _git("status", "--porcelain", "--untracked-files=no")
+    """True when tracked files outside :data:`OUTPUT_DIRS` differ from HEAD, i.e. the code that
+    ran is not the recorded commit (``None`` when git is unavailable). Outputs are left out so
+    that a chain of experiments, each overwriting its stored result, stays clean."""
+    excludes = [f":(exclude){d}" for d in OUTPUT_DIRS]
+    out = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *excludes)
     return None if out is None else bool(out)
 
 
