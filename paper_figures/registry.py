@@ -16,8 +16,8 @@ from pathlib import Path
 
 from paper_figures import annulus_flow, empirical, learning, tables, theory
 
-RUNS = "~/annulus-runs"
-"""Where the training runs live (``python -m flows.train --out RUNS/NAME``; outside the tree)."""
+RUNS = "models"
+"""Where the shipped models live (``models/NAME``, written by ``python -m flows.package``)."""
 
 
 class MissingResult(Exception):
@@ -104,14 +104,14 @@ class Outcome:
 # -- producing commands ----------------------------------------------------------------------
 def _evaluate(table: str, name: str) -> Need:
     return Need(f"{table}/{name}.json",
-                f"python -m flows.evaluate --run {RUNS}/{name} --out {{R}}/{table}/{name}.json "
-                f"(after python -m flows.train ... --out {RUNS}/{name}; see results/README.md)")
+                f"python -m flows.pipeline evaluate/{name}  (python -m flows.evaluate --run "
+                f"{RUNS}/{name} --out {{R}}/{table}/{name}.json; see pipeline/runs.toml)")
 
 
 def _experiment(exp: str, run: str, extra: str = "") -> Need:
     return Need(f"{exp}/{run}.json",
-                f"python -m flows.experiments.{exp} --run {RUNS}/{run} "
-                f"--out {{R}}/{exp}/{run}.json{extra}")
+                f"python -m flows.pipeline {exp}/{run}  (python -m flows.experiments.{exp} "
+                f"--run {RUNS}/{run} --out {{R}}/{exp}/{run}.json{extra} ...)")
 
 
 BG_NEED = Need("bg_mnist/table3.json",
@@ -121,6 +121,7 @@ BG_NEED = Need("bg_mnist/table3.json",
 TABLE1_RUNS = tuple(f"{d}-{o}-cpu" for d in ("mnist", "cifar10")
                     for o in ("base", "reweighted", "split"))
 MAIN_RUNS = ("mnist-reweighted-cpu", "cifar10-reweighted-cpu")
+BG_RUNS = tuple(f"bg-mnist-{x}-reweighted-cpu" for x in (5, 1, 0))
 ATTACK_RUNS = tuple(f"{d}-{o}-cpu" for d in ("mnist", "cifar10") for o in ("reweighted", "split"))
 BASELINE_DATASETS = ("mnist", "cifar10", "bg-mnist-5", "bg-mnist-1", "bg-mnist-0")
 
@@ -215,7 +216,7 @@ def _table2(ctx: Context, paths: list[Path]) -> list[Path]:
 
 
 def _table3_fallback(ctx: Context) -> list[Path]:
-    names = [f"table3/bg-mnist-{x}-reweighted-cpu.json" for x in (5, 1, 0)]
+    names = [f"table3/{r}.json" for r in BG_RUNS]
     names += [f"table1/{r}.json" for r in MAIN_RUNS]
     return [ctx.results / n for n in names if (ctx.results / n).is_file()]
 
@@ -327,16 +328,18 @@ ITEMS: tuple[Item, ...] = (
          _table1, tuple(_evaluate("table1", r) for r in TABLE1_RUNS)),
     Item("learning_curves", "figure", "beyond the paper",
          "learning curves of the trained flows against the targets and the trivial baselines",
-         _learning, tuple(_evaluate("table1", r) for r in TABLE1_RUNS)),
+         _learning, tuple(_evaluate("table1", r) for r in TABLE1_RUNS)
+         + tuple(_evaluate("table3", r) for r in BG_RUNS)),
     Item("fig3", "figure", "Figure 3", "log p(x|y_true) vs. log p(x|y_wrong) over the test set",
          _fig3, tuple(_experiment("likelihood_gap", r) for r in MAIN_RUNS)),
     Item("table2", "table", "Table 2", "attack detection: CW-L2 and boundary, plain and "
-         "detection-aware", _table2, tuple(_experiment("attacks", r) for r in ATTACK_RUNS)),
+         "detection-aware", _table2, tuple(_experiment("attacks", r) for r in ATTACK_RUNS)
+         + tuple(_experiment("attacks", f"{r}.boundary") for r in ATTACK_RUNS)),
     Item("fig1", "figure", "Figure 1", "single interpolations: bits/dim and class probabilities",
-         _fig1, tuple(_experiment("interpolation", r, " --n-pairs 200") for r in MAIN_RUNS)),
+         _fig1, tuple(_experiment("interpolation", r) for r in MAIN_RUNS)),
     Item("fig4", "figure", "Figure 4", "mean bits/dim and class probabilities along "
          "interpolations", _fig4,
-         tuple(_experiment("interpolation", r, " --n-pairs 200") for r in MAIN_RUNS)),
+         tuple(_experiment("interpolation", r) for r in MAIN_RUNS)),
     Item("table3", "table", "Table 3", "BG-MNIST accuracy and bits/dim", _table3, (BG_NEED,),
          fallback=_table3_fallback),
     Item("fig5", "figure", "Figure 5", "class-conditional samples on BG-MNIST-0", _fig5,

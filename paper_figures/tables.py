@@ -172,8 +172,15 @@ def table1(results: list[dict[str, Any]],
 def table2(results: list[dict[str, Any]]) -> Table:
     """Attack detection: undetected successes within eps (all fooling successes), ours vs paper."""
     by: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in results:
-        by[(r["dataset"], str(run_config(r).get("objective", "?")))] = r
+    for r in results:  # one model's attacks may come in several files (CW, boundary): merged
+        key = (r["dataset"], str(run_config(r).get("objective", "?")))
+        prev = by.get(key)
+        if prev is not None:
+            t2 = {k: prev["table2"].get(k, {}) | r["table2"].get(k, {})
+                  for k in prev["table2"].keys() | r["table2"].keys()}
+            n = sorted({str(prev.get("n_images", "?")), str(r.get("n_images", "?"))})
+            r = prev | {"table2": t2, "n_images": "/".join(n)}
+        by[key] = r
     objectives = ("reweighted", "split")
     header = ["dataset", "attack"]
     for o in objectives:

@@ -66,12 +66,11 @@ def test_figs_partial_inputs(results_dir: Path, tmp_path: Path, capsys) -> None:
     out = run_item(BY_NAME["fig3"], Context(results_dir, tmp_path / "out"))
     assert out.status == "partial" and out.outputs  # made from MNIST alone
     err = capsys.readouterr().err
-    cmd = "python -m flows.experiments.likelihood_gap --run ~/annulus-runs/cifar10-reweighted-cpu"
+    cmd = "python -m flows.experiments.likelihood_gap --run models/cifar10-reweighted-cpu"
     assert cmd in err
 
 
 def test_figs_bg_without_samples(results_dir: Path, tmp_path: Path) -> None:
-    import json
 
     p = results_dir / "bg_mnist" / "table3.json"
     data = json.loads(p.read_text())
@@ -81,13 +80,30 @@ def test_figs_bg_without_samples(results_dir: Path, tmp_path: Path) -> None:
     assert out.status == "skipped" and "samples" in out.messages[-1]
 
 
-def test_learning_curves_and_extrapolation(results_dir: Path, tmp_path: Path) -> None:
-    from paper_figures.learning import epochs_to_target
-
+def test_learning_curves(results_dir: Path, tmp_path: Path) -> None:
     out = run_item(BY_NAME["learning_curves"], Context(results_dir, tmp_path / "out"))
-    assert out.status == "made", out.messages
+    assert out.status in ("made", "partial"), out.messages
     assert (tmp_path / "out" / "learning_curves.png").stat().st_size > 1000
-    res = json.loads((results_dir / "table1" / "mnist-reweighted-cpu.json").read_text())
-    # fixture: train bpd 5 - 0.2 e (e = 1..4 before the anneal), test 4.0 = train at e = 5
-    e = epochs_to_target(res, 3.0)
-    assert e is not None and e > 5
+
+
+def test_a_fine_tune_is_drawn_after_the_run_it_started_from() -> None:
+    from paper_figures.learning import warm_start_of
+
+    base = {"run": "mnist-base-cpu", "config": {"init_from": None}}
+    tuned = {"run": "x", "config": {"init_from": {"path": "models/mnist-base-cpu"}}}
+    by_run = {"mnist-base-cpu": base}
+    assert warm_start_of(tuned, by_run) is base
+    assert warm_start_of(base, by_run) is None
+    assert warm_start_of({"run": "y", "config": {"init_from": {"path": "elsewhere/z"}}},
+                         by_run) is None
+
+
+def test_table2_merges_the_cw_and_boundary_files_of_one_model() -> None:
+    cfg = {"provenance": {"run_config": [{"objective": "reweighted", "dataset": "mnist"}]}}
+    cw = {"dataset": "mnist", "n_images": 100, "table2": {"quantile": {"cw": "cell-cw"}}} | cfg
+    bd = {"dataset": "mnist", "n_images": 100,
+          "table2": {"quantile": {"boundary": "cell-b"}, "paper": {"boundary": "cell-bp"}}} | cfg
+    t2 = tables.table2([cw, bd])
+    cells = {r[1]: r[2:4] for r in t2.rows if r[0] == "MNIST"}
+    assert "cell-cw" in cells["CW-L2"] and cells["Boundary"] == ["cell-b", "cell-bp"]
+    assert any("MNIST reweighted: 100 attacked images" in n for n in t2.notes)
