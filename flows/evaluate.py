@@ -44,8 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=cli.existing_dir_of("data directory"), default=None,
                    help="default: the run's, $ANNULUS_DATA_DIR, ...")
     p.add_argument("--batch-size", type=cli.positive_int, default=500)
-    p.add_argument("--limit", type=cli.non_negative_int, default=0,
-                   help="evaluate only the first N test images (0: all)")
+    p.add_argument("--n-test", type=cli.non_negative_int, default=0,
+                   help="evaluate only the first N test images (0: all), as in the experiments")
+    # the earlier name, kept so that stored commands still run
+    p.add_argument("--limit", dest="n_test", type=cli.non_negative_int,
+                   default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--draws", type=cli.int_range(1, MAX_DRAWS), default=scoring.DEFAULT_DRAWS,
                    help=f"noise draws per image (dequantisation and padding), 1..{MAX_DRAWS}")
     p.add_argument("--seed", type=cli.seed, default=0, help="seed of the noise draws")
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run_dir = Path(args.run)
     in_run = _dir_writable(run_dir)
-    if not in_run and args.out is None and not args.limit:
+    if not in_run and args.out is None and not args.n_test:
         raise cli.UsageError(f"--run {run_dir}: directory not writable (cannot write "
                              f"{EVAL_NAME} there); pass --out FILE")
     targets = ([run_dir / EVAL_NAME] if in_run else []) + ([Path(args.out)] if args.out else [])
@@ -110,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     images, labels = fdata.load_split(config["dataset"], "test", data_dir,
                                       bg_seed=config.get("bg_seed", fdata.DEFAULT_BG_SEED))
     n_all = images.shape[0]
-    if args.limit > 0:
-        images, labels = images[:args.limit], labels[:args.limit]
+    if args.n_test > 0:
+        images, labels = images[:args.n_test], labels[:args.n_test]
     metrics = evaluate_model(model, images, labels, args.batch_size, device, args.draws,
                              args.seed, desc="scoring")
     metrics = _checked_metrics(metrics, run_dir / ckpt["weights"]["file"])
@@ -133,11 +136,11 @@ def main(argv: list[str] | None = None) -> int:
                                     sys.argv[1:] if argv is None else list(argv)),
         "provenance": provenance(device),
     }
-    full = args.limit == 0 or args.limit >= n_all
+    full = args.n_test == 0 or args.n_test >= n_all
     if in_run and full:
         write_json(run_dir / EVAL_NAME, result)
     elif in_run:  # a partial evaluation never replaces the run's full one
-        print(f"{PROG}: note: --limit {args.limit}: a partial evaluation; {EVAL_NAME} of the run "
+        print(f"{PROG}: note: --n-test {args.n_test}: a partial evaluation; {EVAL_NAME} of the run "
               "left as it was" + (f", result written to {args.out}" if args.out else
                                   " (pass --out FILE to keep the result)"), file=sys.stderr)
     else:

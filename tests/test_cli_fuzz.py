@@ -186,7 +186,7 @@ TRAIN = Entry("flows.train", "python -m flows.train", {
 }, lambda e: ["--dataset", "mnist", "--objective", "reweighted", "--preset", "tiny",
               "--data-dir", str(e.empty), "--out", str(e.root / "train-out")], out_flag=None)
 EVALUATE = Entry("flows.evaluate", "python -m flows.evaluate", {
-    "--batch-size": POS_INT, "--limit": NONNEG_INT, "--draws": ("int", 1, 1000), "--seed": SEED,
+    "--batch-size": POS_INT, "--n-test": NONNEG_INT, "--draws": ("int", 1, 1000), "--seed": SEED,
 }, lambda e: ["--run", str(e.corrupt_run), "--data-dir", str(e.empty)])
 
 _EXP_COMMON = {"--seed": SEED, "--n-test": COUNT, "--draws": ("int", 1, 1024),

@@ -162,7 +162,7 @@ def test_evaluate_read_only_run_with_out(tiny_run: Path, tmp_path: Path,
         feval.main(["--run", str(run), "--device", "cpu"])
     assert exc.value.code == 2 and "pass --out" in _err_line(capsys)
     out = tmp_path / "res" / "e.json"
-    assert feval.main(["--run", str(run), "--device", "cpu", "--limit", "8", "--draws", "1",
+    assert feval.main(["--run", str(run), "--device", "cpu", "--n-test", "8", "--draws", "1",
                        "--out", str(out)]) == 0
     assert json.loads(out.read_text())["metrics"]["n_test"] == 8
     assert not (run / "eval.json").exists()

@@ -106,7 +106,7 @@ def test_evaluate_a_model_folder_records_the_weights(folder: Path, tiny_data_dir
                                "sha256": (m / SHA_NAME).read_text().split()[0]}
     # a partial evaluation leaves the full one in place
     part = tmp_path / "part.json"
-    assert feval.main(["--run", str(m), "--device", "cpu", "--draws", "1", "--limit", "8",
+    assert feval.main(["--run", str(m), "--device", "cpu", "--draws", "1", "--n-test", "8",
                        "--data-dir", str(tiny_data_dir), "--out", str(part)]) == 0
     assert json.loads(part.read_text())["metrics"]["n_test"] == 8
     assert json.loads((m / "eval.json").read_text()) == full
