@@ -108,10 +108,12 @@ def _evaluate(table: str, name: str) -> Need:
                 f"{RUNS}/{name} --out {{R}}/{table}/{name}.json; see pipeline/runs.toml)")
 
 
-def _experiment(exp: str, run: str, extra: str = "") -> Need:
-    return Need(f"{exp}/{run}.json",
-                f"python -m flows.pipeline {exp}/{run}  (python -m flows.experiments.{exp} "
-                f"--run {RUNS}/{run} --out {{R}}/{exp}/{run}.json{extra} ...)")
+def _experiment(exp: str, run: str, part: str = "") -> Need:
+    """The result ``EXP/RUN[.PART].json`` of ``flows.experiments.EXP`` on ``models/RUN``."""
+    name = f"{run}.{part}" if part else run
+    return Need(f"{exp}/{name}.json",
+                f"python -m flows.pipeline {exp}/{name}  (python -m flows.experiments.{exp} "
+                f"--run {RUNS}/{run} --out {{R}}/{exp}/{name}.json ...; see pipeline/runs.toml)")
 
 
 BG_NEED = Need("bg_mnist/table3.json",
@@ -334,7 +336,7 @@ ITEMS: tuple[Item, ...] = (
          _fig3, tuple(_experiment("likelihood_gap", r) for r in MAIN_RUNS)),
     Item("table2", "table", "Table 2", "attack detection: CW-L2 and boundary, plain and "
          "detection-aware", _table2, tuple(_experiment("attacks", r) for r in ATTACK_RUNS)
-         + tuple(_experiment("attacks", f"{r}.boundary") for r in ATTACK_RUNS)),
+         + tuple(_experiment("attacks", r, "boundary") for r in ATTACK_RUNS)),
     Item("fig1", "figure", "Figure 1", "single interpolations: bits/dim and class probabilities",
          _fig1, tuple(_experiment("interpolation", r) for r in MAIN_RUNS)),
     Item("fig4", "figure", "Figure 4", "mean bits/dim and class probabilities along "
