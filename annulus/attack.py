@@ -49,9 +49,9 @@ from annulus.sampling import (
     sample,
     scale_rows,
 )
+from foundation.atomic import atomic_write_bytes
+from foundation.intervals import wilson_interval
 
-#: Two-sided 99% normal quantile, z = Phi^{-1}(0.995).
-Z99 = 2.5758293035489004
 #: False-alarm probability of the consistency test that decides the exit status.
 TEST_ALPHA = 1e-9
 #: A region is "rare" for a Monte Carlo estimate when its expected count n*m is below this.
@@ -113,17 +113,6 @@ def check_vectors(x: Any, table: PieceTable, Delta: float, xbar_out: Any = None,
 
 
 # -- statistics ------------------------------------------------------------------------------
-def wilson_interval(k: int, n: int, z: float = Z99) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion ``k/n`` (``z = 2.576``: 99%)."""
-    if n == 0:
-        return (0.0, 1.0)
-    ph = k / n
-    z2 = z * z
-    centre = (ph + z2 / (2 * n)) / (1 + z2 / n)
-    half = z * math.sqrt(ph * (1 - ph) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
 def chernoff_statistic(k: int, n: int, p: Any) -> mpmath.mpf:
     """``n kl(k/n || p)``: by the Chernoff bound ``P(n kl(K/n || p) >= c) <= 2 e^-c`` for
     ``K ~ Binomial(n, p)`` (each tail is at most ``e^-c``), exactly, for every ``n`` and ``p``."""
@@ -509,7 +498,5 @@ def save_demo(res: SamplingResult, params: Params, path: str) -> str:
         lambda1=str(res.lambda1), lambda2=str(res.lambda2), dimension=d, seed=res.seed,
         log_q_median_empirical=res.median["empirical"], log_q_median_exact=res.median["exact"],
         attack="xbar = x * (1 + max(||x|| - Delta, 0)) / (2 ||x||)")
-    from flows.atomic import atomic_write_bytes  # the project's one atomic writer (stdlib only)
-
     atomic_write_bytes(path, lambda fh: np.savez(fh, **arrays))
     return path

@@ -16,16 +16,18 @@ from collections.abc import Sequence
 from fractions import Fraction
 
 from annulus.numeric import to_fraction
+from foundation.errors import RUNTIME_STATUS, USAGE_STATUS
 
 #: Largest n * d the sampling section draws (about a minute of Gaussian draws on one core).
 MAX_COORDINATES = 4 * 10**9
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad argument in one line and exits 2."""
+    """argparse that reports a bad argument in one line, verbatim (no ``(see --help)`` hint,
+    unlike :class:`foundation.cli.ArgumentParser`), and exits with the usage status 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(USAGE_STATUS, f"{self.prog}: error: {message}\n")
 
 
 def _why(name: str, kind: str, text: str, exc: ValueError) -> str:
@@ -109,7 +111,7 @@ def _approx(n: int) -> str:
 
 def _fail(message: str) -> int:
     print(f"python -m annulus.verify: error: {message}", file=sys.stderr)
-    return 2
+    return USAGE_STATUS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -187,4 +189,4 @@ if __name__ == "__main__":
         print("python -m annulus.verify: interrupted", file=sys.stderr)
         sys.exit(130)
     except BrokenPipeError:
-        sys.exit(1)
+        sys.exit(RUNTIME_STATUS)

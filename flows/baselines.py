@@ -31,9 +31,11 @@ import torch
 from flows import data as fdata
 from flows.metrics import bits_per_dim
 from flows.preprocess import pad_to_32
-from flows.provenance import portable_command, provenance
-from flows.runs import write_json
-from flows.scoring import logmeanexp, mean_and_se
+from flows.provenance import provenance
+from flows.scoring import mean_and_se
+from foundation.atomic import write_json
+from foundation.intervals import logmeanexp
+from foundation.provenance import portable_command
 
 LOG_2PI = math.log(2 * math.pi)
 

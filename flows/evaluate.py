@@ -19,17 +19,19 @@ from pathlib import Path
 
 import torch
 
-from flows import cli, runlock, scoring
 from flows import data as fdata
-from flows.provenance import portable_command, provenance
+from flows import devices, runlock, scoring
+from flows.provenance import provenance
 from flows.runs import (
     CONFIG_NAME,
     EVAL_NAME,
     SUMMARY_NAME,
     RunError,
     load_run_state,
-    write_json,
 )
+from foundation import cli, errors
+from foundation.atomic import write_json
+from foundation.provenance import portable_command
 
 PROG = "python -m flows.evaluate"
 MAX_DRAWS = 1000
@@ -52,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=cli.int_range(1, MAX_DRAWS), default=scoring.DEFAULT_DRAWS,
                    help=f"noise draws per image (dequantisation and padding), 1..{MAX_DRAWS}")
     p.add_argument("--seed", type=cli.seed, default=0, help="seed of the noise draws")
-    p.add_argument("--device", type=cli.device, default=cli.default_device())
+    p.add_argument("--device", type=devices.device, default=devices.default_device())
     p.add_argument("--threads", type=cli.threads, default=0)
     return p
 
@@ -86,7 +88,7 @@ def _dir_writable(d: Path) -> bool:
         return False
 
 
-@cli.guard(PROG)
+@errors.guard(PROG)
 @runlock.releasing
 def main(argv: list[str] | None = None) -> int:
     """Evaluate; bad usage: one line, exit 2; unusable run or data: one line, exit 1."""
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args.run)
     in_run = _dir_writable(run_dir)
     if not in_run and args.out is None and not args.n_test:
-        raise cli.UsageError(f"--run {run_dir}: directory not writable (cannot write "
+        raise errors.UsageError(f"--run {run_dir}: directory not writable (cannot write "
                              f"{EVAL_NAME} there); pass --out FILE")
     targets = ([run_dir / EVAL_NAME] if in_run else []) + ([Path(args.out)] if args.out else [])
     for target in targets:  # one writer per file: a second one is refused (exit 1)

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flows import cli, scoring
 from flows import data as fdata
+from flows import scoring
 from flows.runs import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
@@ -29,9 +29,10 @@ from flows.runs import (
     SUMMARY_NAME,
     RunError,
     load_run_state,
-    write_json,
 )
 from flows.weights import SHA_NAME, WEIGHTS_NAME, save_weights
+from foundation import cli, errors
+from foundation.atomic import write_json
 
 PROG = "python -m flows.package"
 REFERENCE_NAME = "reference.json"
@@ -70,7 +71,7 @@ def package(run: Path, out: Path, data_dir: Path | None = None) -> str:
     try:
         summary_obj = json.loads(summary.read_text())
     except (OSError, ValueError) as exc:
-        raise RunError(f"{summary}: cannot read: {cli.one_line(exc)}") from None
+        raise RunError(f"{summary}: cannot read: {errors.one_line(exc)}") from None
     if (out / EVAL_NAME).exists():
         (out / EVAL_NAME).unlink()  # it described other weights
     digest = save_weights(model.state_dict(), out)
@@ -86,12 +87,12 @@ def package(run: Path, out: Path, data_dir: Path | None = None) -> str:
     return digest
 
 
-@cli.guard(PROG)
+@errors.guard(PROG)
 def main(argv: list[str] | None = None) -> int:
     """Package; bad usage: one line, exit 2; an unusable or unfinished run: one line, exit 1."""
     args = build_parser().parse_args(argv)
     if Path(args.run).resolve() == Path(args.out).resolve():
-        raise cli.UsageError("--out must differ from --run")
+        raise errors.UsageError("--out must differ from --run")
     digest = package(Path(args.run), Path(args.out), args.data_dir)
     size = (Path(args.out) / WEIGHTS_NAME).stat().st_size
     print(f"{args.out}: {WEIGHTS_NAME} ({size / 1e6:.2f} MB, sha256 {digest[:12]}..., "

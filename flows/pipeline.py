@@ -52,7 +52,8 @@ from typing import Any
 
 import tomllib
 
-from flows import atomic, cli, runlock
+from flows import runlock
+from foundation import atomic, cli, errors
 
 PROG = "python -m flows.pipeline"
 REPO = Path(__file__).resolve().parents[1]
@@ -84,7 +85,7 @@ def _sub(text: str, env: dict[str, str], where: str) -> str:
     try:
         return text.format(**env)
     except (KeyError, IndexError, ValueError) as exc:
-        raise cli.CommandError(f"{where}: cannot substitute {text!r}: {cli.one_line(exc)}"
+        raise errors.CommandError(f"{where}: cannot substitute {text!r}: {errors.one_line(exc)}"
                                ) from None
 
 
@@ -93,7 +94,7 @@ def load(path: Path, overrides: dict[str, str] | None = None) -> list[Run]:
     try:
         spec = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
-        raise cli.CommandError(f"{path}: not valid TOML ({exc})") from None
+        raise errors.CommandError(f"{path}: not valid TOML ({exc})") from None
     env = {k: str(v) for k, v in spec.get("vars", {}).items()}
     env.update(overrides or {})
     runs: list[Run] = []
@@ -102,15 +103,15 @@ def load(path: Path, overrides: dict[str, str] | None = None) -> list[Run]:
         where = f"{path}: run #{i + 1}"
         name = entry.get("name")
         if not isinstance(name, str) or not name:
-            raise cli.CommandError(f"{where}: missing 'name'")
+            raise errors.CommandError(f"{where}: missing 'name'")
         if name in seen:
-            raise cli.CommandError(f"{where}: duplicate name {name!r}")
+            raise errors.CommandError(f"{where}: duplicate name {name!r}")
         seen.add(name)
         kind = entry.get("kind", "command")
         if kind not in KINDS:
-            raise cli.CommandError(f"{where} ({name}): kind must be one of {KINDS}")
+            raise errors.CommandError(f"{where} ({name}): kind must be one of {KINDS}")
         if "module" not in entry:
-            raise cli.CommandError(f"{where} ({name}): missing 'module'")
+            raise errors.CommandError(f"{where} ({name}): missing 'module'")
         args = shlex.split(_sub(entry.get("args", ""), env, where))
         run = Run(name=name, kind=kind, module=entry["module"], args=args,
                   inputs=[_sub(s, env, where) for s in entry.get("inputs", [])],
@@ -118,7 +119,7 @@ def load(path: Path, overrides: dict[str, str] | None = None) -> list[Run]:
                   code=list(entry.get("code", [])), needs=list(entry.get("needs", [])),
                   note=entry.get("note", ""))
         if not run.outputs:
-            raise cli.CommandError(f"{where} ({name}): no 'outputs'")
+            raise errors.CommandError(f"{where} ({name}): no 'outputs'")
         runs.append(run)
     by_out = {}
     for r in runs:
@@ -135,9 +136,9 @@ def load(path: Path, overrides: dict[str, str] | None = None) -> list[Run]:
                         r.needs.append(writer)
         for dep in r.needs:
             if dep not in order:
-                raise cli.CommandError(f"{path}: {r.name} needs unknown run {dep!r}")
+                raise errors.CommandError(f"{path}: {r.name} needs unknown run {dep!r}")
             if order[dep] >= order[r.name]:
-                raise cli.CommandError(f"{path}: {r.name} needs {dep}, declared after it")
+                raise errors.CommandError(f"{path}: {r.name} needs {dep}, declared after it")
     return runs
 
 
@@ -302,7 +303,7 @@ def select(runs: list[Run], patterns: Sequence[str], deps: bool) -> list[Run]:
     for pat in patterns:
         hit = [r.name for r in runs if fnmatch.fnmatchcase(r.name, pat)]
         if not hit:
-            raise cli.UsageError(f"NAME {pat!r} matches no run (see --list)")
+            raise errors.UsageError(f"NAME {pat!r} matches no run (see --list)")
         chosen.update(hit)
     if deps:
         stack = list(chosen)
@@ -425,14 +426,14 @@ def build_parser() -> cli.ArgumentParser:
     return p
 
 
-@cli.guard(PROG)
+@errors.guard(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
     """Select, plan and execute runs; see the module docstring."""
     args = build_parser().parse_args(argv)
     overrides = {}
     for item in args.set:
         if "=" not in item:
-            raise cli.UsageError(f"--set: expected VAR=VALUE, got {item!r}")
+            raise errors.UsageError(f"--set: expected VAR=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         overrides[k] = v
     runs = load(Path(args.file), overrides)

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flows.cli import CommandError
+from foundation.errors import CommandError
 
 IDX_IMAGES_MAGIC = 2051
 IDX_LABELS_MAGIC = 2049

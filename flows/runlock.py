@@ -2,7 +2,7 @@
 
 ``flows.train`` holds ``OUT/.lock`` while it trains; an experiment holds ``.NAME.lock`` beside its
 output file ``NAME``. A second writer of the same run or file is refused at start with one line
-naming the holder (:class:`LockHeld`, a :class:`flows.cli.CommandError`: exit status 1)::
+naming the holder (:class:`LockHeld`, a :class:`foundation.errors.CommandError`: exit status 1)::
 
     from flows import runlock
 
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flows.cli import CommandError
+from foundation.errors import CommandError
 
 LOCK_NAME = ".lock"
 """The lock file of a run directory."""

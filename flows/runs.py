@@ -21,8 +21,6 @@ from typing import Any
 
 import torch
 
-from flows.atomic import atomic_write_bytes, clean_stale_tmp, write_json
-from flows.cli import MAX_INT, MAX_SEED, CommandError, one_line
 from flows.config import OBJECTIVES, PRESETS, ModelConfig
 from flows.data import DATASETS
 from flows.model import GlowClassifier
@@ -33,12 +31,14 @@ from flows.weights import (
     non_finite_tensors,
     sha256_file,
 )
+from foundation.atomic import atomic_write_bytes
+from foundation.cli import MAX_INT, MAX_SEED
+from foundation.errors import CommandError, one_line
 
 __all__ = [
     "CHECKPOINT_NAME", "CONFIG_NAME", "EVAL_NAME", "LAST_GOOD_NAME", "RunError",
-    "RunNotFoundError", "SUMMARY_NAME", "WEIGHTS_NAME", "atomic_write_bytes", "build_model",
-    "clean_stale_tmp", "init_from_run", "load_checkpoint", "load_run", "load_run_state",
-    "read_config", "save_checkpoint", "write_json",
+    "RunNotFoundError", "SUMMARY_NAME", "WEIGHTS_NAME", "build_model", "init_from_run",
+    "load_checkpoint", "load_run", "load_run_state", "read_config", "save_checkpoint",
 ]
 
 CONFIG_NAME = "config.json"
@@ -59,7 +59,7 @@ class RunNotFoundError(RunError, FileNotFoundError):
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    """``torch.save(state)`` atomically (see :mod:`flows.atomic`)."""
+    """``torch.save(state)`` atomically (see :mod:`foundation.atomic`)."""
     atomic_write_bytes(path, lambda f: torch.save(state, f))
 
 

@@ -35,27 +35,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from annulus.attack import wilson_interval
 from flows.metrics import bits_per_dim
 from flows.preprocess import pad_to_32
+from foundation.intervals import Z95, logmeanexp, logsumexp, wilson_interval
 
 DEFAULT_DRAWS = 8
-Z95 = 1.959963984540054  # two-sided 95% normal quantile (Wilson intervals)
-
-
-def logmeanexp(a: np.ndarray, axis: int) -> np.ndarray:
-    """``log mean exp`` along ``axis``, computed stably in float64."""
-    m = np.max(a, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    out = m + np.log(np.mean(np.exp(a - m), axis=axis, keepdims=True))
-    return np.squeeze(out, axis=axis)
-
-
-def logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
-    """``log sum exp`` along ``axis`` (float64)."""
-    return logmeanexp(a, axis) + math.log(a.shape[axis])
-
-
 @dataclass
 class Scores:
     """Scores of ``N`` images (numpy float64).

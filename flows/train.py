@@ -31,14 +31,14 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from flows import budget, cli, runlock
+from flows import budget, devices, runlock
 from flows import data as fdata
 from flows.config import OBJECTIVES, PRESETS, model_config
 from flows.metrics import bits_per_dim
 from flows.objectives import objective_loss
 from flows.precision import choose_fast_path
 from flows.preprocess import augment, dequantize
-from flows.provenance import portable_command, portable_path, provenance
+from flows.provenance import provenance
 from flows.runs import (
     CHECKPOINT_KEYS,
     CHECKPOINT_NAME,
@@ -47,13 +47,14 @@ from flows.runs import (
     SUMMARY_NAME,
     RunError,
     build_model,
-    clean_stale_tmp,
     init_from_run,
     load_checkpoint,
     save_checkpoint,
-    write_json,
 )
 from flows.schedule import SCHEDULES, lr_at, resolve_schedule
+from foundation import cli, errors
+from foundation.atomic import clean_stale_tmp, write_json
+from foundation.provenance import portable_command, portable_path
 
 PROG = "python -m flows.train"
 INIT_BATCH = 512  # images for the data-dependent actnorm initialisation
@@ -64,7 +65,7 @@ RESUME_KEYS = ("dataset", "objective", "preset", "epochs", "batch_size", "seed",
 
 
 def default_device() -> str:
-    return cli.default_device()
+    return devices.default_device()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", dest="augment", action="store_false")
     p.add_argument("--bg-seed", type=cli.seed, default=fdata.DEFAULT_BG_SEED,
                    help="seed of the BG-MNIST background assignment")
-    p.add_argument("--device", type=cli.device, default=default_device())
+    p.add_argument("--device", type=devices.device, default=default_device())
     p.add_argument("--amp", choices=("auto", "none", "bf16"), default="auto",
                    help="auto: bf16 coupling networks where bf16 is native (CUDA, AVX512-BF16/AMX)")
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
@@ -117,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fail(msg: str) -> SystemExit:
-    return SystemExit(f"{PROG}: error: {cli.one_line(msg)}")
+    return SystemExit(f"{PROG}: error: {errors.one_line(msg)}")
 
 
 def check_out_dir(out: Path, resume: bool, rank: int) -> None:
@@ -125,9 +126,9 @@ def check_out_dir(out: Path, resume: bool, rank: int) -> None:
     one, ``train_summary.json`` must be readable; stale temporary files are removed."""
     ckpt_path = out / CHECKPOINT_NAME
     if resume and not ckpt_path.is_file():
-        raise cli.UsageError(f"--resume: no checkpoint {ckpt_path} to continue from")
+        raise errors.UsageError(f"--resume: no checkpoint {ckpt_path} to continue from")
     if not resume and ckpt_path.exists():
-        raise cli.UsageError(f"{ckpt_path} exists; pass --resume to continue or choose another "
+        raise errors.UsageError(f"{ckpt_path} exists; pass --resume to continue or choose another "
                              "--out")
     summary = out / SUMMARY_NAME
     if summary.exists():
@@ -190,7 +191,7 @@ def stop_non_finite(what: str, epoch: int, step: int, out: Path, rank: int, good
         save_checkpoint(out / LAST_GOOD_NAME, good)
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-    raise cli.CommandError(f"non-finite {what} at epoch {epoch + 1} step {step}; last good "
+    raise errors.CommandError(f"non-finite {what} at epoch {epoch + 1} step {step}; last good "
                            f"state (step {good['step']}) saved to {out / LAST_GOOD_NAME}")
 
 
@@ -311,7 +312,7 @@ def _train(args: argparse.Namespace) -> dict:
     ckpt_path = out / CHECKPOINT_NAME
     check_out_dir(out, args.resume, rank)
     if args.epochs < 1 or args.batch_size < 1:
-        raise cli.UsageError("--epochs and --batch-size must be positive")
+        raise errors.UsageError("--epochs and --batch-size must be positive")
     try:
         fast = choose_fast_path(device, args.amp, args.channels_last, args.compile, args.fast)
     except ValueError as exc:
@@ -346,7 +347,7 @@ def _train(args: argparse.Namespace) -> dict:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-            raise RunError(f"{ckpt_path}: cannot resume from it: {cli.one_line(exc)[:300]}"
+            raise RunError(f"{ckpt_path}: cannot resume from it: {errors.one_line(exc)[:300]}"
                            ) from None
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
         config["init_from"] = old.get("init_from")
@@ -475,7 +476,7 @@ def _train(args: argparse.Namespace) -> dict:
     return summary
 
 
-@cli.guard(PROG)
+@errors.guard(PROG)
 def main(argv: list[str] | None = None) -> int:
     """Parse (bad usage: one line, exit 2), train (expected failures: one line, exit 1)."""
     args = build_parser().parse_args(argv)

@@ -21,8 +21,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from flows.atomic import write_bytes, write_text
-from flows.cli import CommandError, one_line
+from foundation.atomic import write_bytes, write_text
+from foundation.errors import CommandError, one_line
 
 WEIGHTS_NAME = "model.safetensors"
 SHA_NAME = "model.sha256"

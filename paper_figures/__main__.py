@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from flows import atomic, cli
+from foundation import atomic, cli, errors
 from paper_figures.registry import BY_NAME, ITEMS, Context, run_item
 
 PROG = "python -m paper_figures"
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@cli.guard(PROG)
+@errors.guard(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the requested items; see the module docstring for the exit statuses."""
     args = build_parser().parse_args(argv)

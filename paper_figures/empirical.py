@@ -15,7 +15,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from flows.experiments import paper_numbers as pn
+from foundation import paper_numbers as pn
 from paper_figures import style
 
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows import atomic
-from flows.experiments import paper_numbers as pn
+from foundation import atomic
+from foundation import paper_numbers as pn
 from paper_figures.empirical import label, run_config, scale_text
 
 MISSING = "-"

@@ -42,7 +42,7 @@ from annulus.proposition import (
     minimal_dimension_exact,
     minimal_dimension_search,
 )
-from flows import atomic
+from foundation import atomic
 from paper_figures import style
 
 LN10 = math.log(10)

@@ -52,7 +52,7 @@ import mpmath
 import numpy as np
 import torch
 
-from annulus.attack import attack, wilson_interval
+from annulus.attack import attack
 from annulus.certificate import build_certificate
 from annulus.construction import Construction, JointModel
 from annulus.numeric import log_num, num
@@ -64,8 +64,9 @@ from annulus.proposition import (
     minimal_dimension_search,
 )
 from annulus.sampling import sample
-from flows import cli
-from flows.experiments.provenance import Provenance, write_json
+from flows.provenance import Provenance, write_result
+from foundation import cli, errors
+from foundation.intervals import wilson_interval
 
 MODULE = "flows.experiments.annulus_flow"
 PROG = f"python -m {MODULE}"
@@ -228,7 +229,7 @@ def success_predicate(table: PieceTable, delta: float, Delta: float, r_x: np.nda
 
 
 def rate(k: int, n: int) -> dict[str, Any]:
-    """``{k, n, rate, wilson99}`` (``annulus.attack.wilson_interval``, 99%)."""
+    """``{k, n, rate, wilson99}`` (``foundation.intervals.wilson_interval``, 99%)."""
     lo, hi = wilson_interval(int(k), int(n))
     return {"k": int(k), "n": int(n), "rate": k / n if n else None, "wilson99": [lo, hi]}
 
@@ -550,7 +551,7 @@ def run(cfg: Config, progress: bool = False) -> dict[str, Any]:
                               "y_q(xbar) != y_p(xbar) = y_p(x), q(y_p(xbar)|xbar) <= delta, "
                               "p(y_p(xbar)|xbar) >= 1-delta, ||x - xbar|| < Delta, "
                               "log q(xbar) >= lower median of log q(X), X ~ p (n_eval draws)",
-        "intervals": "rates: 99% Wilson (annulus.attack.wilson_interval); means: +- 1 s.e.",
+        "intervals": "rates: 99% Wilson (foundation.intervals.wilson_interval); means: +- 1 s.e.",
         "dims": rows,
         "cpu_minutes_total": sum(r["cpu_minutes"] for r in rows),
     }
@@ -586,20 +587,20 @@ def config_from_args(args: Any) -> Config:
     return replace(cfg, dims=dims, seed=args.seed, flow=flow, eval=ev)
 
 
-@cli.guard(PROG)
+@errors.guard(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.dims and len(set(args.dims)) != len(args.dims):
-        raise cli.UsageError("--dims: each dimension at most once")
+        raise errors.UsageError("--dims: each dimension at most once")
     if args.dims and max(args.dims) > 4096:
-        raise cli.UsageError("--dims: at most 4096 (the flow would not train in minutes)")
+        raise errors.UsageError("--dims: at most 4096 (the flow would not train in minutes)")
     cfg = config_from_args(args)
     torch.set_num_threads(1)
     prov = Provenance(seed=cfg.seed, run_dir=None, run_config=None, device="cpu",
                       argv=list(sys.argv[1:] if argv is None else argv), module=MODULE)
     result = run(cfg, progress=not args.quiet)
     result["provenance"] = prov.finish()
-    write_json(result, args.out)
+    write_result(args.out, result)
     if not args.quiet:
         print(f"wrote {args.out} ({result['cpu_minutes_total']:.2f} CPU min)")
     return 0

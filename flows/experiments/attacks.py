@@ -81,10 +81,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from flows import cli
 from flows.experiments import common
 from flows.experiments.cw import cw_l2
-from flows.experiments.provenance import Provenance, write_json
+from flows.provenance import Provenance, write_result
+from foundation import cli, errors
+from foundation.intervals import logsumexp
 
 ATTACKS = ("cw", "cw-det", "cw-cont", "boundary", "boundary-det")
 BOUNDS = (-0.5, 0.5)
@@ -290,16 +291,11 @@ def calibrate_margins(draw: common.FixedDraw, k: torch.Tensor, y: np.ndarray,
         return z[rows, y] - o.max(1)
 
     d = np.abs(gap(zf) - gap(zs))
-    bf = common.bits_per_dim(_logsumexp(zf), int(draw.model.data_dims))
+    bf = common.bits_per_dim(logsumexp(zf, axis=1), int(draw.model.data_dims))
     m = np.maximum(0.0, scores.bpd - bf)
     return {"kappa_nats": float(np.percentile(d, 90)), "margin_bpd": float(np.percentile(m, 90)),
             "gap_abs_diff_median": float(np.median(d)), "bpd_S_minus_fixed_median":
             float(np.median(scores.bpd - bf))}
-
-
-def _logsumexp(z: np.ndarray) -> np.ndarray:
-    m = z.max(1, keepdims=True)
-    return (m + np.log(np.exp(z - m).sum(1, keepdims=True)))[:, 0]
 
 
 def evaluate(model: nn.Module, k_orig: torch.Tensor, labels: np.ndarray, adv_k: torch.Tensor,
@@ -484,7 +480,7 @@ def parse_attacks(text: str) -> list[str]:
     names = [a.strip() for a in text.split(",") if a.strip()]
     bad = [a for a in names if a not in ATTACKS]
     if bad or not names:
-        raise common.UserInputError(
+        raise errors.UsageError(
             f"--attacks: unknown attack(s) {bad}; choose from {', '.join(ATTACKS)}")
     return names
 
@@ -503,7 +499,8 @@ def _choose_starts(draw: common.FixedDraw, images: torch.Tensor, pool: np.ndarra
                        for i in range(0, len(cand), 250)]).cpu().numpy() if len(cand) else \
             np.zeros((0, c))
     a, b = common.bpd_affine(int(draw.model.data_dims))
-    acc = np.ones(len(cand), bool) if t_bpd is None else (a * _logsumexp(z) + b <= t_bpd - m_bpd)
+    acc = (np.ones(len(cand), bool) if t_bpd is None
+           else (a * logsumexp(z, axis=1) + b <= t_bpd - m_bpd))
     start = np.full(len(y), -1, dtype=np.int64)
     target = np.full(len(y), -1, dtype=np.int64)
     for i, yy in enumerate(y):
@@ -546,7 +543,7 @@ def run_attacks(run: common.ScoredRun, args: argparse.Namespace,
         common.PAPER_EPS_L2["cifar10" if dataset == "cifar10" else "mnist"]
     pool = np.flatnonzero((sc.pred == labels) & common.accepted(bpd_test, t_used))
     if len(pool) < args.n_images:
-        raise common.UserInputError(
+        raise errors.UsageError(
             f"--n-images {args.n_images}: only {len(pool)} correctly classified, accepted test "
             f"images among the first {len(labels)}")
     rng = np.random.default_rng(args.seed)
@@ -762,12 +759,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def checkpoint(partial: dict[str, Any]) -> None:
         partial = {k: v for k, v in partial.items() if not k.startswith("_")}
-        write_json(partial | {"provenance": prov.finish()}, args.out)
+        write_result(args.out, partial | {"provenance": prov.finish()})
 
     result = run_attacks(run, args, checkpoint)
     k_att, advs = result.pop("_k"), result.pop("_advs")
     result["provenance"] = prov.finish()
-    write_json(result, args.out)
+    write_result(args.out, result)
     png = common.resolve_png_dir(args.png_dir)
     if png is not None:
         plot(json.loads(Path(args.out).read_text()), png)

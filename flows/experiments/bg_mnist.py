@@ -37,11 +37,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from flows import cli
-from flows.experiments import common, interpolation, paper_numbers
-from flows.experiments.provenance import Provenance, write_json
-from flows.provenance import portable_path
+from flows.experiments import common, interpolation
+from flows.provenance import Provenance, write_result
 from flows.scoring import Scores
+from foundation import cli, errors, paper_numbers
+from foundation.provenance import portable_path
 
 MODULE = "flows.experiments.bg_mnist"
 
@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     common.set_seed(args.seed)
     if not args.run:
-        raise common.UserInputError("--run: give at least one run directory")
+        raise errors.UsageError("--run: give at least one run directory")
     prov = Provenance(seed=args.seed, run_dir=None, run_config=None, device=args.device,
                       argv=argv, module=MODULE)
     rows, configs = [], []
@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         c = int(model.num_classes)
         k = args.samples_per_class
         if not hasattr(model, "sample"):
-            raise common.UserInputError("the model has no sample(); cannot draw Figure 5")
+            raise errors.UsageError("the model has no sample(); cannot draw Figure 5")
         samples = torch.stack([model.sample(k, yy, args.temperature).cpu() for yy in range(c)])
         samples = common.to_grid(samples)  # a sample is shown and scored as an 8-bit image
         ss = common.score(model, samples.flatten(0, 1), draws=args.draws, seed=args.seed + 2,
@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     prov.run_config = configs  # type: ignore[assignment]
     result["provenance"] = prov.finish()
-    write_json(result, args.out)
+    write_result(args.out, result)
     if png is not None:
         plot(json.loads(Path(args.out).read_text()), png)
     print(f"-> {args.out}")

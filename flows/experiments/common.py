@@ -39,10 +39,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from annulus.attack import wilson_interval
-from flows import cli, scoring
-from flows.experiments import paper_numbers
+from flows import devices, scoring
 from flows.scoring import Scores
+from foundation import cli, errors, paper_numbers
+from foundation.intervals import Z95, wilson_interval
 
 PAPER_THRESHOLD_BPD: dict[str, float] = paper_numbers.THRESHOLD_BPD
 """Paper App. B detection thresholds in bits/dim."""
@@ -63,14 +63,11 @@ NUM_BINS = 256
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-class UserInputError(cli.UsageError):
-    """Bad command-line input: one stderr line naming the argument, exit status 2."""
-
-
 def cli_main(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
     """Wrap an experiment's ``main``: usage errors exit 2, expected runtime errors exit 1.
 
-    Always one ``PROG: error: ...`` line on stderr and no traceback (:func:`flows.cli.guard`).
+    Always one ``PROG: error: ...`` line on stderr and no traceback
+    (:func:`foundation.errors.guard`).
     """
     spec = main.__globals__.get("__spec__")  # __module__ is "__main__" under -m
     name = spec.name if spec is not None and spec.name != "__main__" else main.__module__
@@ -79,11 +76,11 @@ def cli_main(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[
     from flows import runlock
 
     # the output's lock (replot_or_require_run) is held until the command ends
-    return cli.guard(f"python -m {name}", runtime=(RuntimeError, ValueError))(
+    return errors.guard(f"python -m {name}", runtime=(RuntimeError, ValueError))(
         runlock.releasing(main))
 
 
-# -- argument types (flows.cli) ----------------------------------------------------------------
+# -- argument types (foundation.cli) -------------------------------------------------------------
 positive_int = cli.positive_int
 non_negative_int = cli.non_negative_int
 positive_float = cli.positive_float
@@ -116,7 +113,7 @@ def experiment_parser(module: str, description: str, *, many_runs: bool = False,
         p.add_argument("--dataset", default=None, help="override the dataset of the run config")
     p.add_argument("--cache-dir", type=cli.output_dir, default=None,
                    help="cache test-set scores here (.npz)")
-    p.add_argument("--device", type=cli.device, default="cpu")
+    p.add_argument("--device", type=devices.device, default="cpu")
     p.add_argument("--threads", type=cli.threads, default=0, help="torch threads (0: default)")
     p.add_argument("--replot", type=cli.existing_file, default=None,
                    help="re-draw PNGs from a stored JSON, no model")
@@ -130,16 +127,17 @@ def replot_or_require_run(args: argparse.Namespace,
         torch.set_num_threads(args.threads)
     if args.replot:
         if not args.png_dir:
-            raise UserInputError("--replot needs --png-dir")
+            raise errors.UsageError("--replot needs --png-dir")
         try:
             res = json.loads(Path(args.replot).read_text())
         except json.JSONDecodeError as exc:
-            raise cli.CommandError(f"{args.replot}: not valid JSON ({exc})") from None
+            raise errors.CommandError(f"{args.replot}: not valid JSON ({exc})") from None
         plot(res, args.png_dir)
         return True
     if not args.run or not args.out:
-        raise UserInputError("--run and --out are required")
-    from flows import atomic, runlock  # one writer per output file (a second: exit 1)
+        raise errors.UsageError("--run and --out are required")
+    from flows import runlock  # one writer per output file (a second: exit 1)
+    from foundation import atomic
 
     runlock.acquire(runlock.file_lock_path(args.out), args.out)
     atomic.clean_stale_tmp(Path(args.out).parent)  # temporaries of killed earlier writers
@@ -164,9 +162,9 @@ def dataset_of(config: dict[str, Any] | None, override: str | None = None) -> st
         if name is None and isinstance(config.get("data"), dict):
             name = config["data"].get("dataset") or config["data"].get("name")
     if name is None:
-        raise UserInputError("cannot tell the run's dataset from its config; pass --dataset")
+        raise errors.UsageError("cannot tell the run's dataset from its config; pass --dataset")
     if name not in DATASETS:
-        raise UserInputError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+        raise errors.UsageError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     return str(name)
 
 
@@ -185,7 +183,7 @@ def load_run_checked(
     try:
         model, config, state = load_run_state(run_dir, map_location=device)
     except RunNotFoundError as exc:
-        raise UserInputError(f"--run: {exc}") from None
+        raise errors.UsageError(f"--run: {exc}") from None
     return model.to(device).eval(), {**(config or {}), "weights": state["weights"]}
 
 
@@ -210,7 +208,8 @@ def load_test_images(
     try:
         images, labels = load_split(dataset, split, data_dir=data_dir, **kwargs)
     except (OSError, RuntimeError) as exc:  # missing files, flows.data.DataFileError
-        raise cli.CommandError(f"cannot load {dataset}/{split}: {cli.one_line(exc)}") from None
+        raise errors.CommandError(
+            f"cannot load {dataset}/{split}: {errors.one_line(exc)}") from None
     if n is not None:
         images, labels = images[:n], labels[:n]
     k = pad_to_32(torch.as_tensor(images)).to(torch.uint8).contiguous()
@@ -363,7 +362,7 @@ def score_cached(model: nn.Module, images: torch.Tensor, *, run_dir: str | os.Pa
                  cache_dir: str | os.PathLike[str] | None, batch_size: int = 250,
                  device: str = "cpu") -> Scores:
     """:func:`score`, stored as ``.npz`` under ``cache_dir`` (keyed by run, data, draws, seed)."""
-    from flows import atomic
+    from foundation import atomic
 
     path = None
     if cache_dir:
@@ -395,7 +394,7 @@ def pct_ci(k: int, n: int) -> dict[str, Any]:
     k, n = int(k), int(n)
     if n == 0:
         return {"k": 0, "n": 0, "pct": None, "wilson95_pct": None}
-    lo, hi = wilson_interval(k, n, z=scoring.Z95)
+    lo, hi = wilson_interval(k, n, z=Z95)
     pct = 100.0 * k / n
     # clamp rounding noise (k = 0 or n give an end of the interval at the estimate itself)
     return {"k": k, "n": n, "pct": pct,
@@ -462,10 +461,10 @@ def thresholds(bpd_test: np.ndarray, dataset: str) -> dict[str, dict[str, Any]]:
 def pick_threshold(ths: dict[str, dict[str, Any]], rule: str) -> float:
     """``T`` for ``rule`` in {"paper", "quantile"}; error when the paper gives none."""
     if rule not in ths:
-        raise UserInputError(f"--threshold: unknown rule {rule!r}; use 'paper' or 'quantile'")
+        raise errors.UsageError(f"--threshold: unknown rule {rule!r}; use 'paper' or 'quantile'")
     t = ths[rule]["T_bpd"]
     if t is None:
-        raise UserInputError(f"--threshold: rule {rule!r} has no value for this dataset")
+        raise errors.UsageError(f"--threshold: rule {rule!r} has no value for this dataset")
     return float(t)
 
 
@@ -491,7 +490,7 @@ def resolve_png_dir(png_dir: str | os.PathLike[str] | None) -> Path | None:
 
 
 def savefig(fig: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
-    """Save a matplotlib figure atomically (:func:`flows.atomic.savefig`)."""
-    from flows import atomic
+    """Save a matplotlib figure atomically (:func:`foundation.atomic.savefig`)."""
+    from foundation import atomic
 
     return atomic.savefig(fig, path, **kwargs)

@@ -47,10 +47,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from flows import cli
 from flows.experiments import common
-from flows.experiments.provenance import Provenance, write_json
+from flows.provenance import Provenance, write_result
 from flows.scoring import Scores
+from foundation import cli, errors
 
 MODULE = "flows.experiments.interpolation"
 
@@ -60,7 +60,7 @@ def select_pairs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``n_pairs`` random ``(i0, i1)`` from ``pool`` with different labels (no repeated pair)."""
     if len(np.unique(labels[pool])) < 2:
-        raise common.UserInputError("need accepted, correct test images of two classes")
+        raise errors.UsageError("need accepted, correct test images of two classes")
     seen: set[tuple[int, int]] = set()
     i0, i1 = [], []
     tries = 0
@@ -178,9 +178,9 @@ def run_interpolation(
     Returns (result, raw curves [P, A]).
     """
     if n_pairs <= 0:
-        raise common.UserInputError(f"--n-pairs: expected >= 1, got {n_pairs}")
+        raise errors.UsageError(f"--n-pairs: expected >= 1, got {n_pairs}")
     if n_alphas < 3:
-        raise common.UserInputError(f"--n-alphas: expected >= 3, got {n_alphas}")
+        raise errors.UsageError(f"--n-alphas: expected >= 3, got {n_alphas}")
     labels = y_test.numpy()
     bpd_test = test_scores.bpd
     ths = common.thresholds(bpd_test, dataset)
@@ -330,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size, draws=args.draws, device=args.device,
     )
     result["provenance"] = prov.finish()
-    write_json(result, args.out)
+    write_result(args.out, result)
     png = common.resolve_png_dir(args.png_dir)
     if png is not None:
         stored = json.loads(Path(args.out).read_text())

@@ -30,7 +30,7 @@ min, max, p01..p99); ``gap``: summary of ``g`` in nats plus ``share_negative`` (
 list of ``{delta, margin_nats, margin_log10, share_gap_at_least_margin, gap_at_least_margin
 (Wilson), margin_over_std}``; ``histogram``: ``bin_edges`` (nats, shared) and ``counts_true``,
 ``counts_wrong`` (Fig. 3); ``gap_histogram``: ``bin_edges``, ``counts``; ``provenance`` (see
-``provenance.py``).
+``flows/provenance.py``).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from flows.experiments import common
-from flows.experiments.provenance import Provenance, write_json
+from flows.provenance import Provenance, write_result
 from flows.scoring import Scores
 
 MODULE = "flows.experiments.likelihood_gap"
@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prov.run_config = run.config
     result = analyse(run.scores, run.y.numpy(), run.dataset)
     result["provenance"] = prov.finish()
-    write_json(result, args.out)
+    write_result(args.out, result)
     if args.png_dir:
         plot(json.loads(Path(args.out).read_text()), args.png_dir)
     g = result["gap"]

@@ -12,11 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flows import cli
-from flows.experiments import paper_numbers
+from foundation import cli, errors, paper_numbers
 
 PAPER_TABLE2 = paper_numbers.TABLE2
-"""Paper Table 2 (single source: ``flows.experiments.paper_numbers``)."""
+"""Paper Table 2 (single source: ``foundation.paper_numbers``)."""
 
 PAPER_FIG4 = {
     "mnist": "likelihood drops between the images; 0.5% of 1487 paths stay accepted",
@@ -33,15 +32,17 @@ def _no_nan(token: str) -> float:
 
 def _load(d: Path) -> list[dict[str, Any]]:
     """Every ``*.json`` of ``d``: an experiment result (a JSON object whose ``experiment`` is
-    the folder's name, finite numbers), else a :class:`flows.cli.CommandError` naming the file."""
+    the folder's name, finite numbers), else a :class:`foundation.errors.CommandError` naming
+    the file."""
     out = []
     for p in sorted(d.glob("*.json")):
         try:
             res = json.loads(p.read_text(), parse_constant=_no_nan)
         except (json.JSONDecodeError, ValueError, OSError) as exc:
-            raise cli.CommandError(f"{p}: not a valid result JSON ({cli.one_line(exc)})") from None
+            raise errors.CommandError(
+                f"{p}: not a valid result JSON ({errors.one_line(exc)})") from None
         if not isinstance(res, dict) or res.get("experiment") != d.name:
-            raise cli.CommandError(f"{p}: not a {d.name} result (no \"experiment\": "
+            raise errors.CommandError(f"{p}: not a {d.name} result (no \"experiment\": "
                                    f"\"{d.name}\" object)")
         out.append(res | {"_file": str(p)})
     return out
@@ -215,11 +216,12 @@ def build(root: Path) -> str:
     """All tables from ``root`` (``results``); a malformed result names its file (exit 1)."""
     try:
         return _build(root)
-    except cli.CommandError:
+    except errors.CommandError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        raise cli.CommandError(f"{root}: a result file lacks what the tables need "
-                               f"({cli.one_line(exc)}); see the experiments' docstrings") from None
+        raise errors.CommandError(
+            f"{root}: a result file lacks what the tables need "
+            f"({errors.one_line(exc)}); see the experiments' docstrings") from None
 
 
 def _build(root: Path) -> str:
@@ -252,14 +254,14 @@ def build_parser() -> cli.ArgumentParser:
     return p
 
 
-@cli.guard(PROG)
+@errors.guard(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
     """Print (and with ``--out`` write, atomically) the tables."""
     args = build_parser().parse_args(argv)
     text = build(Path(args.results))
     print(text, end="")
     if args.out:
-        from flows import atomic
+        from foundation import atomic
 
         atomic.write_text(args.out, text)
     return 0

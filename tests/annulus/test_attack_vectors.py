@@ -18,7 +18,6 @@ from annulus.attack import (
     check_vectors,
     exact_median_rank,
     run_sampling,
-    wilson_interval,
 )
 from annulus.certificate import build_certificate
 from annulus.construction import Construction
@@ -26,6 +25,7 @@ from annulus.pieces import PieceTable
 from annulus.proposition import Params
 from annulus.sampling import sample_arrays
 from annulus.symbolic_attack import derive
+from foundation.intervals import wilson_interval
 
 PAPER = Params(Fraction("0.1"), Fraction("0.001"), Fraction("0.1"))
 

@@ -12,6 +12,7 @@ import torch
 from flows import scoring
 from flows.experiments import common
 from flows.metrics import bits_per_dim
+from foundation import errors
 
 
 def test_log_px_at_bpd_inverts_bits_per_dim() -> None:
@@ -78,7 +79,7 @@ def test_quantile_threshold_is_never_the_test_maximum() -> None:
     assert th["paper"]["recall_test"]["k"] == int(np.sum(bpd <= 1.4))
     th = common.thresholds(bpd, "bg-mnist-0")
     assert th["paper"]["T_bpd"] is None
-    with pytest.raises(common.UserInputError):
+    with pytest.raises(errors.UsageError):
         common.pick_threshold(th, "paper")
 
 
@@ -104,14 +105,14 @@ def test_tiny_model_is_a_classifier(tiny_model, data_dir) -> None:
 
 
 def test_missing_run_is_a_user_error(tmp_path) -> None:
-    with pytest.raises(common.UserInputError):
+    with pytest.raises(errors.UsageError):
         common.load_run_checked(tmp_path / "nope")
     (tmp_path / "r").mkdir()
-    with pytest.raises(common.UserInputError, match="--run"):
+    with pytest.raises(errors.UsageError, match="--run"):
         common.load_run_checked(tmp_path / "r")
-    with pytest.raises(common.UserInputError):
+    with pytest.raises(errors.UsageError):
         common.dataset_of({}, None)
-    with pytest.raises(common.UserInputError):
+    with pytest.raises(errors.UsageError):
         common.dataset_of({"dataset": "svhn"}, None)
 
 
@@ -128,7 +129,7 @@ def test_checkpoint_is_loaded_weights_only(tiny_run, tmp_path) -> None:
 
 
 def test_recorded_paths_are_repo_relative_or_under_home() -> None:
-    from flows.provenance import portable_command, portable_path
+    from foundation.provenance import portable_command, portable_path
 
     inside = common.REPO_ROOT / "results" / "x.json"
     assert portable_path(str(inside)) == "results/x.json"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from flows import cli, pipeline
+from flows import pipeline
+from foundation import errors
 
 
 def _write(tmp: Path, body: str) -> Path:
@@ -46,7 +47,7 @@ def test_dependencies_are_inferred_from_inputs_and_outputs(tmp_path) -> None:
     assert runs[1].needs == ["step/b"] and runs[0].needs == []
     assert [r.name for r in pipeline.select(runs, ["step/c"], deps=True)] == ["step/b", "step/c"]
     assert [r.name for r in pipeline.select(runs, ["step/c"], deps=False)] == ["step/c"]
-    with pytest.raises(cli.UsageError):
+    with pytest.raises(errors.UsageError):
         pipeline.select(runs, ["nope/*"], deps=True)
 
 

@@ -1,4 +1,5 @@
-"""flows.cli: argument types, one-line errors and exit statuses shared by every entry point."""
+"""foundation.cli, foundation.errors and flows.devices: argument types, one-line errors and exit
+statuses shared by every entry point."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from flows import cli
+from flows import devices
+from foundation import cli, errors
 
 
 @pytest.mark.parametrize("parse, good, bad", [
@@ -30,15 +32,15 @@ def test_number_types(parse, good: list[str], bad: list[str]) -> None:
 
 
 def test_device_type() -> None:
-    assert cli.device("cpu") == cli.device(" cpu:0 ") == "cpu"
+    assert devices.device("cpu") == devices.device(" cpu:0 ") == "cpu"
     for bad in ("meta", "foo", "cpu:7", "", "mps", "cuda:99"):
         if bad == "cuda:99" and torch.cuda.device_count() > 99:
             continue
         with pytest.raises(argparse.ArgumentTypeError, match="device|CUDA"):
-            cli.device(bad)
+            devices.device(bad)
     if not torch.cuda.is_available():
         with pytest.raises(argparse.ArgumentTypeError, match="CUDA is not available"):
-            cli.device("cuda")
+            devices.device("cuda")
 
 
 def test_path_types(tmp_path: Path) -> None:
@@ -64,14 +66,14 @@ def test_path_types(tmp_path: Path) -> None:
 
 def test_guard_statuses_and_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     def make(exc: BaseException):
-        @cli.guard("prog")
+        @errors.guard("prog")
         def main(argv=None) -> int:
             raise exc
 
         return main
 
-    cases = [(cli.UsageError("--a and --b\nexclude each other"), 2),
-             (cli.CommandError("x.json: broken"), 1),
+    cases = [(errors.UsageError("--a and --b\nexclude each other"), 2),
+             (errors.CommandError("x.json: broken"), 1),
              (OSError(errno.ENOSPC, "No space left on device", "/r/x.json"), 1)]
     for exc, status in cases:
         with pytest.raises(SystemExit) as info:

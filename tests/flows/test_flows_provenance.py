@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import provenance
+from foundation import provenance
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from flows import atomic
 from flows import evaluate as feval
 from flows import train as ftrain
 from flows.runs import RunError, load_run, save_checkpoint
+from foundation import atomic
 
 
 def _train_args(data: Path, out: Path, *extra: str) -> list[str]:

@@ -19,12 +19,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from flows import atomic, pipeline, runlock
 from flows import evaluate as feval
+from flows import pipeline, runlock
 from flows import train as ftrain
 from flows.config import model_config
 from flows.experiments import likelihood_gap
 from flows.runs import RunError, build_model, read_config, save_checkpoint
+from foundation import atomic
 from paper_figures import theory
 
 REPO = Path(__file__).resolve().parents[2]

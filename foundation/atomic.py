@@ -1,9 +1,10 @@
-"""The one way this package writes files: atomically (temporary file, fsync, ``os.replace``).
+"""The one way this project writes files: atomically (temporary file, fsync, ``os.replace``).
 
-Every file written by ``flows``, ``flows.experiments`` and ``paper_figures`` (result JSON, caches,
-checkpoints, tables, figures) goes through :func:`atomic_write_bytes`, so a reader sees either the
-old complete file or the new complete file, never a partial one -- also on a full disk (the write
-fails, the old file stays) and after ``kill -9`` (at most a temporary file is left behind).
+Every file written by ``annulus``, ``flows`` and ``paper_figures`` (result JSON, caches,
+checkpoints, tables, figures, saved attack vectors) goes through :func:`atomic_write_bytes`, so a
+reader sees either the old complete file or the new complete file, never a partial one -- also on
+a full disk (the write fails, the old file stays) and after ``kill -9`` (at most a temporary file
+is left behind).
 
 Temporary files are named ``.NAME.PID.RANDOM.tmp`` beside the target. A writer removes the stale
 ones of its target before writing (those whose PID is no longer running on this host, and
@@ -13,7 +14,7 @@ temporaries of the older ``.NAME.RANDOM.tmp`` form that are more than an hour ol
 Written files have the mode ``open()`` would give them, ``0o666 & ~umask`` (e.g. ``0644`` under
 umask ``022``), not the ``0600`` of :func:`tempfile.mkstemp`.
 
-Only the standard library is imported here (no torch), so ``paper_figures`` stays light.
+Only the standard library is imported here (no torch), so every package can use it.
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
-"""Shared command-line helpers: argument types, one-line errors, exit statuses.
-
-Conventions of every entry point of this project (``flows.train``, ``flows.evaluate``,
-``flows.experiments.*``, ``paper_figures``):
-
-* bad usage (an invalid number, device or path, contradictory flags) is answered **before any
-  work** with one stderr line ``PROG: error: ...`` naming the argument, and exit status **2**;
-* an expected runtime failure (a corrupt or missing data file, an unreadable run directory, a
-  full disk) gives one line ``PROG: error: ...`` naming the file, and exit status **1**;
-* never a traceback for either.
+"""Command-line parsing shared by every entry point: a one-line-error ``ArgumentParser`` and
+torch-free argument types (numbers, seeds, paths).
 
 Usage::
 
-    from flows import cli
+    from foundation import cli, errors
 
     def build_parser() -> cli.ArgumentParser:
         p = cli.ArgumentParser(prog="python -m flows.thing")
@@ -19,37 +11,34 @@ Usage::
         p.add_argument("--steps", type=cli.positive_int, default=100)
         p.add_argument("--seed", type=cli.seed, default=0)
         p.add_argument("--eps", type=cli.float_range(0.0, None, lo_open=True), required=True)
-        p.add_argument("--device", type=cli.device, default=cli.default_device())
         p.add_argument("--run", type=cli.existing_dir, required=True)
         p.add_argument("--out", type=cli.output_file, required=True)
         return p
 
-    @cli.guard("python -m flows.thing")
+    @errors.guard("python -m flows.thing")
     def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         if args.a and args.b:
-            raise cli.UsageError("--a and --b exclude each other")     # exit 2
-        ...  # raise cli.CommandError("x.json: ...") for runtime failures  (exit 1)
+            raise errors.UsageError("--a and --b exclude each other")     # exit 2
+        ...  # raise errors.CommandError("x.json: ...") for runtime failures  (exit 1)
         return 0
 
-:class:`ArgumentParser` prints argparse's errors as one line (exit 2). :func:`guard` turns
-:class:`UsageError` into exit 2 and :class:`CommandError` (the base of
-``flows.readers.DataFileError`` and ``flows.runs.RunError``) and ``OSError`` into exit 1; more
-exception types can be added per entry point. Both exits are :class:`CLIExit`, a ``SystemExit``
-whose ``str()`` is the printed line (so ``pytest.raises(SystemExit, match=...)`` sees it).
+:class:`ArgumentParser` prints argparse's errors as one line (exit 2, no usage dump). The device
+argument types need torch and live in ``flows.devices``; exit statuses and the error types in
+:mod:`foundation.errors`. Only the standard library is imported here.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import os
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import NoReturn
+
+from foundation.errors import USAGE_STATUS, exit_with
 
 MAX_INT = 2**63 - 1
 """Largest integer accepted by the integer types (torch's int64)."""
@@ -57,81 +46,16 @@ MAX_INT = 2**63 - 1
 MAX_SEED = 2**32 - 1
 """Seeds are in ``[0, 2**32 - 1]`` (numpy's limit; derived per-epoch seeds stay in int64)."""
 
-USAGE_STATUS = 2
-RUNTIME_STATUS = 1
-
-
-class UsageError(Exception):
-    """Bad command-line input found after parsing (e.g. two flags that exclude each other)."""
-
-
-class CommandError(RuntimeError):
-    """An expected runtime failure (bad file, unreadable run); the message names the file."""
-
-
-class CLIExit(SystemExit):
-    """``SystemExit`` with an int status whose ``str()`` is the one line already printed."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(status)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
-
-
-def one_line(exc: BaseException | str) -> str:
-    """The message of ``exc`` on one line (``OSError``: ``file: reason``)."""
-    if isinstance(exc, OSError) and exc.strerror:
-        names = [n for n in (exc.filename, exc.filename2) if n is not None]
-        text = f"{' -> '.join(str(n) for n in names)}: {exc.strerror}" if names else exc.strerror
-    elif isinstance(exc, KeyError) and exc.args:
-        text = f"missing key {exc.args[0]!r}"
-    else:
-        text = str(exc) or type(exc).__name__
-    return " ".join(text.split())
-
-
-def exit_with(prog: str, message: BaseException | str, status: int) -> NoReturn:
-    """Print ``PROG: error: MESSAGE`` (one line) to stderr and exit with ``status``."""
-    line = f"{prog}: error: {one_line(message)}"
-    print(line, file=sys.stderr, flush=True)
-    raise CLIExit(line, status)
-
 
 class ArgumentParser(argparse.ArgumentParser):
-    """``argparse.ArgumentParser`` whose errors are one line (no usage dump), exit status 2."""
+    """``argparse.ArgumentParser`` whose errors are one line (no usage dump), exit status 2.
+
+    The line ends in :attr:`error_hint` (``" (see --help)"``; a subclass may change it)."""
+
+    error_hint = " (see --help)"
 
     def error(self, message: str) -> NoReturn:
-        exit_with(self.prog, f"{message} (see --help)", USAGE_STATUS)
-
-
-F = TypeVar("F", bound=Callable[..., int])
-
-
-def guard(prog: str, *, usage: tuple[type[BaseException], ...] = (),
-          runtime: tuple[type[BaseException], ...] = ()) -> Callable[[F], F]:
-    """Decorate ``main(argv) -> int``: expected errors become one line and an exit status.
-
-    :class:`UsageError` and ``usage`` types exit 2; :class:`CommandError`, ``OSError`` and
-    ``runtime`` types exit 1. ``SystemExit`` (argparse, ``--help``) passes through.
-    """
-    usage_types = (UsageError, *usage)
-    runtime_types = (CommandError, OSError, *runtime)
-
-    def decorate(main: F) -> F:
-        @functools.wraps(main)
-        def wrapped(*args: Any, **kwargs: Any) -> int:
-            try:
-                return main(*args, **kwargs)
-            except usage_types as exc:
-                exit_with(prog, exc, USAGE_STATUS)
-            except runtime_types as exc:
-                exit_with(prog, exc, RUNTIME_STATUS)
-
-        return wrapped  # type: ignore[return-value]
-
-    return decorate
+        exit_with(self.prog, f"{message}{self.error_hint}", USAGE_STATUS)
 
 
 # -- numbers ---------------------------------------------------------------------------------
@@ -215,40 +139,6 @@ finite_float = float_range()
 finite_float.__doc__ = "Argument type: any finite float (no nan, no inf)."
 probability = float_range(0.0, 1.0)
 probability.__doc__ = "Argument type: a float in [0, 1]."
-
-
-# -- devices ---------------------------------------------------------------------------------
-def default_device() -> str:
-    """``"cuda"`` when a GPU is available, else ``"cpu"``."""
-    import torch  # here, so that torch-free tools (paper_figures) can use this module
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def device(value: str) -> str:
-    """Argument type: ``cpu`` or ``cuda[:i]`` that exists on this machine (normalised string)."""
-    import torch
-
-    text = str(value).strip()
-    try:
-        dev = torch.device(text)
-    except (RuntimeError, ValueError, TypeError):
-        raise argparse.ArgumentTypeError(
-            f"unknown device {value!r}; expected cpu or cuda[:INDEX]") from None
-    if dev.type == "cpu":
-        if dev.index not in (None, 0):
-            raise argparse.ArgumentTypeError(f"device {value!r} does not exist; use cpu")
-        return "cpu"
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise argparse.ArgumentTypeError(
-                f"device {value!r}: CUDA is not available on this machine; use cpu")
-        count = torch.cuda.device_count()
-        if dev.index is not None and not 0 <= dev.index < count:
-            raise argparse.ArgumentTypeError(
-                f"device {value!r} does not exist ({count} CUDA device(s): cuda:0..{count - 1})")
-        return "cuda" if dev.index is None else f"cuda:{dev.index}"
-    raise argparse.ArgumentTypeError(f"device {value!r} is not supported; use cpu or cuda[:INDEX]")
 
 
 # -- paths -----------------------------------------------------------------------------------
