@@ -671,8 +671,9 @@ def run_attacks(run: common.ScoredRun, args: argparse.Namespace,
                       seed=run.score_seed + 1 + j, batch_size=args.batch_size,
                       device=args.device, bpd_test=bpd_test)
         ev["per_image"] = {"index": idx, **ev["per_image"]}
-        if name == "cw-cont":
-            fooled = found & (ev["per_image"]["pred_adv"] != y_np)
+        if name == "cw-cont":  # as in evaluate: an image rounded back to the original fails
+            fooled = (found & (ev["per_image"]["pred_adv"] != y_np)
+                      & (np.asarray(ev["per_image"]["l2"]) > 0))
             extra["rounding_failures"] = {
                 "continuous_successes": int(found.sum()),
                 "fail_after_rounding": int((found & ~fooled).sum()),
