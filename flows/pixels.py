@@ -14,8 +14,10 @@ functions; none re-derives a constant or a formula.
   mean of the dequantised value): k=0 -> -0.498046875, k=255 -> 0.498046875.
 * :func:`to_grid`: rounding back to the grid, ``k = clamp(floor(256 (x + 0.5)), 0, 255)`` (the
   pixel whose bin contains ``x``; outside [-0.5, 0.5) the nearest end pixel). Bin centres are
-  fixed points; so is every dequantised point, except that in float32 ``k + u`` can round up
-  to ``k + 1`` when ``u`` is within one float32 spacing of 1 (``u > 1 - 2^-17`` for k >= 128).
+  fixed points, and so is every dequantised point with ``u <= 1 - 2^-16``. In float32 (the model
+  inputs; ``to_grid`` also rounds in float32) the rounding of ``(k + u)/256 - 0.5`` can put a
+  draw ``u >= 1 - 2^-17`` (about 8 in a million draws of ``torch.rand``) on the upper edge,
+  which belongs to bin ``k + 1``.
 * :func:`grid_l2`: L2 distance of two images on the [0, 1] pixel scale, ``||k' - k||_2 / 256``.
 
 **Bits/dim.** The map ``v -> v/256 - 0.5`` from the continuous pixel value ``v = k + u`` in
