@@ -19,6 +19,9 @@ functions; none re-derives a constant or a formula.
   draw ``u >= 1 - 2^-17`` (about 8 in a million draws of ``torch.rand``) on the upper edge,
   which belongs to bin ``k + 1``.
 * :func:`grid_l2`: L2 distance of two images on the [0, 1] pixel scale, ``||k' - k||_2 / 256``.
+* Pixel values ``v`` on the 0..255 scale (blends, interpolants) become an image by rounding to
+  the nearest integer, clamped to 0..255 (:func:`quantize`). :func:`intensity` is ``k / 255`` in
+  [0, 1]: the scale of image plots and of BG-MNIST's compositing, not a model input.
 
 **Bits/dim.** The map ``v -> v/256 - 0.5`` from the continuous pixel value ``v = k + u`` in
 [0, 256) has log|det J| = -D log 256 (:func:`pixel_scale_logdet`). A bin has volume ``256^-D``,
@@ -49,6 +52,9 @@ from flows.preprocess import pad_to_32
 
 NUM_BINS = 256
 """Bins of an 8-bit pixel (values 0..255); the bin width in model space is ``1/NUM_BINS``."""
+
+MAX_VALUE = NUM_BINS - 1
+"""The largest 8-bit pixel value, 255."""
 
 LOG_NUM_BINS = math.log(NUM_BINS)
 
@@ -87,6 +93,18 @@ def grid_l2(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     """L2 distance of uint8 images on the [0, 1] scale, ``||a - b||_2 / 256``, per image."""
     d = a.double() - b.double()
     return (d.flatten(1).norm(dim=1) / NUM_BINS).cpu().numpy()
+
+
+def quantize(v: torch.Tensor) -> torch.Tensor:
+    """Pixel values on the 0..255 scale -> uint8 image: nearest integer, clamped to 0..255."""
+    return v.round().clamp(0, MAX_VALUE).to(torch.uint8)
+
+
+def intensity(k: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """``k / 255`` in float64 (tensor or array): intensities in [0, 1] for plots and blending."""
+    if isinstance(k, torch.Tensor):
+        return k.to(torch.float64) / MAX_VALUE
+    return np.asarray(k, dtype=np.float64) / MAX_VALUE
 
 
 # -- model inputs of (padded) images ---------------------------------------------------------------

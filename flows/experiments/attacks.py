@@ -415,7 +415,7 @@ def _plot_examples(k: torch.Tensor, advs: dict[str, torch.Tensor], path: Path, n
     fig, axes = plt.subplots(rows, n, figsize=(1.3 * n, 1.3 * rows), squeeze=False)
 
     def show(ax: Any, img: torch.Tensor) -> None:
-        a = img.cpu().numpy().transpose(1, 2, 0) / 255.0
+        a = pixels.intensity(img.cpu().numpy().transpose(1, 2, 0))
         ax.imshow(a[..., 0] if a.shape[2] == 1 else a, cmap="gray", vmin=0, vmax=1)
         ax.set_xticks([])
         ax.set_yticks([])

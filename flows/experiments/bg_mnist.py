@@ -127,7 +127,7 @@ def _sample_grid(samples: torch.Tensor, path: Path, real: torch.Tensor | None) -
     for r in range(rows):
         for j in range(k):
             img = real[j] if (real is not None and r == 0) else samples[r - (real is not None), j]
-            a = img.numpy().transpose(1, 2, 0) / 255.0
+            a = pixels.intensity(img.numpy().transpose(1, 2, 0))
             axes[r, j].imshow(a[..., 0] if a.shape[2] == 1 else a, cmap="gray", vmin=0, vmax=1)
             axes[r, j].set_xticks([])
             axes[r, j].set_yticks([])
