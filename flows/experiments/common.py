@@ -225,8 +225,8 @@ class FixedDraw(nn.Module):
     ``u0`` (dequantisation) and ``e0`` (padding noise) are the first two draws ``U[0,1)^(C,32,32)``
     of :func:`flows.pixels.fixed_uniform` for ``seed`` (the mechanism of the model's own eval-mode
     padding noise), the same for every image, so the output is a deterministic function of the
-    image. With ``ste=True``, :meth:`logits_ste` evaluates the model at the rounded point but lets
-    gradients through to the continuous input (straight-through rounding, used inside the attacks).
+    image. :meth:`logits_ste` evaluates the model at the rounded point but lets gradients through
+    to the continuous input (straight-through rounding, used inside the attacks).
     """
 
     def __init__(self, model: nn.Module, seed: int = 12345) -> None:
