@@ -29,8 +29,8 @@ from flows import data as fdata  # noqa: E402
 from flows.config import PRESETS, model_config  # noqa: E402
 from flows.model import GlowClassifier  # noqa: E402
 from flows.objectives import objective_loss  # noqa: E402
+from flows.pixels import dequantize  # noqa: E402
 from flows.precision import FastPath, choose_fast_path  # noqa: E402
-from flows.preprocess import dequantize  # noqa: E402
 
 
 def make_model(preset: str, channels: int, fast: FastPath, init: torch.Tensor,
@@ -78,7 +78,7 @@ def batches(dataset: str, data_dir: str | None, n: int, batch: int, channels: in
 @torch.no_grad()
 def bf16_vs_float32(run: str, n: int, data_dir: str | None) -> None:
     """Per-image bits/dim of a trained run's forward with bf16 vs float32 coupling networks."""
-    from flows.metrics import bits_per_dim
+    from flows.pixels import bits_per_dim
     from flows.runs import load_run
 
     model, cfg = load_run(run)

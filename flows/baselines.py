@@ -14,7 +14,7 @@ beat them has learnt less than the pixel statistics:
   ``x = (k + u)/256 - 0.5`` (maximum likelihood, in closed form: ``mu = (E k + 1/2)/256 - 1/2``,
   ``Sigma = (Cov k + I/12)/256^2`` since ``u ~ U[0,1)`` is independent of ``k``), scored like the
   flows (:mod:`flows.scoring`): the single-draw dequantised bound averaged over ``--draws`` draws
-  and the log-mean-exp over draws; :func:`flows.metrics.bits_per_dim` converts.
+  and the log-mean-exp over draws; :func:`flows.pixels.bits_per_dim` converts.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from flows import data as fdata
-from flows.metrics import bits_per_dim
+from flows.pixels import NUM_BINS, bin_point, bits_per_dim
 from flows.preprocess import pad_to_32
 from flows.provenance import provenance
 from flows.scoring import mean_and_se
@@ -48,12 +48,12 @@ def flat_images(images_uint8: torch.Tensor) -> np.ndarray:
 def histogram_bits(train: np.ndarray, test: np.ndarray) -> np.ndarray:
     """Per-image bits/dim of the smoothed per-pixel histogram (fitted on ``train``)."""
     n, d = train.shape
-    counts = np.zeros((d, 256), dtype=np.int64)
+    counts = np.zeros((d, NUM_BINS), dtype=np.int64)
     cols = np.arange(d)
     for start in range(0, n, 4096):
         np.add.at(counts, (np.broadcast_to(cols, train[start:start + 4096].shape),
                            train[start:start + 4096]), 1)
-    log2p = np.log2(counts + 1.0) - math.log2(n + 256)
+    log2p = np.log2(counts + 1.0) - math.log2(n + NUM_BINS)
     bits = -log2p[cols[None, :], test.astype(np.int64)].sum(axis=1)
     return bits / d
 
@@ -68,8 +68,8 @@ def fit_gaussian(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cov += c.T @ c
     cov /= k.shape[0]
     cov[np.diag_indices_from(cov)] += 1.0 / 12.0
-    mu = (mean_k + 0.5) / 256.0 - 0.5
-    return mu, np.linalg.cholesky(cov / 256.0**2)
+    mu = bin_point(mean_k, 0.5)
+    return mu, np.linalg.cholesky(cov / float(NUM_BINS)**2)
 
 
 def gaussian_log_density(x: np.ndarray, mu: np.ndarray, chol: np.ndarray) -> np.ndarray:
@@ -89,10 +89,10 @@ def gaussian_bits(train: np.ndarray, test: np.ndarray, draws: int, seed: int
     d = test.shape[1]
     lp = np.zeros((test.shape[0], draws))
     for s in range(draws):
-        x = (test + rng.random(test.shape)) / 256.0 - 0.5
+        x = bin_point(test, rng.random(test.shape))
         lp[:, s] = gaussian_log_density(x, mu, chol)
-    single = bits_per_dim(torch.from_numpy(lp), d).numpy().mean(axis=1)
-    pooled = bits_per_dim(torch.from_numpy(logmeanexp(lp, axis=1)), d).numpy()
+    single = bits_per_dim(lp, d).mean(axis=1)
+    pooled = bits_per_dim(logmeanexp(lp, axis=1), d)
     return single, pooled
 
 

@@ -23,6 +23,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from flows.pixels import MAX_VALUE, intensity, quantize
+
 BLUR_LEVELS = (0, 1, 5)
 
 
@@ -62,7 +64,7 @@ def separable_matrix(blur: float, size: int = 28, src: int = 32) -> torch.Tensor
 
 def cifar_backgrounds(cifar_uint8: torch.Tensor, size: int = 28, blur: float = 0.0) -> torch.Tensor:
     """Greyscale (BT.601), downsample and blur ``[N, 3, 32, 32]`` uint8 -> float ``[N,1,s,s]``."""
-    rgb = cifar_uint8.to(torch.float64) / 255.0
+    rgb = intensity(cifar_uint8)
     grey = 0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]
     m = separable_matrix(blur, size, cifar_uint8.shape[-1])
     out = torch.einsum("ij,njk,lk->nil", m, grey, m)
@@ -71,9 +73,9 @@ def cifar_backgrounds(cifar_uint8: torch.Tensor, size: int = 28, blur: float = 0
 
 def compose(digits_uint8: torch.Tensor, backgrounds: torch.Tensor) -> torch.Tensor:
     """``round(255 * (d + (1 - d) * b))`` with ``d = digits/255`` , backgrounds in [0, 1]."""
-    d = digits_uint8.to(torch.float64) / 255.0
+    d = intensity(digits_uint8)
     out = d + (1.0 - d) * backgrounds
-    return (out * 255.0).round().clamp(0, 255).to(torch.uint8)
+    return quantize(out * MAX_VALUE)
 
 
 def make_bg_mnist(

@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from flows.objectives import objective_loss
-from flows.preprocess import augment, dequantize
+from flows.pixels import dequantize
+from flows.preprocess import augment
 
 SAFETY = 0.93
 """Share of the budget planned for training steps; the rest covers the per-step checks, the

@@ -16,7 +16,8 @@ from typing import Literal
 import torch
 
 from flows.bgmnist import make_bg_mnist
-from flows.preprocess import augment, dequantize, to_model_input
+from flows.pixels import dequantize, to_model_input
+from flows.preprocess import augment
 from flows.readers import (
     DataFileError,
     find_file,

@@ -21,11 +21,9 @@ import torch
 
 from flows import data as fdata
 from flows import devices, runlock, scoring
+from flows.layout import CONFIG_NAME, EVAL_NAME, SUMMARY_NAME
 from flows.provenance import provenance
 from flows.runs import (
-    CONFIG_NAME,
-    EVAL_NAME,
-    SUMMARY_NAME,
     RunError,
     load_run_state,
 )

@@ -9,15 +9,15 @@ out into the latent. The latent ``z`` (all factored-out parts, the final level f
 
     log p(x|y) = log p(z(x, e)|y) + log|det dz/d(x, e)|      (Appendix A.1, change of variables)
 
-for every class at once, with ``e`` the padding noise (unit density, so this estimates the
-density of ``x`` alone). In ``train()`` mode ``e ~ U[0, 1)`` afresh for every call. In ``eval()``
-mode ``e`` is ONE fixed draw from U[0, 1)^(C x 32 x 32) (``torch.Generator`` seeded with
-``EVAL_NOISE_SEED``), the same for every image, so the output is a deterministic function of
-``x`` while the noise is still a typical sample (the constant midpoint 0.5 is not: it inflates
-the likelihood and hurts accuracy). Averaged over images, ``log p(x|y)`` is then an unbiased
-single-sample estimate of ``E_e log q(x, e|y)``, a lower bound on ``log q(x|y)``. That
-deterministic function is what the attacks differentiate; every reported likelihood, accuracy
-and threshold instead comes from :func:`flows.scoring.score_images`, which averages over several
+for every class at once, with ``e`` the padding noise (unit density, so this estimates the density
+of ``x`` alone). In ``train()`` mode ``e ~ U[0, 1)`` afresh for every call. In ``eval()`` mode ``e``
+is ONE fixed draw from U[0, 1)^(C x 32 x 32) (:func:`flows.pixels.fixed_uniform` with
+``EVAL_NOISE_SEED``, the one fixed-noise mechanism), the same for every image, so the output is a
+deterministic function of ``x`` while the noise is still a typical sample (the constant midpoint 0.5
+is not: it inflates the likelihood and hurts accuracy). Averaged over images, ``log p(x|y)`` is then
+an unbiased single-sample estimate of ``E_e log q(x, e|y)``, a lower bound on ``log q(x|y)``. That
+deterministic function is what the attacks differentiate; every reported likelihood, accuracy and
+threshold instead comes from :func:`flows.scoring.score_images`, which averages over several
 draws of the dequantisation and the padding noise (log-mean-exp; see that module).
 """
 
@@ -30,6 +30,7 @@ from torch import nn
 
 from flows.config import ModelConfig
 from flows.layers import FactorOutPrior, FlowStep, LowPrecisionNet, PadChannels, squeeze, unsqueeze
+from flows.pixels import fixed_uniform
 from flows.priors import GaussianMixturePrior, SplitPrior
 
 EVAL_NOISE_SEED = 0
@@ -71,9 +72,9 @@ class GlowClassifier(nn.Module):
         else:
             raise ValueError(f"unknown prior {config.prior!r}")
         self.register_buffer("log_py", torch.full((self.num_classes,), -math.log(self.num_classes)))
-        gen = torch.Generator().manual_seed(EVAL_NOISE_SEED)
         shape = (config.in_channels, config.image_size, config.image_size)
-        self.register_buffer("eval_noise", torch.rand(shape, generator=gen), persistent=False)
+        (noise,) = fixed_uniform(shape, EVAL_NOISE_SEED)
+        self.register_buffer("eval_noise", noise, persistent=False)
 
     def set_autocast(self, dtype: torch.dtype | None) -> None:
         """Run the coupling (and split-prior) networks under autocast with ``dtype``.

@@ -22,20 +22,24 @@ import torch
 
 from flows import data as fdata
 from flows import scoring
-from flows.runs import (
+from flows.layout import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
     EVAL_NAME,
+    REFERENCE_NAME,
+    SHA_NAME,
     SUMMARY_NAME,
+    WEIGHTS_NAME,
+)
+from flows.runs import (
     RunError,
     load_run_state,
 )
-from flows.weights import SHA_NAME, WEIGHTS_NAME, save_weights
+from flows.weights import save_weights
 from foundation import cli, errors
 from foundation.atomic import write_json
 
 PROG = "python -m flows.package"
-REFERENCE_NAME = "reference.json"
 REFERENCE_IMAGES = 200
 REFERENCE_DRAWS = 2
 REFERENCE_BATCH = 100

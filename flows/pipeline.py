@@ -53,6 +53,7 @@ from typing import Any
 import tomllib
 
 from flows import runlock
+from flows.layout import CHECKPOINT_NAME, SUMMARY_NAME
 from foundation import atomic, cli, errors
 
 PROG = "python -m flows.pipeline"
@@ -200,7 +201,7 @@ def _train_dir(run: Run) -> Path:
 def train_state(run: Run) -> str:
     """``complete``, ``partial`` (checkpoint, not all epochs) or ``missing``."""
     out = _train_dir(run)
-    summary = out / "train_summary.json"
+    summary = out / SUMMARY_NAME
     want = _epochs_wanted(run)
     if summary.is_file():
         try:
@@ -208,9 +209,9 @@ def train_state(run: Run) -> str:
             done = max((int(i.get("epochs_done", 0)) for i in inv), default=0)
         except (ValueError, OSError, AttributeError):
             done = 0
-        if want is not None and done >= want and (out / "checkpoint.pt").is_file():
+        if want is not None and done >= want and (out / CHECKPOINT_NAME).is_file():
             return "complete"
-    return "partial" if (out / "checkpoint.pt").is_file() else "missing"
+    return "partial" if (out / CHECKPOINT_NAME).is_file() else "missing"
 
 
 def running_elsewhere(run: Run) -> int | None:

@@ -1,32 +1,17 @@
-"""Preprocessing of Appendix B: pad to 32x32, map to [-0.5, 0.5], dequantise, augment.
-
-Pixel convention (one place, used everywhere): an 8-bit pixel value ``k`` in {0..255} covers the
-bin ``[k/256 - 0.5, (k+1)/256 - 0.5)`` of width 1/256.
-
-* Training (:func:`dequantize`): ``x = (k + u)/256 - 0.5`` with ``u ~ U[0, 1)`` -- uniform
-  dequantisation, so the model density is a density of continuous inputs on [-0.5, 0.5]^D.
-* Deterministic (:func:`to_model_input`): ``x = (k + 0.5)/256 - 0.5``, the centre of the same bin
-  (the mean of the dequantised value), so k=0 -> -0.498046875 and k=255 -> 0.498046875.
-
-The map from the continuous pixel value ``v = k + u`` in [0, 256) to ``x = v/256 - 0.5`` has
-log|det J| = -D log 256 (:func:`pixel_scale_logdet`); :func:`flows.metrics.bits_per_dim` adds
-the same constant back to obtain discrete bits/dim.
+"""Preprocessing of Appendix B: pad to 32x32 and augment (the pixel maps: :mod:`flows.pixels`).
 
 MNIST and BG-MNIST (28x28) are zero-padded (pixel value 0, i.e. black) by 2 on each side to 32x32
-*before* the map, as in Appendix B. Augmentation (training only): random crop 32x32 after padding
-by 4 in 'edge' (replicate) mode; random horizontal flip for CIFAR-10 only.
+*before* the map to model inputs (:func:`flows.pixels.to_model_input`,
+:func:`flows.pixels.dequantize`), as in Appendix B. Augmentation (training only): random crop
+32x32 after padding by 4 in 'edge' (replicate) mode; random horizontal flip for CIFAR-10 only.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 
 IMAGE_SIZE = 32
-NUM_BINS = 256
-"""Bins of an 8-bit pixel (the one definition; :mod:`flows.metrics` uses it too)."""
 
 
 def pad_to_32(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -38,29 +23,6 @@ def pad_to_32(images_uint8: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"cannot zero-pad {h}x{w} images symmetrically to 32x32")
     ph, pw = (IMAGE_SIZE - h) // 2, (IMAGE_SIZE - w) // 2
     return F.pad(images_uint8, (pw, pw, ph, ph), value=0)
-
-
-def to_model_input(images_uint8: torch.Tensor) -> torch.Tensor:
-    """Deterministic model input: float32 ``[N, C, 32, 32]``, pixel k -> (k + 0.5)/256 - 0.5.
-
-    The same rule for every dataset; 28x28 inputs are zero-padded to 32x32.
-    """
-    padded = pad_to_32(images_uint8)
-    return (padded.to(torch.float32) + 0.5) / NUM_BINS - 0.5
-
-
-def dequantize(
-    images_uint8: torch.Tensor, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Uniform dequantisation: pixel k -> (k + u)/256 - 0.5 with u ~ U[0, 1), float32, 32x32."""
-    padded = pad_to_32(images_uint8).to(torch.float32)
-    noise = torch.rand(padded.shape, generator=generator, dtype=torch.float32)
-    return (padded + noise) / NUM_BINS - 0.5
-
-
-def pixel_scale_logdet(num_dims: int) -> float:
-    """log|det| of v -> v/256 - 0.5 on ``num_dims`` dimensions: ``-num_dims * log(256)``."""
-    return -num_dims * math.log(NUM_BINS)
 
 
 def augment(

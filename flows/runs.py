@@ -23,10 +23,17 @@ import torch
 
 from flows.config import OBJECTIVES, PRESETS, ModelConfig
 from flows.data import DATASETS
+from flows.layout import (
+    CHECKPOINT_NAME,
+    CONFIG_NAME,
+    EVAL_NAME,
+    LAST_GOOD_NAME,
+    SUMMARY_NAME,
+    WEIGHTS_NAME,
+)
 from flows.model import GlowClassifier
 from flows.schedule import SCHEDULES
 from flows.weights import (
-    WEIGHTS_NAME,
     load_weights,
     non_finite_tensors,
     sha256_file,
@@ -41,11 +48,6 @@ __all__ = [
     "load_checkpoint", "load_run", "load_run_state", "read_config", "save_checkpoint",
 ]
 
-CONFIG_NAME = "config.json"
-CHECKPOINT_NAME = "checkpoint.pt"
-LAST_GOOD_NAME = "last_good.pt"
-EVAL_NAME = "eval.json"
-SUMMARY_NAME = "train_summary.json"
 CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "step", "history", "config")
 """What :func:`flows.train.train` stores in a checkpoint."""
 

@@ -17,7 +17,7 @@ on that draw, about +-2 accuracy points from seed to seed), while the bin centre
 of the dequantised distribution at all (about 0.1 bits/dim optimistic). ``p(y|k)`` is Bayes'
 rule on (*); ``log q_S(k) = logsumexp_y (*) + log p(y)``.
 
-Reported bits/dim (:func:`flows.metrics.bits_per_dim`): ``bits_per_dim`` is the mean over
+Reported bits/dim (:func:`flows.pixels.bits_per_dim`): ``bits_per_dim`` is the mean over
 images of the single-draw bound averaged over the ``S`` draws (comparable with the literature)
 with its standard error over images; ``bits_per_dim_S`` uses (*) (tighter). Everything is float32
 in the model (channels_last memory format: the same values, faster) and float64 in the
@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from flows.metrics import bits_per_dim
+from flows.pixels import bin_point, bits_per_dim
 from flows.preprocess import pad_to_32
 from foundation.intervals import Z95, logmeanexp, logsumexp, wilson_interval
 
@@ -81,14 +81,14 @@ class Scores:
     @property
     def bpd(self) -> np.ndarray:
         """Per-image bits/dim of (*) (the ``S``-draw estimate)."""
-        return np.asarray(bits_per_dim(torch.from_numpy(self.log_px), self.num_dims))
+        return bits_per_dim(self.log_px, self.num_dims)
 
     @property
     def bpd_single_draw(self) -> np.ndarray:
         """Per-image bits/dim of the single-draw bound, averaged over the ``S`` draws."""
         joint = self.per_draw + self.log_prior[None, None, :]
         lp = logsumexp(joint, axis=2)  # [N, S]
-        return np.asarray(bits_per_dim(torch.from_numpy(lp), self.num_dims)).mean(axis=1)
+        return bits_per_dim(lp, self.num_dims).mean(axis=1)
 
     def pred_single_draw(self) -> np.ndarray:
         """``[N, S]`` predictions from each draw alone (to show the spread over draws)."""
@@ -120,7 +120,7 @@ def score_images(
         for s in range(draws):
             u = torch.rand(k.shape, generator=gen)
             e = torch.rand(k.shape, generator=gen)
-            x = ((k + u) / 256.0 - 0.5).to(device, memory_format=torch.channels_last)
+            x = bin_point(k, u).to(device, memory_format=torch.channels_last)
             lp = model(x, noise=e.to(device, memory_format=torch.channels_last))
             out[start:start + k.shape[0], s] = lp.double().cpu().numpy()
     prior = model.log_prior().detach().double().cpu().numpy()
@@ -143,8 +143,7 @@ def metrics(scores: Scores, labels: torch.Tensor | np.ndarray) -> dict:
     bpd, bpd_se = mean_and_se(scores.bpd_single_draw)
     bpd_s, bpd_s_se = mean_and_se(scores.bpd)
     lp_true = scores.log_px_given_y[np.arange(n), y]
-    bpd_true, _ = mean_and_se(np.asarray(bits_per_dim(torch.from_numpy(lp_true),
-                                                      scores.num_dims)))
+    bpd_true, _ = mean_and_se(bits_per_dim(lp_true, scores.num_dims))
     lo, hi = wilson_interval(correct, n, z=Z95)
     return {
         "n_test": n,

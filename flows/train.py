@@ -34,17 +34,14 @@ from tqdm import tqdm
 from flows import budget, devices, runlock
 from flows import data as fdata
 from flows.config import OBJECTIVES, PRESETS, model_config
-from flows.metrics import bits_per_dim
+from flows.layout import CHECKPOINT_NAME, CONFIG_NAME, LAST_GOOD_NAME, SUMMARY_NAME
 from flows.objectives import objective_loss
+from flows.pixels import bits_per_dim, dequantize
 from flows.precision import choose_fast_path
-from flows.preprocess import augment, dequantize
+from flows.preprocess import augment
 from flows.provenance import provenance
 from flows.runs import (
     CHECKPOINT_KEYS,
-    CHECKPOINT_NAME,
-    CONFIG_NAME,
-    LAST_GOOD_NAME,
-    SUMMARY_NAME,
     RunError,
     build_model,
     init_from_run,

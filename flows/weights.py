@@ -21,11 +21,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
+from flows.layout import SHA_NAME, WEIGHTS_NAME
 from foundation.atomic import write_bytes, write_text
 from foundation.errors import CommandError, one_line
-
-WEIGHTS_NAME = "model.safetensors"
-SHA_NAME = "model.sha256"
 
 
 class WeightsError(CommandError):

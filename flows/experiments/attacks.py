@@ -1,7 +1,7 @@
 """Table 2 (paper Sec. 4.3): CW-L2 and boundary attacks on 8-bit images, plain and detection-aware.
 
 **An adversarial example is an image.** Every attack's output is rounded to the 8-bit grid
-(:func:`flows.experiments.common.to_grid`) and re-scored with :func:`flows.scoring.score_images`
+(:func:`flows.pixels.to_grid`) and re-scored with :func:`flows.scoring.score_images`
 (``--draws`` noise draws); success, L2 distance and detection are those of that image.
 
 Settings (``--attacks``):
@@ -81,6 +81,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from flows import pixels
 from flows.experiments import common
 from flows.experiments.cw import cw_l2
 from flows.provenance import Provenance, write_result
@@ -90,17 +91,6 @@ from foundation.intervals import logsumexp
 ATTACKS = ("cw", "cw-det", "cw-cont", "boundary", "boundary-det")
 BOUNDS = (-0.5, 0.5)
 MODULE = "flows.experiments.attacks"
-
-
-class ClassifierLogits(nn.Module):
-    """C-way logits ``model.logits`` (eval-mode padding noise) in fp32, for foolbox."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.logits(x.float()).float()
 
 
 class GridDecision(nn.Module):
@@ -125,7 +115,7 @@ class GridDecision(nn.Module):
         self.kappa = float(kappa)
         self.threshold_bpd = threshold_bpd
         self.margin_bpd = float(margin_bpd)
-        self.a, self.b = common.bpd_affine(int(draw.model.data_dims))
+        self.num_dims = int(draw.model.data_dims)
         n = len(labels)
         self.best_k = k_orig.clone()
         self.best_l2 = np.full(n, np.inf)
@@ -136,7 +126,7 @@ class GridDecision(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] != len(self.labels):
             raise RuntimeError("GridDecision expects the whole batch in every call")
-        k = common.to_grid(x)
+        k = pixels.to_grid(x)
         with torch.no_grad():
             z = self.draw.logits_k(k).float()
         rows = torch.arange(len(z), device=z.device)
@@ -147,7 +137,7 @@ class GridDecision(nn.Module):
         fools = pred != self.labels if self.target is None else pred == self.target
         out = zz
         if self.threshold_bpd is not None:
-            bpd = self.a * torch.logsumexp(z.double(), dim=1) + self.b
+            bpd = pixels.bits_per_dim(torch.logsumexp(z.double(), dim=1), self.num_dims)
             rejected = bpd > self.threshold_bpd - self.margin_bpd
             zmax = zz.max(dim=1).values
             extra = torch.where(rejected, zmax + 1.0, zmax - 1.0)
@@ -157,7 +147,7 @@ class GridDecision(nn.Module):
             fools = fools & ~rejected
         if self.track:
             self.queries += 1
-            l2 = common.grid_l2(k, self.k_orig)
+            l2 = pixels.grid_l2(k, self.k_orig)
             better = fools.cpu().numpy() & (l2 < self.best_l2)
             if better.any():
                 b = torch.from_numpy(better).to(k.device)
@@ -169,7 +159,7 @@ class GridDecision(nn.Module):
         """Whether each uint8 image ``k`` is adversarial for its row (no tracking)."""
         self.track = False
         try:
-            out = self.forward(common.bin_centre(k))
+            out = self.forward(pixels.bin_centre(k))
         finally:
             self.track = True
         want = self.labels if self.target is None else self.target
@@ -291,7 +281,7 @@ def calibrate_margins(draw: common.FixedDraw, k: torch.Tensor, y: np.ndarray,
         return z[rows, y] - o.max(1)
 
     d = np.abs(gap(zf) - gap(zs))
-    bf = common.bits_per_dim(logsumexp(zf, axis=1), int(draw.model.data_dims))
+    bf = pixels.bits_per_dim(logsumexp(zf, axis=1), int(draw.model.data_dims))
     m = np.maximum(0.0, scores.bpd - bf)
     return {"kappa_nats": float(np.percentile(d, 90)), "margin_bpd": float(np.percentile(m, 90)),
             "gap_abs_diff_median": float(np.median(d)), "bpd_S_minus_fixed_median":
@@ -309,7 +299,7 @@ def evaluate(model: nn.Module, k_orig: torch.Tensor, labels: np.ndarray, adv_k: 
     n = len(labels)
     pred = s_adv.pred
     bpd_adv = s_adv.bpd
-    l2 = common.grid_l2(adv_k.cpu(), k_orig.cpu())
+    l2 = pixels.grid_l2(adv_k.cpu(), k_orig.cpu())
     identical = l2 == 0
     l2 = np.where(found, l2, np.inf)
     # an unchanged image is not an adversarial example, even if the re-scoring's noise draws
@@ -425,7 +415,7 @@ def _plot_examples(k: torch.Tensor, advs: dict[str, torch.Tensor], path: Path, n
     fig, axes = plt.subplots(rows, n, figsize=(1.3 * n, 1.3 * rows), squeeze=False)
 
     def show(ax: Any, img: torch.Tensor) -> None:
-        a = img.cpu().numpy().transpose(1, 2, 0) / 255.0
+        a = pixels.intensity(img.cpu().numpy().transpose(1, 2, 0))
         ax.imshow(a[..., 0] if a.shape[2] == 1 else a, cmap="gray", vmin=0, vmax=1)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -498,9 +488,9 @@ def _choose_starts(draw: common.FixedDraw, images: torch.Tensor, pool: np.ndarra
         z = torch.cat([draw.logits_k(images[cand[i:i + 250]]).double()
                        for i in range(0, len(cand), 250)]).cpu().numpy() if len(cand) else \
             np.zeros((0, c))
-    a, b = common.bpd_affine(int(draw.model.data_dims))
     acc = (np.ones(len(cand), bool) if t_bpd is None
-           else (a * logsumexp(z, axis=1) + b <= t_bpd - m_bpd))
+           else (pixels.bits_per_dim(logsumexp(z, axis=1), int(draw.model.data_dims))
+                 <= t_bpd - m_bpd))
     start = np.full(len(y), -1, dtype=np.int64)
     target = np.full(len(y), -1, dtype=np.int64)
     for i, yy in enumerate(y):
@@ -552,7 +542,7 @@ def run_attacks(run: common.ScoredRun, args: argparse.Namespace,
     k0 = images[idx].to(dev)
     y_np = labels[idx]
     y = torch.as_tensor(y_np, device=dev)
-    x0 = common.bin_centre(k0)
+    x0 = pixels.bin_centre(k0)
     draw = common.FixedDraw(model, seed=args.seed + 777).to(dev)
     sub = _subset_scores(sc, idx)
     cal = calibrate_margins(draw, k0, y_np, sub)
@@ -629,7 +619,7 @@ def run_attacks(run: common.ScoredRun, args: argparse.Namespace,
                     sp = sp[rows_ok]
                     wrapper = GridDecision(draw, y[rows], k0[rows], kappa=kappa)
             elif det and len(rows):
-                sp = common.bin_centre(images[start[rows]].to(dev))
+                sp = pixels.bin_centre(images[start[rows]].to(dev))
             info: dict[str, Any] = {"steps_done": 0, "stopped_by": "no usable start",
                                     "converged_at": [], "trajectory": {"step": [], "l2": []}}
             if len(rows):
@@ -734,12 +724,12 @@ def _untargeted_init(wrapper: GridDecision, x: torch.Tensor, images: torch.Tenso
             fmodel, x, crit)
     finally:
         wrapper.track = True
-    ok = wrapper.decide(common.to_grid(start))
+    ok = wrapper.decide(pixels.to_grid(start))
     fallbacks = 0
     rows_ok = ok.copy()
     for i in np.flatnonzero(~ok):
         if fallback_idx[i] >= 0:
-            start[i] = common.bin_centre(images[fallback_idx[i]].to(x.device))
+            start[i] = pixels.bin_centre(images[fallback_idx[i]].to(x.device))
             fallbacks += 1
             rows_ok[i] = True
     return start, fallbacks, rows_ok

@@ -37,7 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from flows import pixels
 from flows.experiments import common, interpolation
+from flows.layout import EVAL_NAME
 from flows.provenance import Provenance, write_result
 from flows.scoring import Scores
 from foundation import cli, errors, paper_numbers
@@ -57,7 +59,7 @@ def table_row(
     model, config, dataset, x, y, sc = (run.model, run.config, run.dataset, run.images, run.y,
                                         run.scores)
     bpd = sc.bpd
-    ev_path = Path(run_dir) / "eval.json"
+    ev_path = Path(run_dir) / EVAL_NAME
     paper = PAPER_TABLE3.get(dataset)
     row = {
         "run_dir": portable_path(str(run_dir)),
@@ -125,7 +127,7 @@ def _sample_grid(samples: torch.Tensor, path: Path, real: torch.Tensor | None) -
     for r in range(rows):
         for j in range(k):
             img = real[j] if (real is not None and r == 0) else samples[r - (real is not None), j]
-            a = img.numpy().transpose(1, 2, 0) / 255.0
+            a = pixels.intensity(img.numpy().transpose(1, 2, 0))
             axes[r, j].imshow(a[..., 0] if a.shape[2] == 1 else a, cmap="gray", vmin=0, vmax=1)
             axes[r, j].set_xticks([])
             axes[r, j].set_yticks([])
@@ -188,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(model, "sample"):
             raise errors.UsageError("the model has no sample(); cannot draw Figure 5")
         samples = torch.stack([model.sample(k, yy, args.temperature).cpu() for yy in range(c)])
-        samples = common.to_grid(samples)  # a sample is shown and scored as an 8-bit image
+        samples = pixels.to_grid(samples)  # a sample is shown and scored as an 8-bit image
         ss = common.score(model, samples.flatten(0, 1), draws=args.draws, seed=args.seed + 2,
                           batch_size=args.batch_size, device=args.device)
         png_path = None

@@ -4,17 +4,20 @@ Conventions used by every experiment (paper Sec. 4.2-4.5, App. A.3, B):
 
 * **An image is an 8-bit image.** Everything that is scored, accepted, rejected, fooled or
   measured is a uint8 image ``k`` ``[N, C, 32, 32]`` (MNIST zero-padded; the padding is part of
-  the image and can be attacked). :func:`to_grid` puts any model-space tensor on that grid
-  (pixel ``k`` owns the bin ``[k/256 - 0.5, (k+1)/256 - 0.5)``, so ``k = floor(256 (x + 0.5))``).
+  the image and can be attacked). :func:`flows.pixels.to_grid` puts any model-space tensor on
+  that grid (pixel ``k`` owns the bin ``[k/256 - 0.5, (k+1)/256 - 0.5)``, so
+  ``k = floor(256 (x + 0.5))``; the grid's maths is :mod:`flows.pixels`).
 * **One scoring path.** Every score comes from :func:`flows.scoring.score_images` (``S`` draws of
   dequantisation and padding noise, log-mean-exp; the classifier is Bayes' rule on it, App. A.1).
   Gradient-based attacks differentiate a *fixed-draw* forward (:class:`FixedDraw`: one seeded
-  draw ``(u0, e0)``, ``x = (k + u0)/256 - 0.5``), but success, distance and detection are always
-  decided on the rounded image scored with :mod:`flows.scoring`.
+  draw ``(u0, e0)`` of :func:`flows.pixels.fixed_uniform`, ``x = (k + u0)/256 - 0.5``), but
+  success, distance and detection are always decided on the rounded image scored with
+  :mod:`flows.scoring`.
 * **Distances.** L2 between 8-bit images on the [0, 1] pixel scale of the paper's budgets
-  (eps = 1.5 MNIST, 33/255 CIFAR-10): ``||k' - k||_2 / 256`` (the model-input scale, range 1).
+  (eps = 1.5 MNIST, 33/255 CIFAR-10): ``||k' - k||_2 / 256`` (:func:`flows.pixels.grid_l2`, the
+  model-input scale, range 1).
 * **Detection** (Sec. 4.3): accepted iff bits/dim ``<= T``, rejected ("non-image") iff ``> T``;
-  bits/dim from :func:`flows.metrics.bits_per_dim` of the ``S``-draw ``log p(k)``. Thresholds
+  bits/dim from :func:`flows.pixels.bits_per_dim` of the ``S``-draw ``log p(k)``. Thresholds
   (:func:`thresholds`): the paper's (1.4 MNIST, 4.0 CIFAR-10; App. B) and ``quantile``, the
   ``q``-quantile of the test bits/dim with ``q`` = the paper's accepted share capped at
   :data:`MAX_QUANTILE` (0.99: the paper's 100% for MNIST would be the maximum of the test set,
@@ -39,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from flows import devices, scoring
+from flows import devices, pixels, scoring
 from flows.scoring import Scores
 from foundation import cli, errors, paper_numbers
 from foundation.intervals import Z95, wilson_interval
@@ -59,7 +62,6 @@ MAX_QUANTILE = 0.99
 PAPER_EPS_L2: dict[str, float] = {"mnist": 1.5, "cifar10": 33.0 / 255.0}
 """Table 2 L2 budgets (pixel scale [0, 1], equal to our [-0.5, 0.5] model-input scale)."""
 
-NUM_BINS = 256
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -216,52 +218,36 @@ def load_test_images(
     return k, torch.as_tensor(np.asarray(labels), dtype=torch.int64)
 
 
-# -- the 8-bit grid -------------------------------------------------------------------------------
-def to_grid(x: torch.Tensor) -> torch.Tensor:
-    """Model-space ``x`` (float, [-0.5, 0.5]) -> the uint8 image whose bin contains ``x``."""
-    return torch.floor((x.detach().float() + 0.5) * NUM_BINS).clamp(0, NUM_BINS - 1).to(torch.uint8)
-
-
-def bin_centre(k: torch.Tensor) -> torch.Tensor:
-    """uint8 image -> float32 bin centres ``(k + 0.5)/256 - 0.5``."""
-    return (k.float() + 0.5) / NUM_BINS - 0.5
-
-
-def grid_l2(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    """L2 distance of uint8 images on the [0, 1] scale, ``||a - b||_2 / 256``, per image."""
-    d = a.double() - b.double()
-    return (d.flatten(1).norm(dim=1) / NUM_BINS).cpu().numpy()
-
-
+# -- the fixed-draw forward -----------------------------------------------------------------------
 class FixedDraw(nn.Module):
     """A fixed-draw forward: ``log q((k + u0)/256 - 0.5, e0 | y) + log p(y)`` (App. A.3).
 
-    ``u0`` (dequantisation) and ``e0`` (padding noise) are one seeded draw ``U[0,1)^(C,32,32)``,
-    the same for every image, so the output is a deterministic function of the image. With
-    ``ste=True``, :meth:`logits_ste` evaluates the model at the rounded point but lets gradients
-    through to the continuous input (straight-through rounding, used inside the attacks).
+    ``u0`` (dequantisation) and ``e0`` (padding noise) are the first two draws ``U[0,1)^(C,32,32)``
+    of :func:`flows.pixels.fixed_uniform` for ``seed`` (the mechanism of the model's own eval-mode
+    padding noise), the same for every image, so the output is a deterministic function of the
+    image. :meth:`logits_ste` evaluates the model at the rounded point but lets gradients through
+    to the continuous input (straight-through rounding, used inside the attacks).
     """
 
     def __init__(self, model: nn.Module, seed: int = 12345) -> None:
         super().__init__()
         self.model = model
         shape = (int(model.in_channels), int(model.image_size), int(model.image_size))
-        g = torch.Generator().manual_seed(seed)
+        u0, e0 = pixels.fixed_uniform(shape, seed, count=2)
         dev = model.log_prior().device
-        self.register_buffer("u0", torch.rand(shape, generator=g).to(dev), persistent=False)
-        self.register_buffer("e0", torch.rand(shape, generator=g).to(dev), persistent=False)
+        self.register_buffer("u0", u0.to(dev), persistent=False)
+        self.register_buffer("e0", e0.to(dev), persistent=False)
         self.seed = seed
 
     def logits_k(self, k: torch.Tensor) -> torch.Tensor:
         """Logits of uint8 (or integer-valued float) images ``k``."""
-        x = (k.float() + self.u0) / NUM_BINS - 0.5
-        return self._logits(x)
+        return self._logits(pixels.bin_point(k.float(), self.u0))
 
     def logits_ste(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits at the rounded point, rounded point as bin centres)``, straight-through."""
-        k = torch.floor((x + 0.5) * NUM_BINS).clamp(0, NUM_BINS - 1).detach()
-        x_in = x + ((k + self.u0) / NUM_BINS - 0.5 - x).detach()
-        x_c = x + ((k + 0.5) / NUM_BINS - 0.5 - x).detach()
+        k = pixels.grid_index(x).detach()
+        x_in = x + (pixels.bin_point(k, self.u0) - x).detach()
+        x_c = x + (pixels.bin_point(k, 0.5) - x).detach()
         return self._logits(x_in), x_c
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -282,32 +268,6 @@ def score(model: nn.Module, images: torch.Tensor, *, draws: int = scoring.DEFAUL
         return Scores(np.zeros((0, draws, c)), prior, int(model.data_dims))
     return scoring.score_images(model, images, draws=draws, seed=seed, batch_size=batch_size,
                                 device=device, desc=desc)
-
-
-def bits_per_dim(log_px: torch.Tensor | np.ndarray, num_dims: int) -> np.ndarray:
-    """bits/dim of ``log p`` (nats) via ``flows.metrics.bits_per_dim`` (never re-derived)."""
-    from flows.metrics import bits_per_dim as _bpd
-
-    lp = torch.as_tensor(np.asarray(log_px, dtype=np.float64))
-    return np.asarray(_bpd(lp, num_dims).detach().cpu().numpy(), dtype=np.float64)
-
-
-def bpd_affine(num_dims: int) -> tuple[float, float]:
-    """``(a, b)`` with ``bits_per_dim(l) = a * l + b``; checked to be affine in ``l``."""
-    probe = np.array([0.0, 1.0, -1000.0], dtype=np.float64)
-    v = bits_per_dim(probe, num_dims)
-    a, b = float(v[1] - v[0]), float(v[0])
-    if not math.isclose(a * probe[2] + b, float(v[2]), rel_tol=1e-6, abs_tol=1e-6) or a >= 0:
-        raise RuntimeError("flows.metrics.bits_per_dim is not a decreasing affine map of log p")
-    return a, b
-
-
-def log_px_at_bpd(threshold_bpd: float, num_dims: int) -> float:
-    """The ``log p`` (nats) whose bits/dim equals ``threshold_bpd`` (``-inf`` for ``T=inf``)."""
-    if math.isinf(threshold_bpd):
-        return -math.inf if threshold_bpd > 0 else math.inf
-    a, b = bpd_affine(num_dims)
-    return (threshold_bpd - b) / a
 
 
 @dataclass
@@ -338,9 +298,11 @@ def load_scored_run(run_dir: str, args: argparse.Namespace,
 
 def _cache_key(run_dir: str | os.PathLike[str], dataset: str, split: str, n: int | None,
                draws: int, seed: int, batch_size: int) -> str:
+    from flows.layout import CHECKPOINT_NAME, CONFIG_NAME, WEIGHTS_NAME
+
     p = Path(run_dir).resolve()
     stamp = []
-    for name in ("config.json", "checkpoint.pt", "model.safetensors"):
+    for name in (CONFIG_NAME, CHECKPOINT_NAME, WEIGHTS_NAME):
         f = p / name
         if f.is_file():
             st = f.stat()

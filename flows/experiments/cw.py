@@ -11,10 +11,11 @@ with ``Z = model.logits`` (= log p(x|y) + log p(y)).  Detection-aware version (C
 
     + c * w_det * l_det(x'),   l_det(x') = max(0, -log p(x') - T_nll)
 
-where ``T_nll = -log p`` at the bits/dim threshold ``T`` (``flows.metrics.bits_per_dim`` is
-affine in ``log p``), and only counts an iterate as a success when it is also accepted
-(``bits/dim(x') <= T``).  With ``T = +inf`` the extra term is exactly zero and the success test
-is the plain one, so the attack *is* plain CW (checked against foolbox in the tests).
+where ``T_nll = -log p`` at the bits/dim threshold ``T`` (:func:`flows.pixels.log_px_at_bpd`, the
+inverse of ``flows.pixels.bits_per_dim``), and only counts an iterate as a success when it is
+also accepted (``bits/dim(x') <= T``).  With ``T = +inf`` the extra term is exactly zero and
+the success test is the plain one, so the attack *is* plain CW (checked against foolbox in the
+tests).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from flows.experiments.common import FixedDraw, log_px_at_bpd, to_grid
+from flows.experiments.common import FixedDraw
+from flows.pixels import log_px_at_bpd, to_grid
 
 
 @dataclass

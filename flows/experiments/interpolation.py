@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from flows import pixels
 from flows.experiments import common
 from flows.provenance import Provenance, write_result
 from flows.scoring import Scores
@@ -79,7 +80,7 @@ def interpolant_images(k0: torch.Tensor, k1: torch.Tensor, alphas: np.ndarray) -
     """8-bit interpolants ``round(a k1 + (1 - a) k0)``, ``[P, A, C, H, W]`` uint8."""
     al = torch.as_tensor(alphas, dtype=torch.float64)[None, :, None, None, None]
     mix = al * k1[:, None].double() + (1 - al) * k0[:, None].double()
-    return mix.round().clamp(0, 255).to(torch.uint8)
+    return pixels.quantize(mix)
 
 
 def interpolate(
@@ -282,10 +283,9 @@ def plot_strips(x_test: torch.Tensor, result: dict[str, Any], path: Path, n_cols
     )
     cols = np.linspace(0, 1, n_cols)
     for r, e in enumerate(ex):
-        x0, x1 = x_test[e["i0"]], x_test[e["i1"]]
-        for c, al in enumerate(cols):
-            img = ((al * x1.double() + (1 - al) * x0.double()).round().numpy()
-                   .transpose(1, 2, 0) / 255.0)
+        row = interpolant_images(x_test[e["i0"]][None], x_test[e["i1"]][None], cols)[0]
+        for c in range(n_cols):
+            img = pixels.intensity(row[c].numpy().transpose(1, 2, 0))
             ax = axes[r, c]
             ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from flows import pixels
 from flows.experiments import attacks, common
 from flows.experiments.cw import cw_l2
 
@@ -24,17 +25,19 @@ def test_set(tiny_model, data_dir):
 def test_cw_with_infinite_threshold_is_foolbox_cw(tiny_model, test_set) -> None:
     k, y, sc = test_set
     ok = np.flatnonzero(sc.pred == y.numpy())[:4]
-    xs, ys = common.bin_centre(k[ok]), y[ok]
+    xs, ys = pixels.bin_centre(k[ok]), y[ok]
     kw = dict(binary_search_steps=2, steps=10, stepsize=0.2, initial_const=1.0)
     ours = cw_l2(tiny_model, xs, ys, threshold_bpd=math.inf, **kw)
-    fm = foolbox.PyTorchModel(attacks.ClassifierLogits(tiny_model).eval(), bounds=(-0.5, 0.5))
+    # foolbox attacks the model itself: its eval-mode forward, log p(x|y) with the fixed padding
+    # noise, is cw_l2's model.logits less the constant log p(y), which changes no logit difference
+    fm = foolbox.PyTorchModel(tiny_model.eval(), bounds=(-0.5, 0.5))
     fb = foolbox.attacks.L2CarliniWagnerAttack(**kw).run(
         fm, xs, foolbox.criteria.Misclassification(ys))
     fb_found = (fm(fb).argmax(1) != ys).numpy()
     assert ours.found.any()
     np.testing.assert_array_equal(ours.found, fb_found)
     torch.testing.assert_close(ours.adv[ours.found], fb[ours.found], atol=1e-5, rtol=0)
-    assert torch.equal(ours.adv_k, common.to_grid(ours.adv))
+    assert torch.equal(ours.adv_k, pixels.to_grid(ours.adv))
 
 
 def test_grid_cw_successes_are_images_that_fool_with_the_margin(tiny_model, test_set) -> None:
@@ -42,7 +45,7 @@ def test_grid_cw_successes_are_images_that_fool_with_the_margin(tiny_model, test
     ok = np.flatnonzero(sc.pred == y.numpy())[:6]
     draw = common.FixedDraw(tiny_model, seed=5)
     kappa = 2.0
-    res = cw_l2(tiny_model, common.bin_centre(k[ok]), y[ok], binary_search_steps=2, steps=15,
+    res = cw_l2(tiny_model, pixels.bin_centre(k[ok]), y[ok], binary_search_steps=2, steps=15,
                 stepsize=0.2, initial_const=1.0, confidence=kappa, grid=draw)
     assert res.found.any()
     z = draw.logits_k(res.adv_k).detach()
@@ -53,7 +56,7 @@ def test_grid_cw_successes_are_images_that_fool_with_the_margin(tiny_model, test
     margin = other.max(1).values - z[rows, yy]
     assert torch.all(margin[torch.from_numpy(res.found)] >= kappa - 1e-4)
     # the recorded L2 is the distance of the rounded image
-    l2 = common.grid_l2(res.adv_k, k[ok])
+    l2 = pixels.grid_l2(res.adv_k, k[ok])
     np.testing.assert_allclose(res.l2[res.found], l2[res.found], rtol=1e-5)
 
 
@@ -62,15 +65,15 @@ def test_detection_aware_grid_cw_is_constrained(tiny_model, test_set) -> None:
     ok = np.flatnonzero(sc.pred == y.numpy())[:6]
     draw = common.FixedDraw(tiny_model, seed=5)
     kw = dict(binary_search_steps=1, steps=15, stepsize=0.2, initial_const=1.0, grid=draw)
-    x = common.bin_centre(k[ok])
+    x = pixels.bin_centre(k[ok])
     plain = cw_l2(tiny_model, x, y[ok], **kw)
     zp = draw.logits_k(plain.adv_k).detach().double()
-    bpd_plain = common.bits_per_dim(torch.logsumexp(zp, 1), 1024)
+    bpd_plain = pixels.bits_per_dim(torch.logsumexp(zp, 1), 1024).numpy()
     t = float(np.median(bpd_plain[plain.found]))  # half of the plain adversarials are rejected
     res = cw_l2(tiny_model, x, y[ok], threshold_bpd=t, **kw)
     assert res.det_active_steps.sum() > 0 and res.blocked_steps.sum() > 0
     z = draw.logits_k(res.adv_k).detach().double()
-    bpd = common.bits_per_dim(torch.logsumexp(z, 1), 1024)
+    bpd = pixels.bits_per_dim(torch.logsumexp(z, 1), 1024).numpy()
     assert np.all(bpd[res.found] <= t + 1e-6)
 
 
@@ -79,7 +82,7 @@ def test_grid_decision_decides_on_the_rounded_image(tiny_model, test_set) -> Non
     ok = np.flatnonzero(sc.pred == y.numpy())[:4]
     draw = common.FixedDraw(tiny_model, seed=1)
     w = attacks.GridDecision(draw, y[ok], k[ok], kappa=0.0)
-    x = common.bin_centre(k[ok])
+    x = pixels.bin_centre(k[ok])
     a = w(x)
     b = w(x + 0.0015)  # inside the same bins (bin width 1/256 = 0.0039)
     torch.testing.assert_close(a, b)
@@ -101,17 +104,17 @@ def test_boundary_stops_by_the_convergence_rule_and_stores_the_trajectory(tiny_m
     draw = common.FixedDraw(tiny_model, seed=1)
     w = attacks.GridDecision(draw, y[rows], k[rows], kappa=0.0)
     start = np.array([ok[lab[ok] != lab[i]][0] for i in rows])
-    info = attacks.run_boundary(w, common.bin_centre(k[rows]), steps=400, seed=0,
-                                starting_points=common.bin_centre(k[start]), window=5,
+    info = attacks.run_boundary(w, pixels.bin_centre(k[rows]), steps=400, seed=0,
+                                starting_points=pixels.bin_centre(k[start]), window=5,
                                 rtol=0.5, record_every=2)
     assert info["stopped_by"] == "convergence rule (all images)"
     assert info["steps_done"] < 400 and np.all(info["converged_at"] > 5)
     traj = np.array(info["trajectory"]["l2"])
     assert traj.shape[1] == 3 and np.all(np.diff(traj, axis=0) <= 1e-12)  # best L2 never grows
-    d0 = common.grid_l2(k[start], k[rows])
+    d0 = pixels.grid_l2(k[start], k[rows])
     assert np.all(info["best_l2"] <= d0 + 1e-12)
     assert np.all(w.decide(info["best_k"]))  # the stored best images are adversarial
-    np.testing.assert_allclose(common.grid_l2(info["best_k"], k[rows]), info["best_l2"])
+    np.testing.assert_allclose(pixels.grid_l2(info["best_k"], k[rows]), info["best_l2"])
 
 
 def test_detection_aware_boundary_stays_targeted_and_accepted(tiny_model, test_set) -> None:
@@ -119,7 +122,7 @@ def test_detection_aware_boundary_stays_targeted_and_accepted(tiny_model, test_s
     lab = y.numpy()
     draw = common.FixedDraw(tiny_model, seed=1)
     z = draw.logits_k(k).detach().double()
-    bpd_f = common.bits_per_dim(torch.logsumexp(z, 1), 1024)
+    bpd_f = pixels.bits_per_dim(torch.logsumexp(z, 1), 1024).numpy()
     t = float(np.quantile(bpd_f, 0.8))
     ok = np.flatnonzero((z.argmax(1).numpy() == lab) & (bpd_f <= t))
     rows = ok[:3]
@@ -133,12 +136,12 @@ def test_detection_aware_boundary_stays_targeted_and_accepted(tiny_model, test_s
     assert len(rows)
     w = attacks.GridDecision(draw, y[rows], k[rows], kappa=0.0,
                              target=torch.as_tensor(target), threshold_bpd=t)
-    info = attacks.run_boundary(w, common.bin_centre(k[rows]), steps=30, seed=0,
-                                starting_points=common.bin_centre(k[start]), window=1000,
+    info = attacks.run_boundary(w, pixels.bin_centre(k[rows]), steps=30, seed=0,
+                                starting_points=pixels.bin_centre(k[start]), window=1000,
                                 rtol=0.0)
     zb = draw.logits_k(info["best_k"]).detach().double()
     np.testing.assert_array_equal(zb.argmax(1).numpy(), target)
-    assert np.all(common.bits_per_dim(torch.logsumexp(zb, 1), 1024) <= t)
+    assert np.all(pixels.bits_per_dim(torch.logsumexp(zb, 1), 1024).numpy() <= t)
 
 
 def test_cli_writes_documented_json(tiny_run, data_dir, tmp_path) -> None:

@@ -1,68 +1,84 @@
-"""The 8-bit grid, the fixed-draw forward, thresholds with recall, Wilson shares, run loading."""
+"""The fixed-draw forward, scoring of 8-bit images, thresholds with recall, Wilson shares, run
+loading (the 8-bit grid and bits/dim: tests/flows/test_flows_pixels.py)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
-from flows import scoring
+from flows import pixels
 from flows.experiments import common
-from flows.metrics import bits_per_dim
+from flows.model import EVAL_NOISE_SEED
 from foundation import errors
-
-
-def test_log_px_at_bpd_inverts_bits_per_dim() -> None:
-    for d in (1024, 3072):
-        for t in (1.4, 4.0, 8.0):
-            lp = common.log_px_at_bpd(t, d)
-            assert float(bits_per_dim(torch.tensor(lp, dtype=torch.float64), d)) == pytest.approx(t)
-    assert common.log_px_at_bpd(math.inf, 1024) == -math.inf
-
-
-def test_grid_round_trip_and_bins() -> None:
-    k = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16)
-    assert torch.equal(common.to_grid(common.bin_centre(k)), k)
-    # every point of bin k maps to k: both bin edges (the upper one excluded)
-    lo = k.float() / 256 - 0.5
-    hi = (k.float() + 1) / 256 - 0.5 - 1e-6
-    assert torch.equal(common.to_grid(lo), k) and torch.equal(common.to_grid(hi), k)
-    assert int(common.to_grid(torch.tensor([[[[0.7]]]]))) == 255
-    assert int(common.to_grid(torch.tensor([[[[-0.7]]]]))) == 0
-    a = torch.zeros(2, 1, 4, 4, dtype=torch.uint8)
-    b = a.clone()
-    b[0, 0, 0, 0] = 3
-    b[0, 0, 1, 1] = 4  # ||(3, 4)|| = 5 grey levels
-    np.testing.assert_allclose(common.grid_l2(a, b), [5 / 256, 0.0])
 
 
 def test_fixed_draw_is_the_model_at_the_rounded_point(tiny_model) -> None:
     draw = common.FixedDraw(tiny_model, seed=3)
     k = torch.randint(0, 256, (3, 1, 32, 32), dtype=torch.uint8)
     z = draw.logits_k(k)
-    x = common.bin_centre(k) + 0.001  # same bins
+    x = pixels.bin_centre(k) + 0.001  # same bins
     x.requires_grad_(True)
     z_ste, x_c = draw.logits_ste(x)
     torch.testing.assert_close(z_ste, z)
-    torch.testing.assert_close(x_c.detach(), common.bin_centre(k))
+    torch.testing.assert_close(x_c.detach(), pixels.bin_centre(k))
     z_ste[:, 0].sum().backward()
     assert x.grad is not None and float(x.grad.abs().sum()) > 0  # straight-through
     # a fixed draw is one draw of flows.scoring's estimator: same function, explicit noise
     with torch.no_grad():
         ref = tiny_model((k.float() + draw.u0) / 256 - 0.5, noise=draw.e0.expand(3, -1, -1, -1))
     torch.testing.assert_close(z, ref + tiny_model.log_prior())
+    # the fixed draws are U[0, 1) noise of the seed; seed EVAL_NOISE_SEED gives the model's own
+    # eval-mode padding noise as u0 (one fixed-noise mechanism)
+    assert 0.0 <= float(draw.u0.min()) and float(draw.u0.max()) < 1.0
+    assert not torch.equal(draw.u0, draw.e0)
+    assert torch.equal(common.FixedDraw(tiny_model, seed=3).e0, draw.e0)  # reproducible
+    same = common.FixedDraw(tiny_model, seed=EVAL_NOISE_SEED)
+    assert torch.equal(same.u0, tiny_model.eval_noise)
 
 
-def test_score_is_flows_scoring_and_takes_only_images(tiny_model) -> None:
-    k = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
-    a = common.score(tiny_model, k, draws=3, seed=1)
-    b = scoring.score_images(tiny_model, k, draws=3, seed=1)
-    np.testing.assert_array_equal(a.per_draw, b.per_draw)
+class _KnownDensity(nn.Module):
+    """A stand-in with a hand-computable output: class 0 scores ``sum(x)``, class 1 ``sum(e)``."""
+
+    num_classes = 2
+    data_dims = 1024
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return torch.stack([x.double().sum((1, 2, 3)), noise.double().sum((1, 2, 3))], 1)
+
+    def log_prior(self) -> torch.Tensor:
+        return torch.full((2,), -float(np.log(2.0)))
+
+
+def test_score_draws_points_of_the_image_bins_and_fresh_padding_noise() -> None:
+    """Every draw scores a point of the (zero-padded) image's bins, with padding noise in [0, 1)
+    that changes from draw to draw; checked against sums computed by hand from the pixels."""
+    k = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8,
+                      generator=torch.Generator().manual_seed(0))
+    s = common.score(_KnownDensity(), k, draws=4, seed=1, batch_size=2)
+    assert s.per_draw.shape == (5, 4, 2) and s.num_dims == 1024
+    # sum over the 32x32 padded image (padding: pixel 0) of the bin edges k/256 - 0.5
+    lo = k.double().flatten(1).sum(1).numpy() / 256 - 0.5 * 1024
+    sum_x = s.per_draw[:, :, 0]
+    assert np.all(sum_x >= lo[:, None] - 1e-9) and np.all(sum_x < lo[:, None] + 1024 / 256)
+    # E[u] = 1/2: the sum over 1024 dequantised pixels is within 0.2 of the sum of bin centres
+    # (its s.d. is sqrt(1024/12)/256 = 0.036 per draw)
+    assert np.all(np.abs(sum_x.mean(1) - (lo + 1024 / 512)) < 0.2)
+    sum_e = s.per_draw[:, :, 1]
+    assert np.all((sum_e > 0) & (sum_e < 1024)) and np.all(np.abs(sum_e - 512) < 60)
+    assert len(np.unique(sum_e)) == sum_e.size  # fresh noise for every draw and image
+    # the same seed (and batch size) gives the same draws, another seed other ones
+    again = common.score(_KnownDensity(), k, draws=4, seed=1, batch_size=2)
+    np.testing.assert_array_equal(again.per_draw, s.per_draw)
+    other = common.score(_KnownDensity(), k, draws=4, seed=2, batch_size=2)
+    assert not np.array_equal(other.per_draw, s.per_draw)
+    empty = common.score(_KnownDensity(), k[:0], draws=3)
+    assert empty.per_draw.shape == (0, 3, 2)
     with pytest.raises(TypeError):
-        common.score(tiny_model, common.bin_centre(k), draws=1)
+        common.score(_KnownDensity(), pixels.bin_centre(k), draws=1)
 
 
 def test_quantile_threshold_is_never_the_test_maximum() -> None:

@@ -39,7 +39,7 @@ def test_gaussian_fit_is_the_dequantised_maximum_likelihood() -> None:
 
 
 def test_gaussian_bits_use_the_flows_convention() -> None:
-    """Bits/dim = -(log p(x) - D log 256)/(D log 2), as flows.metrics.bits_per_dim."""
+    """Bits/dim = -(log p(x) - D log 256)/(D log 2), as flows.pixels.bits_per_dim."""
     rng = np.random.default_rng(1)
     train = rng.integers(0, 256, size=(300, 4)).astype(np.uint8)
     test = rng.integers(0, 256, size=(50, 4)).astype(np.uint8)

@@ -12,7 +12,8 @@ from flows_testutils import REAL_DATA, write_cifar, write_idx_images, write_idx_
 
 from flows import data as fdata
 from flows.bgmnist import compose, gaussian_blur, make_bg_mnist
-from flows.preprocess import augment, pad_to_32, to_model_input
+from flows.pixels import to_model_input
+from flows.preprocess import augment, pad_to_32
 from flows.readers import DataFileError, read_cifar_batch, read_idx_images, read_idx_labels
 
 

@@ -19,7 +19,7 @@ from flows.layers import (
     unsqueeze,
 )
 from flows.model import GlowClassifier
-from flows.preprocess import pixel_scale_logdet
+from flows.pixels import pixel_scale_logdet
 
 
 def _perturb(module: torch.nn.Module, scale: float = 0.3, seed: int = 0) -> None:

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from flows.metrics import accuracy, bits_per_dim
-from flows.preprocess import dequantize, to_model_input
+from flows.metrics import accuracy
+from flows.pixels import bits_per_dim, dequantize, to_model_input
 from flows.schedule import lr_at
 
 
