@@ -1,4 +1,4 @@
-"""bits/dim known answers and the learning-rate schedule."""
+"""bits/dim known answers (flows.pixels) and the learning-rate schedule (flows.schedule)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-from flows.metrics import accuracy
 from flows.pixels import bits_per_dim, dequantize, to_model_input
 from flows.schedule import lr_at
 
@@ -42,10 +41,6 @@ def test_dequantisation_consistent_with_deterministic_input() -> None:
     # both land in pixel k's bin [k/256 - 0.5, (k+1)/256 - 0.5)
     assert torch.equal(torch.floor((xq + 0.5) * 256).long(), k32.long())
     assert torch.equal(torch.floor((x + 0.5) * 256).long(), k32.long())
-
-
-def test_accuracy() -> None:
-    assert accuracy(torch.tensor([[0.0, 1.0], [2.0, 1.0]]), torch.tensor([1, 1])) == 0.5
 
 
 def test_lr_schedules() -> None:
