@@ -19,7 +19,6 @@ beat them has learnt less than the pixel statistics:
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -33,9 +32,12 @@ from flows.pixels import NUM_BINS, bin_point, bits_per_dim
 from flows.preprocess import pad_to_32
 from flows.provenance import provenance
 from flows.scoring import mean_and_se
+from foundation import cli, errors, runlock
 from foundation.atomic import write_json
 from foundation.intervals import logmeanexp
 from foundation.provenance import portable_command
+
+PROG = "python -m flows.baselines"
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -119,34 +121,39 @@ def baselines(dataset: str, data_dir: str | None, draws: int, seed: int) -> dict
     }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m flows.baselines",
-                                description=__doc__.split("\n")[0])
+def build_parser() -> cli.ArgumentParser:
+    p = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--dataset", action="append", required=True, choices=fdata.DATASETS,
                    help="repeat for several datasets")
-    p.add_argument("--data-dir", default=None, help="default: $ANNULUS_DATA_DIR or ../shared/data")
-    p.add_argument("--out-dir", required=True, help="writes OUT_DIR/<dataset>.json")
-    p.add_argument("--draws", type=int, default=4, help="dequantisation draws (Gaussian)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", type=cli.existing_dir_of("data directory"), default=None,
+                   help="default: $ANNULUS_DATA_DIR or ../shared/data")
+    p.add_argument("--out-dir", type=cli.output_dir, required=True,
+                   help="writes OUT_DIR/<dataset>.json")
+    p.add_argument("--draws", type=cli.int_range(1, 1024), default=4,
+                   help="dequantisation draws (Gaussian)")
+    p.add_argument("--seed", type=cli.seed, default=0)
     return p
 
 
+@errors.guard(PROG, runtime=(fdata.DataFileError,))
+@runlock.releasing
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.draws < 1:
-        build_parser().error("--draws must be >= 1")
-    for dataset in args.dataset:
+    outs = [Path(args.out_dir) / f"{dataset}.json" for dataset in args.dataset]
+    for out in outs:  # one writer per output file (a second one: exit 1, before any work)
+        runlock.acquire(runlock.file_lock_path(out), out)
+    for dataset, out in zip(args.dataset, outs, strict=True):
         t0 = time.time()
         try:
             result = baselines(dataset, args.data_dir, args.draws, args.seed)
         except fdata.DataFileError as exc:
-            print(f"flows.baselines: error: {exc}", file=sys.stderr)
+            print(f"{PROG}: error: {errors.one_line(exc)}", file=sys.stderr)
             return 1
         result.update(
             command=portable_command("flows.baselines",
                                      sys.argv[1:] if argv is None else list(argv)),
             wall_time_s=time.time() - t0, provenance=provenance(torch.device("cpu")))
-        write_json(Path(args.out_dir) / f"{dataset}.json", result)
+        write_json(out, result)
         print(f"{dataset}: histogram {result['histogram']['bits_per_dim']:.4f} bits/dim, "
               f"gaussian {result['gaussian']['bits_per_dim']:.4f} bits/dim "
               f"({result['wall_time_s']:.0f} s)", flush=True)

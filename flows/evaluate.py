@@ -20,14 +20,14 @@ from pathlib import Path
 import torch
 
 from flows import data as fdata
-from flows import devices, runlock, scoring
+from flows import devices, scoring
 from flows.layout import CONFIG_NAME, EVAL_NAME, SUMMARY_NAME
 from flows.provenance import provenance
 from flows.runs import (
     RunError,
     load_run_state,
 )
-from foundation import cli, errors
+from foundation import cli, errors, runlock
 from foundation.atomic import write_json
 from foundation.provenance import portable_command
 

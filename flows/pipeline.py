@@ -23,7 +23,7 @@ fingerprints of its last successful run). A ``train`` run is complete when ``tra
 reports its ``--epochs``; an interrupted one is **resumed** with ``--resume``; other runs write
 their outputs atomically, so an interrupted run left nothing and simply runs again (the
 experiments' score cache makes that cheap). A ``train`` run whose run directory is locked by a
-live writer (:mod:`flows.runlock`) is skipped, naming its PID; the runs the pipeline starts get
+live writer (:mod:`foundation.runlock`) is skipped, naming its PID; the runs the pipeline starts get
 SIGTERM when it dies (Linux ``PR_SET_PDEATHSIG``), so none outlives it. Progress: a line per
 run and, with ``--jobs 1``, the run's own tqdm bars; with ``--jobs N > 1`` the runs' output goes
 to ``build/pipeline/logs/NAME.log``.
@@ -52,9 +52,8 @@ from typing import Any
 
 import tomllib
 
-from flows import runlock
 from flows.layout import CHECKPOINT_NAME, SUMMARY_NAME
-from foundation import atomic, cli, errors
+from foundation import atomic, cli, errors, runlock
 
 PROG = "python -m flows.pipeline"
 REPO = Path(__file__).resolve().parents[1]
@@ -216,7 +215,7 @@ def train_state(run: Run) -> str:
 
 def running_elsewhere(run: Run) -> int | None:
     """PID of a live process writing this run's ``--out``: the holder of its lock
-    (:mod:`flows.runlock`, ``OUT/.lock``; ``-1`` when its PID cannot be told), else a
+    (:mod:`foundation.runlock`, ``OUT/.lock``; ``-1`` when its PID cannot be told), else a
     ``flows.train`` process started before the lock existed, found by its command line
     (Linux ``/proc``)."""
     pid = runlock.holder(runlock.dir_lock_path(_train_dir(run)))
@@ -225,7 +224,7 @@ def running_elsewhere(run: Run) -> int | None:
 
 def _legacy_writer(out: str) -> int | None:
     """PID of a ``flows.train`` process whose ``--out`` is ``out``, by ``/proc/PID/cmdline``
-    (training processes of a version without :mod:`flows.runlock` hold no lock)."""
+    (training processes of a version without :mod:`foundation.runlock` hold no lock)."""
     for d in Path("/proc").glob("[0-9]*"):
         try:
             argv = (d / "cmdline").read_bytes().split(b"\0")

@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from flows import budget, devices, runlock
+from flows import budget, devices
 from flows import data as fdata
 from flows.config import OBJECTIVES, PRESETS, model_config
 from flows.layout import CHECKPOINT_NAME, CONFIG_NAME, LAST_GOOD_NAME, SUMMARY_NAME
@@ -49,7 +49,7 @@ from flows.runs import (
     save_checkpoint,
 )
 from flows.schedule import SCHEDULES, lr_at, resolve_schedule
-from foundation import cli, errors
+from foundation import cli, errors, runlock
 from foundation.atomic import clean_stale_tmp, write_json
 from foundation.provenance import portable_command, portable_path
 
@@ -292,7 +292,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 def train(args: argparse.Namespace) -> dict:
     """Run (or resume) training; returns the final state summary. One writer per run: the
-    process of rank 0 holds ``OUT/.lock`` (:mod:`flows.runlock`) throughout, so a second
+    process of rank 0 holds ``OUT/.lock`` (:mod:`foundation.runlock`) throughout, so a second
     ``flows.train`` with the same ``--out`` is refused at start, naming the holder's PID."""
     if int(os.environ.get("RANK", "0")) != 0:
         return _train(args)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from foundation import atomic, cli, errors
+from foundation import atomic, cli, errors, runlock
 from paper_figures.registry import BY_NAME, ITEMS, Context, run_item
 
 PROG = "python -m paper_figures"
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @errors.guard(PROG)
+@runlock.releasing
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the requested items; see the module docstring for the exit statuses."""
     args = build_parser().parse_args(argv)
@@ -55,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for it in ITEMS:
             print(f"{it.name:22s} {it.kind:6s} {it.paper:17s} {it.description}")
         return 0
+    # one build per output folder at a time (a second one: exit 1, naming the first)
+    runlock.acquire(runlock.dir_lock_path(args.out), args.out)
     for d in (args.out, args.results / "theory"):  # temporaries of a killed earlier build
         atomic.clean_stale_tmp(d)
     ctx = Context(results=args.results, out=args.out, recompute=args.recompute)

@@ -75,7 +75,7 @@ def cli_main(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[
     name = spec.name if spec is not None and spec.name != "__main__" else main.__module__
     if name == "__main__":
         name = "flows.experiments"
-    from flows import runlock
+    from foundation import runlock
 
     # the output's lock (replot_or_require_run) is held until the command ends
     return errors.guard(f"python -m {name}", runtime=(RuntimeError, ValueError))(
@@ -138,8 +138,10 @@ def replot_or_require_run(args: argparse.Namespace,
         return True
     if not args.run or not args.out:
         raise errors.UsageError("--run and --out are required")
-    from flows import runlock  # one writer per output file (a second: exit 1)
-    from foundation import atomic
+    from foundation import (
+        atomic,
+        runlock,  # one writer per output file (a second: exit 1)
+    )
 
     runlock.acquire(runlock.file_lock_path(args.out), args.out)
     atomic.clean_stale_tmp(Path(args.out).parent)  # temporaries of killed earlier writers

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.experiments import paired
-from foundation import cli, errors, paper_numbers
+from foundation import atomic, cli, errors, paper_numbers, runlock
 
 PAPER_TABLE2 = paper_numbers.TABLE2
 """Paper Table 2 (single source: ``foundation.paper_numbers``)."""
@@ -302,14 +302,15 @@ def build_parser() -> cli.ArgumentParser:
 
 
 @errors.guard(PROG)
+@runlock.releasing
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print (and with ``--out`` write, atomically) the tables."""
+    """Print (and with ``--out`` write, atomically; one writer per file) the tables."""
     args = build_parser().parse_args(argv)
+    if args.out:
+        runlock.acquire(runlock.file_lock_path(args.out), args.out)
     text = build(Path(args.results))
     print(text, end="")
     if args.out:
-        from foundation import atomic
-
         atomic.write_text(args.out, text)
     return 0
 

@@ -20,12 +20,12 @@ import pytest
 import torch
 
 from flows import evaluate as feval
-from flows import pipeline, runlock
+from flows import pipeline
 from flows import train as ftrain
 from flows.config import model_config
 from flows.experiments import likelihood_gap
 from flows.runs import RunError, build_model, read_config, save_checkpoint
-from foundation import atomic
+from foundation import atomic, runlock
 from paper_figures import theory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,7 +91,7 @@ def _dead_pid() -> int:
 # -- one writer per run -----------------------------------------------------------------------
 HOLDER = textwrap.dedent("""
     import sys, time
-    from flows import runlock
+    from foundation import runlock
     runlock.acquire(sys.argv[1], sys.argv[2])
     print("locked", flush=True)
     time.sleep(120)
@@ -329,3 +329,33 @@ def test_fingerprint_follows_code_and_constants(monkeypatch: pytest.MonkeyPatch)
     assert theory.fingerprint(theory.compute_min_dimension)["sha256"] != md["sha256"]
     changed = theory.fingerprint(functools.partial(theory.compute_kl_vs_d, n=5))
     assert changed["sha256"] != fp["sha256"]
+
+
+@pytest.mark.parametrize("command", ["summarize", "baselines", "paper_figures"])
+def test_table_and_figure_builders_have_one_writer(command: str, holder, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from flows import baselines
+    from flows.experiments import summarize
+    from paper_figures.__main__ import main as figures_main
+
+    if command == "summarize":
+        out = tmp_path / "summary.md"
+        lock, call = runlock.file_lock_path(out), lambda: summarize.main(
+            ["--results", str(tmp_path), "--out", str(out)])
+    elif command == "baselines":
+        out = tmp_path / "baselines" / "mnist.json"
+        lock, call = runlock.file_lock_path(out), lambda: baselines.main(
+            ["--dataset", "mnist", "--out-dir", str(out.parent)])
+    else:
+        out = tmp_path / "figures"
+        lock, call = runlock.dir_lock_path(out), lambda: figures_main(
+            ["--results", str(tmp_path), "--out", str(out), "--only", "table1"])
+    p = holder(lock, out)
+    try:
+        code = call()
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 1
+    line = _err_line(capsys)
+    assert "error: " in line and f"pid {p.pid}" in line
+    assert not out.exists() or out.is_dir() and sorted(f.name for f in out.iterdir()) == [".lock"]

@@ -4,7 +4,7 @@
 output file ``NAME``. A second writer of the same run or file is refused at start with one line
 naming the holder (:class:`LockHeld`, a :class:`foundation.errors.CommandError`: exit status 1)::
 
-    from flows import runlock
+    from foundation import runlock
 
     with runlock.hold(runlock.dir_lock_path(out), out):   # released on leaving the block
         ...
