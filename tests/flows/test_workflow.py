@@ -84,22 +84,52 @@ def test_every_stored_result_has_a_rule_with_its_recorded_command(tmp_path: Path
     assert "--resume; else" in train["shell"] and "--out ~/annulus-runs/" in train["shell"]
 
 
-def test_a_clone_with_everything_present_plans_nothing(tmp_path: Path) -> None:
-    """Committed models and results with arbitrary times (as a clone has): no training, packaging
-    or evaluation is planned; only results missing from results/ are."""
+def _clone(tmp: Path, git: bool) -> Path:
+    """models/ and results/ of the repository with arbitrary times, as a clone has them
+    (committed to a new git repository when ``git``)."""
     rng = random.Random(0)
     for sub in ("models", "results"):
-        shutil.copytree(REPO / sub, tmp_path / sub,
+        shutil.copytree(REPO / sub, tmp / sub,
                         ignore=shutil.ignore_patterns("figures", "superseded", "*.png"))
-    for f in [*tmp_path.rglob("*")]:
-        if f.is_file():
+    if git:
+        for args in (["init", "-q"], ["add", "models", "results"],
+                     ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
+            subprocess.run(["git", *args], cwd=tmp, check=True, capture_output=True)
+    for f in [*tmp.rglob("*")]:
+        if f.is_file() and ".git" not in f.parts:
             t = rng.uniform(1e8, 1.7e9)
             os.utime(f, (t, t))
-    text = snakemake(tmp_path, "-n", "-p", "--config", f"runs={tmp_path / 'runs'}")
-    jobs = [j for j in planned_jobs(text) if j["rule"] != "all"]
-    assert not [j for j in jobs if j["rule"] in ("train", "package", "evaluate")], text[-3000:]
-    for j in jobs:  # anything else planned is missing (e.g. an experiment being re-run)
+    return tmp
+
+
+def _planned(workdir: Path) -> list[dict]:
+    text = snakemake(workdir, "-n", "-p", "--config", f"runs={workdir / 'runs'}")
+    return [j for j in planned_jobs(text) if j["rule"] != "all"]
+
+
+@pytest.mark.parametrize("git", [False, True])
+def test_a_clone_with_everything_present_plans_nothing(tmp_path: Path, git: bool) -> None:
+    """No training, packaging or evaluation is planned; only results missing from results/
+    (e.g. experiments being re-run) are."""
+    if git and shutil.which("git") is None:
+        pytest.skip("no git")
+    jobs = _planned(_clone(tmp_path, git))
+    assert not [j for j in jobs if j["rule"] in ("train", "package", "evaluate")], jobs
+    for j in jobs:
         assert not any((tmp_path / o).exists() for o in j["output"]), j
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="no git")
+def test_a_model_changed_here_outdates_its_results(tmp_path: Path) -> None:
+    """A model that differs from its committed version (retrained here) is compared by time:
+    its evaluation is planned again, no other."""
+    work = _clone(tmp_path, git=True)
+    weights = work / "models" / "mnist-split-cpu" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes() + b" ")
+    jobs = _planned(work)
+    evals = [j["output"] for j in jobs if j["rule"] == "evaluate"]
+    assert evals == [["results/table1/mnist-split-cpu.json"]]
+    assert not [j for j in jobs if j["rule"] in ("train", "package")]
 
 
 @pytest.mark.slow
