@@ -7,7 +7,7 @@ after a failed update), :data:`SUMMARY_NAME` (one entry per invocation) and, onc
 :data:`WEIGHTS_NAME` with its checksum :data:`SHA_NAME` (:mod:`flows.weights`), the run's
 :data:`CONFIG_NAME` and :data:`SUMMARY_NAME`, :data:`REFERENCE_NAME` (reference scores,
 :mod:`flows.package`) and :data:`EVAL_NAME`. Every module names these files through the
-constants here (torch-free, so drivers such as :mod:`flows.pipeline` can use them).
+constants here (torch-free, so any driver can import them).
 """
 
 from __future__ import annotations

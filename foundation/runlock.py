@@ -14,9 +14,9 @@ The lock is the operating system's (``fcntl.flock`` on an open file kept for the
 lifetime), so it is released the moment the holder exits, also on ``kill -9``: no stale lock ever
 blocks a run. The file holds the holder's PID and command line (what the refusal names); a
 holder that ends normally removes it, one that was killed leaves it behind, unlocked, and the
-next writer takes it over. :func:`holder` asks, without taking the lock, who holds it
-(``flows.pipeline``). Locks are per process: acquiring a lock this process already holds is
-allowed (counted; released when every acquisition was released).
+next writer takes it over. :func:`holder` asks, without taking the lock, who holds it (e.g.
+whether a run directory is being trained now). Locks are per process: acquiring a lock this
+process already holds is allowed (counted; released when every acquisition was released).
 
 Only the standard library is imported here (no torch).
 """

@@ -104,22 +104,24 @@ class Outcome:
 # -- producing commands ----------------------------------------------------------------------
 def _evaluate(table: str, name: str) -> Need:
     return Need(f"{table}/{name}.json",
-                f"python -m flows.pipeline evaluate/{name}  (python -m flows.evaluate --run "
-                f"{RUNS}/{name} --out {{R}}/{table}/{name}.json; see pipeline/runs.toml)")
+                f"snakemake --cores 1 results/{table}/{name}.json  (python -m flows.evaluate "
+                f"--run {RUNS}/{name} --out {{R}}/{table}/{name}.json; see workflow/Snakefile)")
 
 
 def _experiment(exp: str, run: str, part: str = "") -> Need:
     """The result ``EXP/RUN[.PART].json`` of ``flows.experiments.EXP`` on ``models/RUN``."""
     name = f"{run}.{part}" if part else run
     return Need(f"{exp}/{name}.json",
-                f"python -m flows.pipeline {exp}/{name}  (python -m flows.experiments.{exp} "
-                f"--run {RUNS}/{run} --out {{R}}/{exp}/{name}.json ...; see pipeline/runs.toml)")
+                f"snakemake --cores 1 results/{exp}/{name}.json  (python -m "
+                f"flows.experiments.{exp} --run {RUNS}/{run} --out {{R}}/{exp}/{name}.json ...; "
+                "see workflow/Snakefile)")
 
 
 BG_NEED = Need("bg_mnist/table3.json",
-               "python -m flows.pipeline bg_mnist/table3  (python -m flows.experiments.bg_mnist "
+               "snakemake --cores 1 results/bg_mnist/table3.json  (python -m "
+               "flows.experiments.bg_mnist "
                f"--run {RUNS}/mnist-reweighted-cpu --run {RUNS}/bg-mnist-5-reweighted-cpu "
-               "... --out {R}/bg_mnist/table3.json; the runs are listed in pipeline/runs.toml)")
+               "... --out {R}/bg_mnist/table3.json; the runs are listed in workflow/Snakefile)")
 TABLE1_RUNS = tuple(f"{d}-{o}-cpu" for d in ("mnist", "cifar10")
                     for o in ("base", "reweighted", "split"))
 MAIN_RUNS = ("mnist-reweighted-cpu", "cifar10-reweighted-cpu")

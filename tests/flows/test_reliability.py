@@ -20,7 +20,6 @@ import pytest
 import torch
 
 from flows import evaluate as feval
-from flows import pipeline
 from flows import train as ftrain
 from flows.config import model_config
 from flows.experiments import likelihood_gap
@@ -135,9 +134,7 @@ def test_second_trainer_is_refused_naming_the_holder(holder, tmp_path: Path, tin
     assert line.startswith("python -m flows.train: error: ") and f"pid {p.pid}" in line
     assert str(out) in line
     assert sorted(f.name for f in out.iterdir()) == [".lock"]  # nothing written
-    assert pipeline.running_elsewhere(pipeline.Run(
-        "train/x", "train", "flows.train", ["--out", str(out), "--epochs", "1"], [],
-        [str(out / "checkpoint.pt")], [])) == p.pid
+    assert runlock.holder(runlock.dir_lock_path(out)) == p.pid
 
 
 def test_second_experiment_writing_the_same_file_is_refused(holder, tmp_path: Path,
@@ -178,40 +175,6 @@ def test_lock_of_a_failed_start_leaves_no_directory(tmp_path: Path) -> None:
         raise RuntimeError("failed before writing anything")
     assert not (tmp_path / "new").exists()
     assert list(tmp_path.iterdir()) == []
-
-
-def test_pipeline_children_die_with_the_pipeline(tmp_path: Path) -> None:
-    parent = textwrap.dedent("""
-        import subprocess, sys, time
-        from flows import pipeline
-        c = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
-                             preexec_fn=pipeline.die_with_parent())
-        print(c.pid, flush=True)
-        time.sleep(120)
-    """)
-    p = subprocess.Popen([sys.executable, "-c", parent], cwd=REPO, stdout=subprocess.PIPE,
-                         text=True)
-    try:
-        assert p.stdout is not None
-        child = int(p.stdout.readline())
-        assert _alive(child)
-    finally:
-        p.kill()
-        p.wait()
-    deadline = time.time() + 10
-    while _alive(child) and time.time() < deadline:
-        time.sleep(0.05)
-    if _alive(child):
-        os.kill(child, signal.SIGKILL)
-        pytest.fail("the run outlived the pipeline")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 # -- every field of config.json validated on load ---------------------------------------------

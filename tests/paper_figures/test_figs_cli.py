@@ -22,7 +22,7 @@ def test_figs_cli_missing_is_reported(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "fig3: missing" in err and "python -m flows.experiments.likelihood_gap" in err
     assert "python -m flows.experiments.attacks --run models/mnist-split-cpu" in err
-    assert "python -m flows.pipeline bg_mnist/table3" in err
+    assert "snakemake --cores 1 results/bg_mnist/table3.json" in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 

@@ -1,0 +1,160 @@
+"""workflow/Snakefile: every stored result has a rule whose command is the one it records, a clone
+with everything present plans nothing, and one train -> package -> evaluate chain runs end to end
+on the tiny preset (resuming from the checkpoint). Skipped without Snakemake (the optional
+``workflow`` extra)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("snakemake") is None,
+                                reason="snakemake not installed (pip install -e '.[workflow]')")
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+STORED = ("table1", "table3", "attacks", "likelihood_gap", "interpolation", "bg_mnist")
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 120) -> str:
+    """Run the project's Snakefile in ``workdir``; its output (the run must succeed)."""
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
+                           "--directory", str(workdir), *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def planned_jobs(text: str) -> list[dict]:
+    """The jobs of a dry run (``-n -p``): rule, outputs and shell command of each."""
+    jobs: list[dict] = []
+    for line in text.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):$", line)
+        if m:
+            jobs.append({"rule": m.group(1), "output": [], "shell": None})
+        elif jobs and line.startswith("    output: "):
+            jobs[-1]["output"] = line[len("    output: "):].split(", ")
+        elif jobs and line.startswith("Shell command: "):
+            jobs[-1]["shell"] = line[len("Shell command: "):]
+    return jobs
+
+
+def same_command(printed: str, recorded: str) -> bool:
+    """Equal argument lists, the interpreter aside (``python`` vs a path to one)."""
+    a, b = shlex.split(printed), shlex.split(recorded)
+    return a[1:] == b[1:] and Path(a[0]).name.startswith("python") \
+        and Path(b[0]).name.startswith("python")
+
+
+def stored_results(root: Path) -> dict[str, str]:
+    """``results/EXP/NAME.json`` -> the command recorded in it, for every stored result."""
+    out = {}
+    for exp in STORED:
+        for f in sorted((root / "results" / exp).glob("*.json")):
+            d = json.loads(f.read_text())
+            cmd = d.get("command") or (d.get("provenance") or {}).get("command")
+            assert cmd, f"{f}: no recorded command"
+            out[f.relative_to(root).as_posix()] = cmd
+    return out
+
+
+def test_every_stored_result_has_a_rule_with_its_recorded_command(tmp_path: Path) -> None:
+    stored = stored_results(REPO)
+    assert any(k.startswith("results/table1/") for k in stored)
+    text = snakemake(tmp_path, "-n", "-p", "--forceall", "--", *stored)
+    by_output = {o: j for j in planned_jobs(text) for o in j["output"]}
+    for path, recorded in stored.items():
+        assert path in by_output, f"no rule makes {path}"
+        printed = by_output[path]["shell"]
+        assert same_command(printed, recorded), f"{path}:\n  rule: {printed}\n  made: {recorded}"
+    # the chain behind them: trainings resume from the checkpoint, models are packaged
+    train = next(j for j in planned_jobs(text) if j["rule"] == "train")
+    assert "--resume; else" in train["shell"] and "--out ~/annulus-runs/" in train["shell"]
+
+
+def _clone(tmp: Path, git: bool) -> Path:
+    """models/ and results/ of the repository with arbitrary times, as a clone has them
+    (committed to a new git repository when ``git``)."""
+    rng = random.Random(0)
+    for sub in ("models", "results"):
+        shutil.copytree(REPO / sub, tmp / sub,
+                        ignore=shutil.ignore_patterns("figures", "superseded", "*.png"))
+    if git:
+        for args in (["init", "-q"], ["add", "models", "results"],
+                     ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
+            subprocess.run(["git", *args], cwd=tmp, check=True, capture_output=True)
+    for f in [*tmp.rglob("*")]:
+        if f.is_file() and ".git" not in f.parts:
+            t = rng.uniform(1e8, 1.7e9)
+            os.utime(f, (t, t))
+    return tmp
+
+
+def _planned(workdir: Path) -> list[dict]:
+    text = snakemake(workdir, "-n", "-p", "--config", f"runs={workdir / 'runs'}")
+    return [j for j in planned_jobs(text) if j["rule"] != "all"]
+
+
+@pytest.mark.parametrize("git", [False, True])
+def test_a_clone_with_everything_present_plans_nothing(tmp_path: Path, git: bool) -> None:
+    """No training, packaging or evaluation is planned; only results missing from results/
+    (e.g. experiments being re-run) are."""
+    if git and shutil.which("git") is None:
+        pytest.skip("no git")
+    jobs = _planned(_clone(tmp_path, git))
+    assert not [j for j in jobs if j["rule"] in ("train", "package", "evaluate")], jobs
+    for j in jobs:
+        assert not any((tmp_path / o).exists() for o in j["output"]), j
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="no git")
+def test_a_model_changed_here_outdates_its_results(tmp_path: Path) -> None:
+    """A model that differs from its committed version (retrained here) is compared by time:
+    its evaluation is planned again, no other."""
+    work = _clone(tmp_path, git=True)
+    weights = work / "models" / "mnist-split-cpu" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes() + b" ")
+    jobs = _planned(work)
+    evals = [j["output"] for j in jobs if j["rule"] == "evaluate"]
+    assert evals == [["results/table1/mnist-split-cpu.json"]]
+    assert not [j for j in jobs if j["rule"] in ("train", "package")]
+
+
+@pytest.mark.slow
+def test_train_package_evaluate_end_to_end_and_resume(tmp_path: Path, tiny_data_dir: Path
+                                                      ) -> None:
+    work, runs = tmp_path / "work", tmp_path / "runs"
+    config = ["--config", f"data={tiny_data_dir}", f"runs={runs}", f"python={sys.executable}",
+              "train_preset=tiny", "train_epochs=1"]
+    target = "results/table1/mnist-base-cpu.json"
+    plan = planned_jobs(snakemake(work, "-n", "-p", *config, "--", target))
+    assert [j["rule"] for j in plan] == ["train", "package", "evaluate"]
+    snakemake(work, "--cores", "1", *config, "--", target)
+    result = json.loads((work / target).read_text())
+    assert same_command(plan[-1]["shell"], result["command"])
+    assert (work / "models" / "mnist-base-cpu" / "model.safetensors").is_file()
+    assert (runs / "mnist-base-cpu" / "checkpoint.pt").is_file()
+    assert "Nothing to be done" in snakemake(work, "-n", *config, "--", target)
+
+    # an interrupted training: the checkpoint is there, its marker (the rule's output) is not;
+    # the training runs again with --resume (a fresh run would refuse to overwrite it)
+    (runs / "mnist-base-cpu" / "train.done").unlink()
+    shutil.rmtree(work / "models" / "mnist-base-cpu")
+    text = snakemake(work, "--cores", "1", "-p", *config, "--",
+                     "models/mnist-base-cpu/model.safetensors")
+    summary = json.loads((runs / "mnist-base-cpu" / "train_summary.json").read_text())
+    assert summary["invocations"][-1]["command"].endswith(" --resume"), text[-2000:]
+    assert (runs / "mnist-base-cpu" / "train.done").is_file()
+    assert (work / "models" / "mnist-base-cpu" / "model.safetensors").is_file()
