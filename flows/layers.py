@@ -1,8 +1,12 @@
 """Invertible layers of Glow (Kingma & Dhariwal, 2018) as used in Appendix B of Fetaya et al.
 
-Every layer maps ``x -> (y, logdet)`` with ``logdet = log|det dy/dx|`` per sample (shape ``[N]``)
-and has an exact ``inverse(y)``. Change of variables (Fetaya et al., Appendix A.1):
-``log p(x) = log p(z) + sum_i log|det J_i|``.
+Every layer returns ``(output, logdet)`` in both directions, as nflows and FrEIA do:
+``forward(x) -> (y, logdet)`` with ``logdet = log|det dy/dx|`` per sample (shape ``[N]``), and the
+exact ``inverse(y) -> (x, logdet_inv)`` with ``logdet_inv = log|det dx/dy| = -logdet(x)`` (inverse
+function theorem: ``dx/dy = (dy/dx)^-1`` at ``x = inverse(y)``). Conditional layers take their
+context in both directions (``forward(z, h)``, ``inverse(u, h)``). Change of variables (Fetaya et
+al., Appendix A.1): ``log p(x) = log p(z) + sum_i log|det J_i|``. :func:`squeeze` and
+:func:`unsqueeze` are permutations (``logdet = 0``) and return the tensor alone.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from torch import nn
 
 class ActNorm(nn.Module):
     """Per-channel affine ``y = x * exp(s) + b``; ``logdet = H*W*sum(s)``.
+
+    Inverse ``x = (y - b) * exp(-s)`` with ``logdet_inv = -H*W*sum(s)``.
 
     The bias is applied after the scale (Glow applies it before): then both parameters act in
     normalised units, which keeps Adam steps well conditioned on the padded channels whose raw
@@ -53,8 +59,11 @@ class ActNorm(nn.Module):
         logdet = (h * w) * self.logs.sum() * x.new_ones(x.shape[0])
         return y, logdet
 
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        return (y - self.bias) * torch.exp(-self.logs)
+    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, w = y.shape[2:]
+        x = (y - self.bias) * torch.exp(-self.logs)
+        logdet = -(h * w) * self.logs.sum() * y.new_ones(y.shape[0])
+        return x, logdet
 
 
 def _sync_ready(module: nn.Module, incompatible_keys: object) -> None:
@@ -66,7 +75,8 @@ class InvConv1x1(nn.Module):
     """Invertible 1x1 convolution, LU-decomposed: ``W = P L (U + diag(sign * exp(log_s)))``.
 
     ``logdet = H*W*sum(log_s)``; ``P`` (permutation) and ``sign`` are fixed, ``L`` is unit lower
-    triangular, ``U`` strictly upper triangular. Initialised from a random rotation.
+    triangular, ``U`` strictly upper triangular. Initialised from a random rotation. The inverse
+    convolves with ``W^-1`` (computed in float64): ``logdet_inv = -H*W*sum(log_s)``.
     """
 
     def __init__(self, channels: int) -> None:
@@ -94,9 +104,11 @@ class InvConv1x1(nn.Module):
         logdet = (h * w) * self.log_s.sum() * x.new_ones(x.shape[0])
         return y, logdet
 
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, w = y.shape[2:]
         w_inv = torch.linalg.inv(self.weight().double()).to(y.dtype)
-        return F.conv2d(y, w_inv[:, :, None, None])
+        logdet = -(h * w) * self.log_s.sum() * y.new_ones(y.shape[0])
+        return F.conv2d(y, w_inv[:, :, None, None]), logdet
 
 
 class ZeroConv2d(nn.Module):
@@ -134,8 +146,10 @@ class AffineCoupling(LowPrecisionNet):
     """Affine coupling (Fetaya et al., Eq. 5): ``y_a = x_a``, ``y_b = (x_b + t(x_a)) * s(x_a)``.
 
     ``s = sigmoid(h + 2)`` (Glow), so ``logdet = sum log s``. ``x_a`` is the first ``C//2``
-    channels. The network is conv3x3 -> ReLU -> conv1x1 -> ReLU -> zero-initialised conv3x3,
-    so the layer starts close to the identity.
+    channels. Inverse: ``x_a = y_a``, ``x_b = y_b / s(y_a) - t(y_a)``, ``logdet_inv = -sum log s``
+    (``s``, ``t`` depend only on ``x_a = y_a``, so this is minus the forward logdet at ``x``).
+    The network is conv3x3 -> ReLU -> conv1x1 -> ReLU -> zero-initialised conv3x3, so the layer
+    starts close to the identity.
     """
 
     def __init__(self, channels: int, hidden: int) -> None:
@@ -162,14 +176,19 @@ class AffineCoupling(LowPrecisionNet):
         logdet = F.logsigmoid(raw).flatten(1).sum(1)
         return torch.cat([xa, yb], 1), logdet
 
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ya, yb = y[:, : self.ca], y[:, self.ca :]
         shift, raw = self._shift_scale(ya)
-        return torch.cat([ya, yb / torch.sigmoid(raw) - shift], 1)
+        logdet = -F.logsigmoid(raw).flatten(1).sum(1)
+        return torch.cat([ya, yb / torch.sigmoid(raw) - shift], 1), logdet
 
 
 class FlowStep(nn.Module):
-    """One Glow step: ActNorm -> invertible 1x1 convolution -> affine coupling."""
+    """One Glow step: ActNorm -> invertible 1x1 convolution -> affine coupling.
+
+    Both directions sum the log-determinants of the three layers (the inverse runs them in
+    reverse order), so ``inverse(y)[1] = -forward(x)[0]`` at ``x = inverse(y)[0]``.
+    """
 
     def __init__(self, channels: int, hidden: int) -> None:
         super().__init__()
@@ -184,10 +203,12 @@ class FlowStep(nn.Module):
             logdet = logdet + ld
         return x, logdet
 
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logdet = y.new_zeros(y.shape[0])
         for layer in reversed(self.layers):
-            y = layer.inverse(y)
-        return y
+            y, ld = layer.inverse(y)
+            logdet = logdet + ld
+        return y, logdet
 
 
 class FactorOutPrior(LowPrecisionNet):
@@ -199,8 +220,9 @@ class FactorOutPrior(LowPrecisionNet):
         u = (z - mu(h)) * exp(-s(h)),    logdet = -sum s(h),
 
     so ``log N(z; mu, sigma) = log N(u; 0, 1) + logdet`` and the class-conditional prior of
-    :mod:`flows.priors` applies to ``u`` unchanged. ``mu, s`` come from a zero-initialised 3x3
-    convolution of ``h`` (the layer starts as the identity).
+    :mod:`flows.priors` applies to ``u`` unchanged. Inverse given the same ``h``:
+    ``z = u * exp(s(h)) + mu(h)``, ``logdet_inv = +sum s(h)``. ``mu, s`` come from a
+    zero-initialised 3x3 convolution of ``h`` (the layer starts as the identity).
     """
 
     def __init__(self, keep_channels: int, out_channels: int) -> None:
@@ -212,10 +234,10 @@ class FactorOutPrior(LowPrecisionNet):
         mean, logs = out[:, 0::2], out[:, 1::2]
         return (z - mean) * torch.exp(-logs), -logs.flatten(1).sum(1)
 
-    def inverse(self, u: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def inverse(self, u: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.run_net(h)
         mean, logs = out[:, 0::2], out[:, 1::2]
-        return u * torch.exp(logs) + mean
+        return u * torch.exp(logs) + mean, logs.flatten(1).sum(1)
 
 
 def squeeze(x: torch.Tensor) -> torch.Tensor:
@@ -239,6 +261,10 @@ class PadChannels(nn.Module):
     ``(x, scale*e)``; the Jacobian of ``e -> scale*e`` adds ``logdet = C*H*W*log(scale)``, which
     makes the result a density of ``(x, e)``. As ``e`` has unit density on ``[0,1)^D``, this is a
     (stochastic, lower-bound-in-expectation) estimate of ``log p(x)`` (Appendix A.3).
+
+    The layer has two inputs, so its output in the inverse direction is the pair (FrEIA's
+    convention): ``inverse(y) -> ((x, e), logdet_inv)`` with ``e = y_pad / scale`` and
+    ``logdet_inv = -C*H*W*log(scale)``.
     """
 
     def __init__(self, scale: float = 2.0 / 256.0) -> None:
@@ -250,6 +276,8 @@ class PadChannels(nn.Module):
         logdet = x.new_full((x.shape[0],), d * math.log(self.scale))
         return torch.cat([x, noise * self.scale], 1), logdet
 
-    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def inverse(self, y: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
         c = y.shape[1] // 2
-        return y[:, :c], y[:, c:] / self.scale
+        noise = y[:, c:]
+        logdet = y.new_full((y.shape[0],), -noise[0].numel() * math.log(self.scale))
+        return (y[:, :c], noise / self.scale), logdet

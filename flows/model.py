@@ -117,22 +117,38 @@ class GlowClassifier(nn.Module):
         return torch.cat(parts[::-1], 1), logdet
 
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inverse of :meth:`encode`: ``z -> (x, e)``."""
+        """Inverse of :meth:`encode`: ``z -> (x, e)``; see :meth:`decode_with_logdet`."""
+        x, e, _ = self.decode_with_logdet(z)
+        return x, e
+
+    def decode_with_logdet(
+        self, z: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``z -> (x, e, log|det d(x, e)/dz| [N])``, the inverse of :meth:`encode`.
+
+        The log-determinant is the sum of the layers' inverse log-determinants (padding term
+        included), so at ``(x, e) = decode(z)`` it equals ``-encode(x, e)[1]`` (inverse function
+        theorem). It is what the density of a sample needs: ``log q(x, e|y) = log p(z|y) - it``.
+        """
         sizes = [c * s * s for c, s, _ in self.shapes]
         chunks = list(torch.split(z, sizes[::-1], 1))[::-1]  # back to level order
         c, s, _ = self.shapes[-1]
         h = chunks[-1].reshape(-1, c, s, s)
+        logdet = z.new_zeros(z.shape[0])
         for i in reversed(range(len(self.levels))):
             if i < len(self.levels) - 1:
                 c, s, _ = self.shapes[i]
                 out = chunks[i].reshape(-1, c, s, s)
                 if len(self.factor_out):
-                    out = self.factor_out[i].inverse(out, h)
+                    out, ld = self.factor_out[i].inverse(out, h)
+                    logdet = logdet + ld
                 h = torch.cat([out, h], 1)
             h = unsqueeze(h)
             for step in reversed(self.levels[i]):
-                h = step.inverse(h)
-        return self.pad.inverse(h)
+                h, ld = step.inverse(h)
+                logdet = logdet + ld
+        (x, e), ld = self.pad.inverse(h)
+        return x, e, logdet + ld
 
     # -- classifier interface ------------------------------------------------------------------
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:

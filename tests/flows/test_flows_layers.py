@@ -1,4 +1,8 @@
-"""Invertibility and exact log-determinants (float64 autograd Jacobians) of every layer."""
+"""Invertibility and exact log-determinants (float64 autograd Jacobians) of every layer.
+
+Both directions return ``(output, logdet)``: for every layer the inverse's logdet is checked to be
+minus the forward's at the matching point and log|det| of the inverse map's autograd Jacobian.
+"""
 
 from __future__ import annotations
 
@@ -60,8 +64,13 @@ def test_layer_inverse_and_logdet(name: str) -> None:
     layer.eval()
     y, logdet = layer(x)
     assert y.shape == x.shape and logdet.shape == (3,)
-    torch.testing.assert_close(layer.inverse(y), x, atol=1e-10, rtol=1e-10)
+    xr, logdet_inv = layer.inverse(y)
+    assert logdet_inv.shape == (3,)
+    torch.testing.assert_close(xr, x, atol=1e-10, rtol=1e-10)
     torch.testing.assert_close(logdet, _jacobian_logdet(lambda v: layer(v)[0], x),
+                               atol=1e-8, rtol=1e-8)
+    torch.testing.assert_close(logdet_inv, -logdet, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(logdet_inv, _jacobian_logdet(lambda v: layer.inverse(v)[0], y),
                                atol=1e-8, rtol=1e-8)
 
 
@@ -103,9 +112,12 @@ def test_pad_channels_logdet_matches_jacobian() -> None:
     expected = _jacobian_logdet(lambda v: pad(v[:, :1], v[:, 1:])[0], xe)
     torch.testing.assert_close(logdet, expected)
     torch.testing.assert_close(logdet, torch.full((2,), 9 * math.log(2 / 256), dtype=torch.float64))
-    xr, er = pad.inverse(y)
+    (xr, er), logdet_inv = pad.inverse(y)
     torch.testing.assert_close(xr, x)
     torch.testing.assert_close(er, e)
+    torch.testing.assert_close(logdet_inv, -logdet)
+    expected_inv = _jacobian_logdet(lambda v: torch.cat(pad.inverse(v)[0], 1), y)
+    torch.testing.assert_close(logdet_inv, expected_inv)
 
 
 def test_pixel_scale_logdet_matches_jacobian() -> None:
@@ -122,10 +134,14 @@ def test_factor_out_prior_inverse_and_logdet() -> None:
     z = torch.randn(3, 2, 4, 4, dtype=torch.float64)
     h = torch.randn(3, 3, 4, 4, dtype=torch.float64)
     u, logdet = layer(z, h)
-    torch.testing.assert_close(layer.inverse(u, h), z, atol=1e-10, rtol=1e-10)
+    zr, logdet_inv = layer.inverse(u, h)
+    torch.testing.assert_close(zr, z, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(logdet_inv, -logdet, atol=1e-10, rtol=1e-10)
     for i in range(3):  # per sample (h differs between samples)
         ld = _jacobian_logdet(lambda v, i=i: layer(v, h[i : i + 1])[0], z[i : i + 1])
         torch.testing.assert_close(logdet[i : i + 1], ld, atol=1e-8, rtol=1e-8)
+        ld_inv = _jacobian_logdet(lambda v, i=i: layer.inverse(v, h[i : i + 1])[0], u[i : i + 1])
+        torch.testing.assert_close(logdet_inv[i : i + 1], ld_inv, atol=1e-8, rtol=1e-8)
     # as a density: log N(z; mu, sigma) = log N(u; 0, 1) + logdet
     out = layer.net(h)
     mu, logs = out[:, 0::2], out[:, 1::2]
@@ -164,3 +180,9 @@ def test_whole_flow_inverse_and_logdet(prior: str, factor_out: bool) -> None:
     xe = torch.cat([x, e], 1)
     expected = _jacobian_logdet(lambda v: model.encode(v[:, :1], v[:, 1:])[0], xe)
     torch.testing.assert_close(logdet, expected, atol=1e-7, rtol=1e-9)
+    # decode accumulates the inverse log-determinants: log|det d(x, e)/dz| = -log|det dz/d(x, e)|
+    xd, ed, logdet_inv = model.decode_with_logdet(z)
+    torch.testing.assert_close(torch.cat([xd, ed], 1), xe, atol=1e-9, rtol=1e-9)
+    torch.testing.assert_close(logdet_inv, -logdet, atol=1e-9, rtol=1e-9)
+    expected_inv = _jacobian_logdet(lambda v: torch.cat(model.decode(v), 1), z)
+    torch.testing.assert_close(logdet_inv, expected_inv, atol=1e-7, rtol=1e-9)
