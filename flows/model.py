@@ -128,7 +128,8 @@ class GlowClassifier(nn.Module):
 
         The log-determinant is the sum of the layers' inverse log-determinants (padding term
         included), so at ``(x, e) = decode(z)`` it equals ``-encode(x, e)[1]`` (inverse function
-        theorem). It is what the density of a sample needs: ``log q(x, e|y) = log p(z|y) - it``.
+        theorem). The density of a sample is ``log q(x, e|y) = log p(z|y)`` minus this
+        log-determinant.
         """
         sizes = [c * s * s for c, s, _ in self.shapes]
         chunks = list(torch.split(z, sizes[::-1], 1))[::-1]  # back to level order
