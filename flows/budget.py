@@ -22,12 +22,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from flows.objectives import objective_loss
-from flows.pixels import dequantize
-from flows.preprocess import augment
+from flows.train_step import TrainStep, training_batch
 
 SAFETY = 0.93
-"""Share of the budget planned for training steps; the rest covers the per-step checks, the
+"""Share of the budget planned for training steps; the rest covers the per-step statistics, the
 per-epoch checkpoints and the start-up, which the measurement does not include."""
 WARM_STEPS = 3
 MEASURE_STEPS = 12
@@ -57,11 +55,14 @@ def plan(minutes: float, images_per_s: float, num_images: int, batch_size: int) 
 
 def measure_images_per_s(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
                          objective: str, batch_size: int, lr: float, flip: bool,
-                         memory_format: torch.memory_format, device: torch.device) -> float:
-    """Images/s of full training steps (augmentation, dequantisation, forward, Eq. loss,
-    backward, Adam) on a copy of ``model``, after ``WARM_STEPS`` untimed steps."""
+                         memory_format: torch.memory_format, device: torch.device, *,
+                         augment_images: bool = True, max_grad_norm: float = math.inf) -> float:
+    """Images/s of full training steps (:class:`flows.train_step.TrainStep` with its guards, on
+    :func:`~flows.train_step.training_batch`) on a copy of ``model``, after ``WARM_STEPS``
+    untimed steps."""
     net = copy.deepcopy(model).train()
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    step = TrainStep(net, torch.optim.Adam(net.parameters(), lr=lr), objective,
+                     max_grad_norm=max_grad_norm)
     gen = torch.Generator().manual_seed(0)
     rng_state = torch.get_rng_state()
     try:
@@ -70,13 +71,8 @@ def measure_images_per_s(model: torch.nn.Module, images: torch.Tensor, labels: t
             if i == WARM_STEPS:
                 t0 = time.perf_counter()
             idx = torch.randint(0, images.shape[0], (batch_size,), generator=gen)
-            x = dequantize(augment(images[idx], flip=flip, generator=gen), generator=gen)
-            lp = net(x.to(device, memory_format=memory_format))
-            loss = objective_loss(lp, labels[idx].to(device), net.log_prior(), objective,
-                                  net.data_dims)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            step(*training_batch(images, labels, idx, augment_images=augment_images, flip=flip,
+                                 generator=gen, device=device, memory_format=memory_format))
         return MEASURE_STEPS * batch_size / (time.perf_counter() - t0)
     finally:
         torch.set_rng_state(rng_state)

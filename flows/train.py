@@ -26,6 +26,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -35,10 +36,8 @@ from flows import budget, devices
 from flows import data as fdata
 from flows.config import OBJECTIVES, PRESETS, model_config
 from flows.layout import CHECKPOINT_NAME, CONFIG_NAME, LAST_GOOD_NAME, SUMMARY_NAME
-from flows.objectives import objective_loss
 from flows.pixels import bits_per_dim, dequantize
 from flows.precision import choose_fast_path
-from flows.preprocess import augment
 from flows.provenance import provenance
 from flows.runs import (
     CHECKPOINT_KEYS,
@@ -49,6 +48,7 @@ from flows.runs import (
     save_checkpoint,
 )
 from flows.schedule import SCHEDULES, lr_at, resolve_schedule
+from flows.train_step import NonFiniteStep, TrainStep, training_batch
 from foundation import cli, errors, runlock
 from foundation.atomic import clean_stale_tmp, write_json
 from foundation.provenance import portable_command, portable_path
@@ -140,49 +140,7 @@ def check_out_dir(out: Path, resume: bool, rank: int) -> None:
         clean_stale_tmp(out)
 
 
-class PreUpdateCopy:
-    """The parameters and optimizer state tensors as they were before the latest update, kept in
-    preallocated buffers (one ``_foreach_copy_`` per step instead of a deep copy of the state;
-    28 ms -> a few ms per step for cpu-cifar). ``restore()`` puts them back exactly."""
-
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        self.model, self.optimizer = model, optimizer
-        self.src: list[torch.Tensor] = []
-        self.buf: list[torch.Tensor] = []
-
-    def _tensors(self) -> list[torch.Tensor]:
-        state = [v for st in self.optimizer.state.values() for v in st.values()
-                 if torch.is_tensor(v)]
-        return [p.detach() for p in self.model.parameters()] + state
-
-    @torch.no_grad()
-    def capture(self) -> None:
-        src = self._tensors()
-        if len(src) != len(self.buf):  # first step, or the optimizer state was just created
-            self.buf = [t.clone() for t in src]
-        else:
-            torch._foreach_copy_(self.buf, src)
-        self.src = src
-        self.had_state = bool(self.optimizer.state)
-
-    @torch.no_grad()
-    def restore(self) -> None:
-        torch._foreach_copy_(self.src, self.buf)
-        if not self.had_state:  # the failing update was the first: it created the moments
-            self.optimizer.state.clear()
-
-
-def all_ranks_finite(tensors: list[torch.Tensor], world: int) -> bool:
-    """True iff every tensor is finite on *every* rank (one ``all_reduce(MIN)`` under DDP)."""
-    ok = torch.stack([torch.isfinite(t.detach()).all() for t in tensors]).all()
-    if world > 1:
-        flag = ok.to(torch.int32)
-        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-        ok = flag > 0
-    return bool(ok)
-
-
-def stop_non_finite(what: str, epoch: int, step: int, out: Path, rank: int, good: dict) -> None:
+def stop_non_finite(what: str, epoch: int, step: int, out: Path, rank: int, good: dict) -> NoReturn:
     """Save ``good`` (the last state known to be finite) to ``last_good.pt`` and stop."""
     if rank == 0:
         save_checkpoint(out / LAST_GOOD_NAME, good)
@@ -364,7 +322,7 @@ def _train(args: argparse.Namespace) -> dict:
     if args.budget_minutes is not None and not args.resume:
         ips = budget.measure_images_per_s(
             model, images, labels, args.objective, args.batch_size, args.lr, flip,
-            memory_format, device)
+            memory_format, device, augment_images=args.augment, max_grad_norm=args.max_grad_norm)
         _set_schedule(args, config, budget.plan(args.budget_minutes, ips, images.shape[0],
                                                 args.batch_size * world))
     if rank == 0:
@@ -393,7 +351,8 @@ def _train(args: argparse.Namespace) -> dict:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                 "step": step, "history": history, "config": config}
 
-    pre_update = PreUpdateCopy(model, optimizer)
+    train_step = TrainStep(model, optimizer, args.objective, beta=args.beta,
+                           max_grad_norm=args.max_grad_norm, world=world, net=net)
     start_step, t_steady = step, None
     for epoch in range(start_epoch, end_epoch):
         model.train()
@@ -407,39 +366,26 @@ def _train(args: argparse.Namespace) -> dict:
                    mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr)
         for i in bar:
             idx = order[i * args.batch_size:(i + 1) * args.batch_size]
-            batch = images[idx]
-            if args.augment:
-                batch = augment(batch, flip=flip, generator=g)
-            x = dequantize(batch, generator=g).to(device, memory_format=memory_format)
-            y = labels[idx].to(device)
+            x, y = training_batch(images, labels, idx, augment_images=args.augment, flip=flip,
+                                  generator=g, device=device, memory_format=memory_format)
             lr = lr_at(step, steps_per_epoch, args.epochs, args.lr, args.warmup_steps,
                        config["lr_schedule"])
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            lp = net(x)
-            loss = objective_loss(lp, y, model.log_prior(), args.objective, d, args.beta)
             # Non-finite guard, agreed across ranks (all_reduce) so that all ranks stop together.
             # last_good.pt: the state at the start of the failing step, or the state before the
             # update when the update itself made a parameter non-finite (never non-finite).
-            if not all_ranks_finite([loss], world):
-                stop_non_finite("loss", epoch, step, out, rank, snapshot(epoch))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-            if not all_ranks_finite([gnorm], world):
-                stop_non_finite("gradient", epoch, step, out, rank, snapshot(epoch))
-            pre_update.capture()  # parameters and Adam moments before this update
-            optimizer.step()
-            if not all_ranks_finite(list(model.parameters()), world):
-                pre_update.restore()
-                stop_non_finite("parameters after the update", epoch, step, out, rank,
-                                snapshot(epoch))
+            try:
+                result = train_step(x, y)
+            except NonFiniteStep as exc:
+                stop_non_finite(exc.what, epoch, step, out, rank, snapshot(epoch))
+            lp, gnorm = result.log_px_given_y, result.grad_norm
             step += 1
             if step == start_step + STEADY_SKIP:
                 t_steady = time.time()
             with torch.no_grad():
-                joint = lp.detach().float() + model.log_prior()
-                sums["loss"] += loss.item()
+                joint = lp.float() + model.log_prior()
+                sums["loss"] += result.loss.item()
                 sums["acc"] += (joint.argmax(1) == y).float().mean().item()
                 sums["bpd"] += bits_per_dim(torch.logsumexp(joint, 1), d).mean().item()
                 sums["grad_norm"] += float(gnorm)

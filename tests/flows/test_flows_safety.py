@@ -15,6 +15,7 @@ import torch
 from flows import evaluate as feval
 from flows import train as ftrain
 from flows.runs import RunError, load_run, save_checkpoint
+from flows.train_step import all_ranks_finite
 from foundation import atomic
 
 
@@ -298,7 +299,7 @@ def _finite_worker(rank: int, init: str, results: dict) -> None:
 
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
     value = torch.tensor(float("nan") if rank == 1 else 1.0)
-    results[rank] = ftrain.all_ranks_finite([value], 2)
+    results[rank] = all_ranks_finite([value], 2)
     dist.destroy_process_group()
 
 

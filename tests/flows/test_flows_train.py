@@ -92,7 +92,9 @@ def test_cli_errors_are_one_line(tiny_data_dir: Path, tmp_path: Path) -> None:
 def test_non_finite_guard_saves_last_good_state(
     tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = ftrain.objective_loss
+    from flows import train_step
+
+    real = train_step.objective_loss
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):  # the third step produces NaN
@@ -100,7 +102,7 @@ def test_non_finite_guard_saves_last_good_state(
         loss = real(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 3 else loss
 
-    monkeypatch.setattr(ftrain, "objective_loss", flaky)
+    monkeypatch.setattr(train_step, "objective_loss", flaky)
     out = tmp_path / "nan"
     with pytest.raises(SystemExit, match="non-finite loss"):
         ftrain.main(_args(tiny_data_dir, out))
