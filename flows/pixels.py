@@ -36,7 +36,7 @@ A uniform density on [-0.5, 0.5]^D (``log p = 0``) is exactly 8 bits/dim.
 **Fixed noise.** :func:`fixed_uniform` is the one fixed-noise mechanism: ``count`` consecutive
 draws ``U[0, 1)^shape`` of a ``torch.Generator`` seeded with ``seed``. The model's eval-mode
 padding noise (:class:`flows.model.GlowClassifier`, seed ``EVAL_NOISE_SEED``) is its first draw;
-the fixed-draw forward of the experiments (:class:`flows.experiments.common.FixedDraw`) takes
+the fixed-draw forward of the experiments (:class:`flows.experiments.scored_runs.FixedDraw`) takes
 ``(u0, e0)`` = its first two draws for its own seed.
 """
 

@@ -39,7 +39,7 @@ draw vs. the ``S``-draw estimate) and ``m`` = the 90th percentile of ``max(0, bp
 
 Attacked images: ``--n-images`` test images drawn with ``--seed`` among the first ``--n-test``
 that are correctly classified and accepted under ``T_used`` (``--threshold``, default
-``quantile``: see :func:`flows.experiments.common.thresholds`).
+``quantile``: see :func:`flows.experiments.detection.thresholds`).
 
 Table-2 entries per setting and threshold, each ``{"k", "n", "pct", "wilson95_pct"}``:
 ``undetected_within_eps`` (fools the classifier, accepted, ``L2 <= eps``; the paper's first
@@ -82,7 +82,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from flows import pixels
-from flows.experiments import common
+from flows.experiments import detection, png_files, runner, scored_runs
 from flows.experiments.cw import cw_l2
 from flows.provenance import Provenance, write_result
 from foundation import cli, errors
@@ -91,6 +91,9 @@ from foundation.intervals import logsumexp
 ATTACKS = ("cw", "cw-det", "cw-cont", "boundary", "boundary-det")
 BOUNDS = (-0.5, 0.5)
 MODULE = "flows.experiments.attacks"
+
+PAPER_EPS_L2: dict[str, float] = {"mnist": 1.5, "cifar10": 33.0 / 255.0}
+"""Table 2 L2 budgets (pixel scale [0, 1], equal to our [-0.5, 0.5] model-input scale)."""
 
 
 class GridDecision(nn.Module):
@@ -104,7 +107,7 @@ class GridDecision(nn.Module):
     non-image class blocked (fooled the classifier but rejected).
     """
 
-    def __init__(self, draw: common.FixedDraw, labels: torch.Tensor, k_orig: torch.Tensor, *,
+    def __init__(self, draw: scored_runs.FixedDraw, labels: torch.Tensor, k_orig: torch.Tensor, *,
                  kappa: float, target: torch.Tensor | None = None,
                  threshold_bpd: float | None = None, margin_bpd: float = 0.0) -> None:
         super().__init__()
@@ -267,7 +270,7 @@ def run_boundary(wrapper: GridDecision, x: torch.Tensor, *, steps: int, seed: in
             "queries": wrapper.queries, "blocked_queries": wrapper.blocked.copy()}
 
 
-def calibrate_margins(draw: common.FixedDraw, k: torch.Tensor, y: np.ndarray,
+def calibrate_margins(draw: scored_runs.FixedDraw, k: torch.Tensor, y: np.ndarray,
                       scores: Any) -> dict[str, float]:
     """``kappa`` and ``m`` (module docstring) from fixed-draw vs ``S``-draw scores of ``k``."""
     with torch.no_grad():
@@ -294,7 +297,7 @@ def evaluate(model: nn.Module, k_orig: torch.Tensor, labels: np.ndarray, adv_k: 
              batch_size: int = 250, device: str = "cpu",
              bpd_test: np.ndarray | None = None) -> dict[str, Any]:
     """Table-2 entries (with Wilson intervals) for the rounded adversarial images ``adv_k``."""
-    s_adv = common.score(model, adv_k.cpu(), draws=draws, seed=seed, batch_size=batch_size,
+    s_adv = scored_runs.score(model, adv_k.cpu(), draws=draws, seed=seed, batch_size=batch_size,
                          device=device)
     n = len(labels)
     pred = s_adv.pred
@@ -309,30 +312,30 @@ def evaluate(model: nn.Module, k_orig: torch.Tensor, labels: np.ndarray, adv_k: 
     for name, t in thresholds_bpd.items():
         if t is None:
             continue
-        acc = common.accepted(bpd_adv, t)
+        acc = detection.accepted(bpd_adv, t)
         cells = {"undetected_within_eps": fooled & acc & (l2 <= eps),
                  "fooled_within_eps": fooled & (l2 <= eps), "fooled_any": fooled,
                  "undetected_any_distance": fooled & acc}
         entry: dict[str, Any] = {}
         for key, mask in cells.items():
-            entry[key] = common.pct_ci(int(mask.sum()), n)
+            entry[key] = detection.pct_ci(int(mask.sum()), n)
             entry[f"{key}_pct"] = entry[key]["pct"]
         table[name] = entry
-    ok_final = fooled & (common.accepted(bpd_adv, t_used) if detection_aware else True)
+    ok_final = fooled & (detection.accepted(bpd_adv, t_used) if detection_aware else True)
     rank = None
     if bpd_test is not None:
         srt = np.sort(np.asarray(bpd_test, dtype=np.float64))
         rank = np.searchsorted(srt, bpd_adv, side="right") / len(srt)
     return {
         "table2": table,
-        "in_loop_success": common.pct_ci(int(found.sum()), n),
+        "in_loop_success": detection.pct_ci(int(found.sum()), n),
         "final_check_failures": int((found & ~ok_final).sum()),
         "identical_after_rounding": int((found & identical).sum()),
-        "rejected_share_of_fooled_T_used": common.pct_ci(
-            int((fooled & ~common.accepted(bpd_adv, t_used)).sum()), int(fooled.sum())),
-        "l2_fooled": common.summary(l2[fooled]),
-        "bpd_change_fooled": common.summary((bpd_adv - bpd_orig)[fooled]),
-        "test_rank_fooled": None if rank is None else common.summary(rank[fooled]),
+        "rejected_share_of_fooled_T_used": detection.pct_ci(
+            int((fooled & ~detection.accepted(bpd_adv, t_used)).sum()), int(fooled.sum())),
+        "l2_fooled": detection.summary(l2[fooled]),
+        "bpd_change_fooled": detection.summary((bpd_adv - bpd_orig)[fooled]),
+        "test_rank_fooled": None if rank is None else detection.summary(rank[fooled]),
         "per_image": {"label": labels, "found": found, "pred_adv": pred, "l2": l2,
                       "bpd_orig": bpd_orig, "bpd_adv": bpd_adv,
                       "max_pixel_change": (adv_k.cpu().int() - k_orig.cpu().int()).abs()
@@ -381,7 +384,7 @@ def plot(result: dict[str, Any], png_dir: str | Path) -> list[Path]:
     fig.tight_layout()
     tag = "-".join(result["settings"])  # one file per set of settings (cw..., boundary...)
     out = png_dir / f"table2_attacks_{result['dataset']}_{tag}.png"
-    common.savefig(fig, out, dpi=90)
+    png_files.savefig(fig, out, dpi=90)
     plt.close(fig)
     outs = [out]
     traj = {n: s["boundary"]["trajectory"] for n, s in result["settings"].items()
@@ -398,7 +401,7 @@ def plot(result: dict[str, Any], png_dir: str | Path) -> list[Path]:
         ax.legend(fontsize=8)
         fig.tight_layout()
         out = png_dir / f"boundary_trajectory_{result['dataset']}.png"
-        common.savefig(fig, out, dpi=90)
+        png_files.savefig(fig, out, dpi=90)
         plt.close(fig)
         outs.append(out)
     return outs
@@ -428,7 +431,7 @@ def _plot_examples(k: torch.Tensor, advs: dict[str, torch.Tensor], path: Path, n
     for i, name in enumerate(advs, start=1):
         axes[i, 0].set_ylabel(name, fontsize=7)
     fig.tight_layout()
-    common.savefig(fig, path, dpi=60)
+    png_files.savefig(fig, path, dpi=60)
     plt.close(fig)
 
 
@@ -440,26 +443,26 @@ def _margin(value: str) -> float | None:
 
 
 def build_parser() -> cli.ArgumentParser:
-    p = common.experiment_parser(
+    p = runner.experiment_parser(
         "attacks", "Table 2: CW-L2 and boundary attacks on 8-bit images, with and without "
                    "likelihood detection.")
     p.add_argument("--attacks", default=",".join(ATTACKS))
-    p.add_argument("--n-images", type=common.count, default=50)
+    p.add_argument("--n-images", type=runner.count, default=50)
     p.add_argument("--threshold", default="quantile", choices=("quantile", "paper"))
-    p.add_argument("--cw-steps", type=common.count, default=100)
+    p.add_argument("--cw-steps", type=runner.count, default=100)
     p.add_argument("--cw-binary-steps", type=cli.int_range(1, 100), default=5)
     p.add_argument("--cw-initial-const", type=cli.positive_float, default=1e-2)
     p.add_argument("--cw-stepsize", type=cli.positive_float, default=1e-2)
     p.add_argument("--det-weight", type=cli.positive_float, default=1.0)
     p.add_argument("--margin-nats", type=_margin, default=None, help="kappa: 'auto' or nats >= 0")
     p.add_argument("--margin-bpd", type=_margin, default=None, help="m: 'auto' or bits/dim >= 0")
-    p.add_argument("--boundary-steps", type=common.count, default=2000)
-    p.add_argument("--boundary-window", type=common.count, default=500)
+    p.add_argument("--boundary-steps", type=runner.count, default=2000)
+    p.add_argument("--boundary-window", type=runner.count, default=500)
     p.add_argument("--boundary-rtol", type=cli.float_range(0.0, 1.0), default=0.01)
-    p.add_argument("--boundary-min-steps", type=common.count0, default=1000,
+    p.add_argument("--boundary-min-steps", type=runner.count0, default=1000,
                    help="no convergence before this step (foolbox adapts its spherical step "
                         "size only from step 1000 on)")
-    p.add_argument("--boundary-record-every", type=common.count, default=50)
+    p.add_argument("--boundary-record-every", type=runner.count, default=50)
     p.add_argument("--eps", type=cli.positive_float, default=None,
                    help="L2 budget (default: the paper's)")
     return p
@@ -475,7 +478,7 @@ def parse_attacks(text: str) -> list[str]:
     return names
 
 
-def _choose_starts(draw: common.FixedDraw, images: torch.Tensor, pool: np.ndarray,
+def _choose_starts(draw: scored_runs.FixedDraw, images: torch.Tensor, pool: np.ndarray,
                    pool_labels: np.ndarray, y: np.ndarray, rng: np.random.Generator, *,
                    kappa: float, targeted: bool, t_bpd: float | None, m_bpd: float,
                    per_class: int = 20) -> tuple[np.ndarray, np.ndarray]:
@@ -516,7 +519,7 @@ def _choose_starts(draw: common.FixedDraw, images: torch.Tensor, pool: np.ndarra
     return start, target
 
 
-def run_attacks(run: common.ScoredRun, args: argparse.Namespace,
+def run_attacks(run: scored_runs.ScoredRun, args: argparse.Namespace,
                 checkpoint: Any = None) -> dict[str, Any]:
     """Select images, run the requested settings, score every result as an 8-bit image.
 
@@ -527,11 +530,11 @@ def run_attacks(run: common.ScoredRun, args: argparse.Namespace,
     model, dataset, sc = run.model, run.dataset, run.scores
     images, labels = run.images, run.y.numpy()
     bpd_test = sc.bpd
-    ths = common.thresholds(bpd_test, dataset)
-    t_used = common.pick_threshold(ths, args.threshold)
+    ths = detection.thresholds(bpd_test, dataset)
+    t_used = detection.pick_threshold(ths, args.threshold)
     eps = args.eps if args.eps is not None else \
-        common.PAPER_EPS_L2["cifar10" if dataset == "cifar10" else "mnist"]
-    pool = np.flatnonzero((sc.pred == labels) & common.accepted(bpd_test, t_used))
+        PAPER_EPS_L2["cifar10" if dataset == "cifar10" else "mnist"]
+    pool = np.flatnonzero((sc.pred == labels) & detection.accepted(bpd_test, t_used))
     if len(pool) < args.n_images:
         raise errors.UsageError(
             f"--n-images {args.n_images}: only {len(pool)} correctly classified, accepted test "
@@ -543,7 +546,7 @@ def run_attacks(run: common.ScoredRun, args: argparse.Namespace,
     y_np = labels[idx]
     y = torch.as_tensor(y_np, device=dev)
     x0 = pixels.bin_centre(k0)
-    draw = common.FixedDraw(model, seed=args.seed + 777).to(dev)
+    draw = scored_runs.FixedDraw(model, seed=args.seed + 777).to(dev)
     sub = _subset_scores(sc, idx)
     cal = calibrate_margins(draw, k0, y_np, sub)
     kappa = cal["kappa_nats"] if args.margin_nats is None else args.margin_nats
@@ -579,7 +582,7 @@ def run_attacks(run: common.ScoredRun, args: argparse.Namespace,
                     "iterates": int(res.steps_run.sum()),
                     "iterates_det_term_active": int(res.det_active_steps.sum()),
                     "iterates_blocked": int(res.blocked_steps.sum()),
-                    "images_with_blocked_iterates": common.pct_ci(
+                    "images_with_blocked_iterates": detection.pct_ci(
                         int((res.blocked_steps > 0).sum()), len(idx)),
                     "per_image_det_active_steps": res.det_active_steps,
                     "per_image_blocked_steps": res.blocked_steps,
@@ -642,7 +645,7 @@ def run_attacks(run: common.ScoredRun, args: argparse.Namespace,
             extra["boundary"] = {
                 "steps_done": info["steps_done"], "stopped_by": info["stopped_by"],
                 "queries": info.get("queries", 0), "init_fallbacks": init_fallbacks,
-                "converged": common.pct_ci(int((conv >= 0).sum()), len(rows)),
+                "converged": detection.pct_ci(int((conv >= 0).sum()), len(rows)),
                 "converged_at": conv, "trajectory": {"step": info["trajectory"]["step"],
                                                      "l2": traj_l2},
                 "target": target if det else None, "start_index": start}
@@ -652,7 +655,7 @@ def run_attacks(run: common.ScoredRun, args: argparse.Namespace,
                     blocked[rows] = info["blocked_queries"]
                 extra["detection_evidence"] = {
                     "queries_blocked": int(blocked.sum()),
-                    "images_with_blocked_queries": common.pct_ci(int((blocked > 0).sum()),
+                    "images_with_blocked_queries": detection.pct_ci(int((blocked > 0).sum()),
                                                                  len(rows)),
                     "per_image_blocked_queries": blocked}
         wall = time.perf_counter() - t0
@@ -668,7 +671,7 @@ def run_attacks(run: common.ScoredRun, args: argparse.Namespace,
                 "continuous_successes": int(found.sum()),
                 "fail_after_rounding": int((found & ~fooled).sum()),
                 "identical_after_rounding": ev["identical_after_rounding"],
-                "share_failing": common.pct_ci(int((found & ~fooled).sum()), int(found.sum()))}
+                "share_failing": detection.pct_ci(int((found & ~fooled).sum()), int(found.sum()))}
         settings[name] = {"attack": "cw" if name.startswith("cw") else "boundary",
                           "detection_aware": det, "targeted": name == "boundary-det",
                           "params": params, "wall_time_s": wall,
@@ -684,7 +687,7 @@ def run_attacks(run: common.ScoredRun, args: argparse.Namespace,
                      settings, k0, advs) | {"complete": True}
 
 
-def _assemble(dataset: str, eps: float, labels: np.ndarray, run: common.ScoredRun,
+def _assemble(dataset: str, eps: float, labels: np.ndarray, run: scored_runs.ScoredRun,
               ths: dict[str, Any], args: argparse.Namespace, t_used: float, pool: np.ndarray,
               idx: np.ndarray, kappa: float, m_bpd: float, cal: dict[str, float],
               settings: dict[str, Any], k0: torch.Tensor,
@@ -735,17 +738,17 @@ def _untargeted_init(wrapper: GridDecision, x: torch.Tensor, images: torch.Tenso
     return start, fallbacks, rows_ok
 
 
-@common.cli_main
+@runner.cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse (usage errors: one line, exit 2), attack, write the JSON (and PNGs)."""
     args = build_parser().parse_args(argv)
     parse_attacks(args.attacks)
-    if common.replot_or_require_run(args, plot):
+    if runner.replot_or_require_run(args, plot):
         return 0
-    common.set_seed(args.seed)
+    runner.set_seed(args.seed)
     prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device,
                       argv=argv, module=MODULE)
-    run = common.load_scored_run(args.run, args, args.dataset)
+    run = scored_runs.load_scored_run(args.run, args, args.dataset)
     prov.run_config = run.config
 
     def checkpoint(partial: dict[str, Any]) -> None:
@@ -756,7 +759,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     k_att, advs = result.pop("_k"), result.pop("_advs")
     result["provenance"] = prov.finish()
     write_result(args.out, result)
-    png = common.resolve_png_dir(args.png_dir)
+    png = png_files.resolve_png_dir(args.png_dir)
     if png is not None:
         plot(json.loads(Path(args.out).read_text()), png)
         _plot_examples(k_att, advs,

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from flows import pixels
-from flows.experiments import common, interpolation
+from flows.experiments import detection, interpolation, png_files, runner, scored_runs
 from flows.layout import EVAL_NAME
 from flows.provenance import Provenance, write_result
 from flows.scoring import Scores
@@ -55,7 +55,7 @@ def table_row(
     run_dir: str, args: argparse.Namespace
 ) -> tuple[dict[str, Any], Any, dict, torch.Tensor, torch.Tensor, Scores]:
     """One Table-3 row: accuracy (95% Wilson, n) and bits/dim (mean +- s.e.) of the test set."""
-    run = common.load_scored_run(run_dir, args)
+    run = scored_runs.load_scored_run(run_dir, args)
     model, config, dataset, x, y, sc = (run.model, run.config, run.dataset, run.images, run.y,
                                         run.scores)
     bpd = sc.bpd
@@ -68,7 +68,7 @@ def table_row(
         "n_test": len(x),
         "draws": sc.draws,
         "accuracy": float(np.mean(sc.pred == y.numpy())),
-        "accuracy_ci": common.pct_ci(int(np.sum(sc.pred == y.numpy())), len(x)),
+        "accuracy_ci": detection.pct_ci(int(np.sum(sc.pred == y.numpy())), len(x)),
         "bits_per_dim": float(bpd.mean()),
         "bits_per_dim_std": float(bpd.std()),
         "bits_per_dim_se": float(bpd.std(ddof=1) / np.sqrt(len(bpd))) if len(bpd) > 1 else None,
@@ -107,7 +107,7 @@ def plot(result: dict[str, Any], png_dir: str | Path) -> list[Path]:
         ax.legend(fontsize=8)
     fig.tight_layout()
     out = [png_dir / "table3_bg_mnist.png"]
-    common.savefig(fig, out[0], dpi=90)
+    png_files.savefig(fig, out[0], dpi=90)
     plt.close(fig)
     if result.get("interpolation"):
         interp = dict(result["interpolation"])
@@ -134,12 +134,12 @@ def _sample_grid(samples: torch.Tensor, path: Path, real: torch.Tensor | None) -
     if real is not None:
         axes[0, 0].set_ylabel("data", fontsize=6)
     fig.tight_layout()
-    common.savefig(fig, path, dpi=70)
+    png_files.savefig(fig, path, dpi=70)
     plt.close(fig)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = common.experiment_parser(
+    p = runner.experiment_parser(
         "bg_mnist",
         "Table 3 / Figures 5-6: BG-MNIST accuracy, bits/dim, samples, interpolations.",
         many_runs=True, dataset_flag=False,
@@ -147,18 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples-run", default=None, help="default: the bg-mnist-0 run, if any")
     p.add_argument("--samples-per-class", type=cli.int_range(1, 10000), default=8)
     p.add_argument("--temperature", type=cli.positive_float, default=0.7)
-    p.add_argument("--n-pairs", type=common.count0, default=200, help="0 skips the interpolation")
+    p.add_argument("--n-pairs", type=runner.count0, default=200, help="0 skips the interpolation")
     p.add_argument("--n-alphas", type=cli.int_range(3, 10001), default=21)
     p.add_argument("--threshold", default="quantile", choices=("quantile", "paper"))
     return p
 
 
-@common.cli_main
+@runner.cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if common.replot_or_require_run(args, plot):
+    if runner.replot_or_require_run(args, plot):
         return 0
-    common.set_seed(args.seed)
+    runner.set_seed(args.seed)
     if not args.run:
         raise errors.UsageError("--run: give at least one run directory")
     prov = Provenance(seed=args.seed, run_dir=None, run_config=None, device=args.device,
@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     samples_run = args.samples_run
     if samples_run is None and "bg-mnist-0" in by_dataset:
         samples_run = by_dataset["bg-mnist-0"][0]
-    png = common.resolve_png_dir(args.png_dir)
+    png = png_files.resolve_png_dir(args.png_dir)
     samples_info = None
     interp = None
     if samples_run is not None:
@@ -184,14 +184,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             key = row["dataset"]
             by_dataset[key] = (samples_run, model, x, y, sc)
         run, model, x, y, sc = by_dataset[key]
-        common.set_seed(args.seed)
+        runner.set_seed(args.seed)
         c = int(model.num_classes)
         k = args.samples_per_class
         if not hasattr(model, "sample"):
             raise errors.UsageError("the model has no sample(); cannot draw Figure 5")
         samples = torch.stack([model.sample(k, yy, args.temperature).cpu() for yy in range(c)])
         samples = pixels.to_grid(samples)  # a sample is shown and scored as an 8-bit image
-        ss = common.score(model, samples.flatten(0, 1), draws=args.draws, seed=args.seed + 2,
+        ss = scored_runs.score(model, samples.flatten(0, 1), draws=args.draws, seed=args.seed + 2,
                           batch_size=args.batch_size, device=args.device)
         png_path = None
         if png is not None:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from flows.experiments.common import FixedDraw
+from flows.experiments.scored_runs import FixedDraw
 from flows.pixels import log_px_at_bpd, to_grid
 
 

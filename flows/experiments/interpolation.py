@@ -2,7 +2,7 @@
 
 Endpoints: test images (first ``--n-test``) that are correctly classified and accepted,
 ``bits/dim <= T`` with ``T`` the ``--threshold`` rule (default ``quantile``; see
-:mod:`flows.experiments.common`).  ``--n-pairs`` pairs ``(x0, x1)`` with different labels
+:mod:`flows.experiments.detection`).  ``--n-pairs`` pairs ``(x0, x1)`` with different labels
 ``y0 != y1`` are drawn with ``--seed``.  Along the 8-bit images ``k_a = round(a k1 + (1 - a) k0)``
 for ``--n-alphas`` (21) values ``a = linspace(0, 1)`` (``a = 0, 1`` are exactly the endpoints)
 we record ``bits/dim(k_a)``, ``p(y0|k_a)`` and ``p(y1|k_a)``, all from
@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from flows import pixels
-from flows.experiments import common
+from flows.experiments import detection, png_files, runner, scored_runs
 from flows.provenance import Provenance, write_result
 from flows.scoring import Scores
 from foundation import cli, errors
@@ -103,8 +103,8 @@ def interpolate(
     """
     p, a = len(k0), len(alphas)
     imgs = interpolant_images(k0, k1, alphas).reshape(p * a, *k0.shape[1:])
-    sc = common.score(model, imgs, draws=draws, seed=seed, batch_size=batch_size, device=device,
-                      desc=progress)
+    sc = scored_runs.score(model, imgs, draws=draws, seed=seed, batch_size=batch_size,
+                           device=device, desc=progress)
     post = sc.posterior.reshape(p, a, -1)
     r = np.arange(p)
     return {"bpd": sc.bpd.reshape(p, a), "log_px": sc.log_px.reshape(p, a),
@@ -127,10 +127,10 @@ def analyse(
     for name, t in thresholds_bpd.items():
         if t is None:
             continue
-        acc = common.accepted(bpd, t)
+        acc = detection.accepted(bpd, t)
         share_paths[name] = float(np.mean(acc.all(axis=1)))
         share_points[name] = float(np.mean(acc))
-        ci_paths[name] = common.pct_ci(int(acc.all(axis=1).sum()), len(bpd))
+        ci_paths[name] = detection.pct_ci(int(acc.all(axis=1).sum()), len(bpd))
     diff = mid - ends
     n = len(bpd)
     mid_better = (mid < bpd[:, 0]) & (mid < bpd[:, -1])
@@ -148,8 +148,8 @@ def analyse(
         "mid_minus_endpoints_bpd": float(diff.mean()),
         "mid_minus_endpoints_bpd_se": float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else None,
         "share_mid_more_likely_than_both": float(np.mean(mid_better)),
-        "mid_more_likely_than_both": common.pct_ci(int(mid_better.sum()), n),
-        "mid_less_likely_than_both": common.pct_ci(
+        "mid_more_likely_than_both": detection.pct_ci(int(mid_better.sum()), n),
+        "mid_less_likely_than_both": detection.pct_ci(
             int(((mid > bpd[:, 0]) & (mid > bpd[:, -1])).sum()), n),
         "share_paths_all_accepted": share_paths,
         "paths_all_accepted": ci_paths,
@@ -184,9 +184,9 @@ def run_interpolation(
         raise errors.UsageError(f"--n-alphas: expected >= 3, got {n_alphas}")
     labels = y_test.numpy()
     bpd_test = test_scores.bpd
-    ths = common.thresholds(bpd_test, dataset)
-    t_used = common.pick_threshold(ths, threshold)
-    pool = np.flatnonzero((test_scores.pred == labels) & common.accepted(bpd_test, t_used))
+    ths = detection.thresholds(bpd_test, dataset)
+    t_used = detection.pick_threshold(ths, threshold)
+    pool = np.flatnonzero((test_scores.pred == labels) & detection.accepted(bpd_test, t_used))
     rng = np.random.default_rng(seed)
     i0, i1 = select_pairs(labels, pool, n_pairs, rng)
     alphas = np.linspace(0.0, 1.0, n_alphas)
@@ -258,7 +258,7 @@ def plot(result: dict[str, Any], png_dir: str | Path) -> list[Path]:
     ax.legend(fontsize=8)
     fig.tight_layout()
     out = png_dir / f"fig4_interpolation_{result['dataset']}.png"
-    common.savefig(fig, out, dpi=90)
+    png_files.savefig(fig, out, dpi=90)
     plt.close(fig)
     return [out]
 
@@ -296,31 +296,31 @@ def plot_strips(x_test: torch.Tensor, result: dict[str, Any], path: Path, n_cols
         ax.set_title(f"{e['y0']} -> {e['y1']} bits/dim", fontsize=7)
         ax.tick_params(labelsize=6)
     fig.tight_layout()
-    common.savefig(fig, path, dpi=70)
+    png_files.savefig(fig, path, dpi=70)
     plt.close(fig)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = common.experiment_parser(
+    p = runner.experiment_parser(
         "interpolation",
         "Figures 1/4/6: likelihood and class probabilities along interpolations.",
     )
-    p.add_argument("--n-pairs", type=common.count, default=200)
+    p.add_argument("--n-pairs", type=runner.count, default=200)
     p.add_argument("--n-alphas", type=cli.int_range(3, 10001), default=21)
-    p.add_argument("--n-examples", type=common.count0, default=4)
+    p.add_argument("--n-examples", type=runner.count0, default=4)
     p.add_argument("--threshold", default="quantile", choices=("quantile", "paper"))
     return p
 
 
-@common.cli_main
+@runner.cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if common.replot_or_require_run(args, plot):
+    if runner.replot_or_require_run(args, plot):
         return 0
-    common.set_seed(args.seed)
+    runner.set_seed(args.seed)
     prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device,
                       argv=argv, module=MODULE)
-    run = common.load_scored_run(args.run, args, args.dataset)
+    run = scored_runs.load_scored_run(args.run, args, args.dataset)
     prov.run_config = run.config
     model, dataset, scores = run.model, run.dataset, run.scores
     x_test, y_test = run.images, run.y
@@ -331,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     result["provenance"] = prov.finish()
     write_result(args.out, result)
-    png = common.resolve_png_dir(args.png_dir)
+    png = png_files.resolve_png_dir(args.png_dir)
     if png is not None:
         stored = json.loads(Path(args.out).read_text())
         plot(stored, png)

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from flows.experiments import common
+from flows.experiments import detection, png_files, runner, scored_runs
 from flows.provenance import Provenance, write_result
 from flows.scoring import Scores
 
@@ -84,7 +84,7 @@ def analyse(scores: Scores, labels: np.ndarray, dataset: str, bins: int = 80) ->
                 "margin_nats": m,
                 "margin_log10": m / math.log(10.0),
                 "share_gap_at_least_margin": float(np.mean(gap >= m)),
-                "gap_at_least_margin": common.pct_ci(int(np.sum(gap >= m)), int(n)),
+                "gap_at_least_margin": detection.pct_ci(int(np.sum(gap >= m)), int(n)),
                 "margin_over_std": m / std_true if std_true > 0 else None,
             }
         )
@@ -95,15 +95,15 @@ def analyse(scores: Scores, labels: np.ndarray, dataset: str, bins: int = 80) ->
         "num_classes": int(c),
         "num_dims": int(scores.num_dims),
         "accuracy": float(np.mean(scores.pred == labels)),
-        "accuracy_ci": common.pct_ci(int(np.sum(scores.pred == labels)), int(n)),
+        "accuracy_ci": detection.pct_ci(int(np.sum(scores.pred == labels)), int(n)),
         "draws": scores.draws,
-        "bits_per_dim": common.summary(bpd),
-        "thresholds": common.thresholds(bpd, dataset),
-        "log_px_given_true": common.summary(lp_true),
-        "log_px_given_wrong": common.summary(lp_wrong),
-        "log_px": common.summary(scores.log_px),
+        "bits_per_dim": detection.summary(bpd),
+        "thresholds": detection.thresholds(bpd, dataset),
+        "log_px_given_true": detection.summary(lp_true),
+        "log_px_given_wrong": detection.summary(lp_wrong),
+        "log_px": detection.summary(scores.log_px),
         "gap": {
-            **common.summary(gap),
+            **detection.summary(gap),
             "share_negative": float(np.mean(gap < 0)),
             "median_over_std_true": float(np.median(gap) / std_true) if std_true > 0 else None,
         },
@@ -152,28 +152,28 @@ def plot(result: dict[str, Any], png_dir: str | Path) -> list[Path]:
     ax.set_title(f"std of log p(x|y_true) = {result['spread']['std_log_px_given_true']:.0f} nats")
     fig.tight_layout()
     out = png_dir / f"fig3_likelihood_gap_{result['dataset']}.png"
-    common.savefig(fig, out, dpi=90)
+    png_files.savefig(fig, out, dpi=90)
     plt.close(fig)
     return [out]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = common.experiment_parser(
+    p = runner.experiment_parser(
         "likelihood_gap",
         "Figure 3: histograms of log p(x|y_true) and log p(x|y_wrong) on the test set.",
     )
     return p
 
 
-@common.cli_main
+@runner.cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if common.replot_or_require_run(args, plot):
+    if runner.replot_or_require_run(args, plot):
         return 0
-    common.set_seed(args.seed)
+    runner.set_seed(args.seed)
     prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device,
                       argv=argv, module=MODULE)
-    run = common.load_scored_run(args.run, args, args.dataset)
+    run = scored_runs.load_scored_run(args.run, args, args.dataset)
     prov.run_config = run.config
     result = analyse(run.scores, run.y.numpy(), run.dataset)
     result["provenance"] = prov.finish()

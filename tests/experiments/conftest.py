@@ -120,7 +120,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_state) -> Path
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_run: Path):  # noqa: D103
-    from flows.experiments.common import load_run_checked
+    from flows.experiments.scored_runs import load_run_checked
 
     model, _ = load_run_checked(tiny_run)
     return model

@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from flows import pixels
-from flows.experiments import attacks, common
+from flows.experiments import attacks, scored_runs
 from flows.experiments.cw import cw_l2
 
 
 @pytest.fixture(scope="module")
 def test_set(tiny_model, data_dir):
-    k, y = common.load_test_images("mnist", data_dir=str(data_dir))
-    return k, y, common.score(tiny_model, k, draws=2)
+    k, y = scored_runs.load_test_images("mnist", data_dir=str(data_dir))
+    return k, y, scored_runs.score(tiny_model, k, draws=2)
 
 
 def test_cw_with_infinite_threshold_is_foolbox_cw(tiny_model, test_set) -> None:
@@ -43,7 +43,7 @@ def test_cw_with_infinite_threshold_is_foolbox_cw(tiny_model, test_set) -> None:
 def test_grid_cw_successes_are_images_that_fool_with_the_margin(tiny_model, test_set) -> None:
     k, y, sc = test_set
     ok = np.flatnonzero(sc.pred == y.numpy())[:6]
-    draw = common.FixedDraw(tiny_model, seed=5)
+    draw = scored_runs.FixedDraw(tiny_model, seed=5)
     kappa = 2.0
     res = cw_l2(tiny_model, pixels.bin_centre(k[ok]), y[ok], binary_search_steps=2, steps=15,
                 stepsize=0.2, initial_const=1.0, confidence=kappa, grid=draw)
@@ -63,7 +63,7 @@ def test_grid_cw_successes_are_images_that_fool_with_the_margin(tiny_model, test
 def test_detection_aware_grid_cw_is_constrained(tiny_model, test_set) -> None:
     k, y, sc = test_set
     ok = np.flatnonzero(sc.pred == y.numpy())[:6]
-    draw = common.FixedDraw(tiny_model, seed=5)
+    draw = scored_runs.FixedDraw(tiny_model, seed=5)
     kw = dict(binary_search_steps=1, steps=15, stepsize=0.2, initial_const=1.0, grid=draw)
     x = pixels.bin_centre(k[ok])
     plain = cw_l2(tiny_model, x, y[ok], **kw)
@@ -80,7 +80,7 @@ def test_detection_aware_grid_cw_is_constrained(tiny_model, test_set) -> None:
 def test_grid_decision_decides_on_the_rounded_image(tiny_model, test_set) -> None:
     k, y, sc = test_set
     ok = np.flatnonzero(sc.pred == y.numpy())[:4]
-    draw = common.FixedDraw(tiny_model, seed=1)
+    draw = scored_runs.FixedDraw(tiny_model, seed=1)
     w = attacks.GridDecision(draw, y[ok], k[ok], kappa=0.0)
     x = pixels.bin_centre(k[ok])
     a = w(x)
@@ -101,7 +101,7 @@ def test_boundary_stops_by_the_convergence_rule_and_stores_the_trajectory(tiny_m
     lab = y.numpy()
     ok = np.flatnonzero(sc.pred == lab)
     rows = ok[:3]
-    draw = common.FixedDraw(tiny_model, seed=1)
+    draw = scored_runs.FixedDraw(tiny_model, seed=1)
     w = attacks.GridDecision(draw, y[rows], k[rows], kappa=0.0)
     start = np.array([ok[lab[ok] != lab[i]][0] for i in rows])
     info = attacks.run_boundary(w, pixels.bin_centre(k[rows]), steps=400, seed=0,
@@ -120,7 +120,7 @@ def test_boundary_stops_by_the_convergence_rule_and_stores_the_trajectory(tiny_m
 def test_detection_aware_boundary_stays_targeted_and_accepted(tiny_model, test_set) -> None:
     k, y, sc = test_set
     lab = y.numpy()
-    draw = common.FixedDraw(tiny_model, seed=1)
+    draw = scored_runs.FixedDraw(tiny_model, seed=1)
     z = draw.logits_k(k).detach().double()
     bpd_f = pixels.bits_per_dim(torch.logsumexp(z, 1), 1024).numpy()
     t = float(np.quantile(bpd_f, 0.8))

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import torch
 
-from flows.experiments import common, interpolation
+from flows.experiments import interpolation, scored_runs
 
 
 def test_interpolants_are_8_bit_images_with_exact_endpoints() -> None:
@@ -20,8 +20,8 @@ def test_interpolants_are_8_bit_images_with_exact_endpoints() -> None:
 
 
 def test_pairs_and_endpoint_scores(tiny_model, data_dir) -> None:
-    k, y = common.load_test_images("mnist", data_dir=str(data_dir))
-    sc = common.score(tiny_model, k, draws=2)
+    k, y = scored_runs.load_test_images("mnist", data_dir=str(data_dir))
+    sc = scored_runs.score(tiny_model, k, draws=2)
     res, curves = interpolation.run_interpolation(
         tiny_model, k, y, sc, "mnist", n_pairs=6, n_alphas=5, seed=1, draws=2)
     i0, i1 = np.array(res["pairs"]["i0"]), np.array(res["pairs"]["i1"])

@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 from flows import pixels
-from flows.experiments import common
+from flows.experiments import detection, scored_runs
 from flows.model import EVAL_NOISE_SEED
 from foundation import errors
 
 
 def test_fixed_draw_is_the_model_at_the_rounded_point(tiny_model) -> None:
-    draw = common.FixedDraw(tiny_model, seed=3)
+    draw = scored_runs.FixedDraw(tiny_model, seed=3)
     k = torch.randint(0, 256, (3, 1, 32, 32), dtype=torch.uint8)
     z = draw.logits_k(k)
     x = pixels.bin_centre(k) + 0.001  # same bins
@@ -35,8 +35,8 @@ def test_fixed_draw_is_the_model_at_the_rounded_point(tiny_model) -> None:
     # eval-mode padding noise as u0 (one fixed-noise mechanism)
     assert 0.0 <= float(draw.u0.min()) and float(draw.u0.max()) < 1.0
     assert not torch.equal(draw.u0, draw.e0)
-    assert torch.equal(common.FixedDraw(tiny_model, seed=3).e0, draw.e0)  # reproducible
-    same = common.FixedDraw(tiny_model, seed=EVAL_NOISE_SEED)
+    assert torch.equal(scored_runs.FixedDraw(tiny_model, seed=3).e0, draw.e0)  # reproducible
+    same = scored_runs.FixedDraw(tiny_model, seed=EVAL_NOISE_SEED)
     assert torch.equal(same.u0, tiny_model.eval_noise)
 
 
@@ -58,7 +58,7 @@ def test_score_draws_points_of_the_image_bins_and_fresh_padding_noise() -> None:
     that changes from draw to draw; checked against sums computed by hand from the pixels."""
     k = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8,
                       generator=torch.Generator().manual_seed(0))
-    s = common.score(_KnownDensity(), k, draws=4, seed=1, batch_size=2)
+    s = scored_runs.score(_KnownDensity(), k, draws=4, seed=1, batch_size=2)
     assert s.per_draw.shape == (5, 4, 2) and s.num_dims == 1024
     # sum over the 32x32 padded image (padding: pixel 0) of the bin edges k/256 - 0.5
     lo = k.double().flatten(1).sum(1).numpy() / 256 - 0.5 * 1024
@@ -71,65 +71,65 @@ def test_score_draws_points_of_the_image_bins_and_fresh_padding_noise() -> None:
     assert np.all((sum_e > 0) & (sum_e < 1024)) and np.all(np.abs(sum_e - 512) < 60)
     assert len(np.unique(sum_e)) == sum_e.size  # fresh noise for every draw and image
     # the same seed (and batch size) gives the same draws, another seed other ones
-    again = common.score(_KnownDensity(), k, draws=4, seed=1, batch_size=2)
+    again = scored_runs.score(_KnownDensity(), k, draws=4, seed=1, batch_size=2)
     np.testing.assert_array_equal(again.per_draw, s.per_draw)
-    other = common.score(_KnownDensity(), k, draws=4, seed=2, batch_size=2)
+    other = scored_runs.score(_KnownDensity(), k, draws=4, seed=2, batch_size=2)
     assert not np.array_equal(other.per_draw, s.per_draw)
-    empty = common.score(_KnownDensity(), k[:0], draws=3)
+    empty = scored_runs.score(_KnownDensity(), k[:0], draws=3)
     assert empty.per_draw.shape == (0, 3, 2)
     with pytest.raises(TypeError):
-        common.score(_KnownDensity(), pixels.bin_centre(k), draws=1)
+        scored_runs.score(_KnownDensity(), pixels.bin_centre(k), draws=1)
 
 
 def test_quantile_threshold_is_never_the_test_maximum() -> None:
     rng = np.random.default_rng(0)
     bpd = rng.normal(3.5, 0.3, 1000)
-    th = common.thresholds(bpd, "cifar10")
+    th = detection.thresholds(bpd, "cifar10")
     assert th["paper"]["T_bpd"] == 4.0
     assert 0.786 <= th["quantile"]["accepted_share_test"] < 0.786 + 2 / 1000
     r = th["quantile"]["recall_test"]
     assert r["n"] == 1000 and r["wilson95_pct"][0] < r["pct"] < r["wilson95_pct"][1]
-    th = common.thresholds(bpd, "mnist")  # the paper's 100% is capped at 99%
+    th = detection.thresholds(bpd, "mnist")  # the paper's 100% is capped at 99%
     assert th["quantile"]["T_bpd"] < bpd.max()
     assert th["quantile"]["accepted_share_test"] == pytest.approx(0.99, abs=2e-3)
     assert th["paper"]["recall_test"]["k"] == int(np.sum(bpd <= 1.4))
-    th = common.thresholds(bpd, "bg-mnist-0")
+    th = detection.thresholds(bpd, "bg-mnist-0")
     assert th["paper"]["T_bpd"] is None
     with pytest.raises(errors.UsageError):
-        common.pick_threshold(th, "paper")
+        detection.pick_threshold(th, "paper")
 
 
 def test_pct_ci_is_a_wilson_interval() -> None:
-    c = common.pct_ci(0, 30)
+    c = detection.pct_ci(0, 30)
     assert c["pct"] == 0 and c["wilson95_pct"][0] == 0 and 10 < c["wilson95_pct"][1] < 12
-    c = common.pct_ci(15, 30)
+    c = detection.pct_ci(15, 30)
     assert c["wilson95_pct"][0] < 50 < c["wilson95_pct"][1]
-    assert common.pct_ci(0, 0)["pct"] is None
-    assert common.fmt_ci(common.pct_ci(3, 10)) == "30% [11, 60] (n=10)"
+    assert detection.pct_ci(0, 0)["pct"] is None
+    assert detection.fmt_ci(detection.pct_ci(3, 10)) == "30% [11, 60] (n=10)"
 
 
 def test_accepted_is_bpd_at_most_t() -> None:
-    assert common.accepted(1.4, 1.4)
-    assert not common.accepted(1.4000001, 1.4)
+    assert detection.accepted(1.4, 1.4)
+    assert not detection.accepted(1.4000001, 1.4)
 
 
 def test_tiny_model_is_a_classifier(tiny_model, data_dir) -> None:
-    k, y = common.load_test_images("mnist", data_dir=str(data_dir))
+    k, y = scored_runs.load_test_images("mnist", data_dir=str(data_dir))
     assert k.dtype == torch.uint8 and k.shape[-2:] == (32, 32)
-    s = common.score(tiny_model, k, draws=2)
+    s = scored_runs.score(tiny_model, k, draws=2)
     assert np.mean(s.pred == y.numpy()) > 0.9
 
 
 def test_missing_run_is_a_user_error(tmp_path) -> None:
     with pytest.raises(errors.UsageError):
-        common.load_run_checked(tmp_path / "nope")
+        scored_runs.load_run_checked(tmp_path / "nope")
     (tmp_path / "r").mkdir()
     with pytest.raises(errors.UsageError, match="--run"):
-        common.load_run_checked(tmp_path / "r")
+        scored_runs.load_run_checked(tmp_path / "r")
     with pytest.raises(errors.UsageError):
-        common.dataset_of({}, None)
+        scored_runs.dataset_of({}, None)
     with pytest.raises(errors.UsageError):
-        common.dataset_of({"dataset": "svhn"}, None)
+        scored_runs.dataset_of({"dataset": "svhn"}, None)
 
 
 def test_checkpoint_is_loaded_weights_only(tiny_run, tmp_path) -> None:
@@ -141,13 +141,13 @@ def test_checkpoint_is_loaded_weights_only(tiny_run, tmp_path) -> None:
     from flows.runs import RunError
 
     with pytest.raises(RunError):
-        common.load_run_checked(bad)
+        scored_runs.load_run_checked(bad)
 
 
 def test_recorded_paths_are_repo_relative_or_under_home() -> None:
     from foundation.provenance import portable_command, portable_path
 
-    inside = common.REPO_ROOT / "results" / "x.json"
+    inside = Path(__file__).resolve().parents[2] / "results" / "x.json"
     assert portable_path(str(inside)) == "results/x.json"
     assert portable_path(str(Path.home() / "annulus-runs" / "r")) == "~/annulus-runs/r"
     assert portable_path("/definitely/outside") == "/definitely/outside"

@@ -1,0 +1,107 @@
+"""The shared shape of every experiment's ``main()``: its CLI (the arguments all experiments
+take, argument types), the exit-code guard, ``--replot`` and the output lock, and seeding."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from flows import devices, scoring
+from foundation import cli, errors
+
+
+def cli_main(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
+    """Wrap an experiment's ``main``: usage errors exit 2, expected runtime errors exit 1.
+
+    Always one ``PROG: error: ...`` line on stderr and no traceback
+    (:func:`foundation.errors.guard`).
+    """
+    spec = main.__globals__.get("__spec__")  # __module__ is "__main__" under -m
+    name = spec.name if spec is not None and spec.name != "__main__" else main.__module__
+    if name == "__main__":
+        name = "flows.experiments"
+    from foundation import runlock
+
+    # the output's lock (replot_or_require_run) is held until the command ends
+    return errors.guard(f"python -m {name}", runtime=(RuntimeError, ValueError))(
+        runlock.releasing(main))
+
+
+# -- argument types (foundation.cli) -------------------------------------------------------------
+positive_int = cli.positive_int
+non_negative_int = cli.non_negative_int
+positive_float = cli.positive_float
+non_negative_float = cli.non_negative_float
+MAX_COUNT = 10**7
+"""Upper bound of count arguments (images, pairs, steps): beyond it the run cannot finish."""
+count = cli.int_range(1, MAX_COUNT)
+count0 = cli.int_range(0, MAX_COUNT)
+
+
+def experiment_parser(module: str, description: str, *, many_runs: bool = False,
+                      dataset_flag: bool = True) -> cli.ArgumentParser:
+    """The arguments every experiment CLI shares (run, output, data, scoring, device, replot)."""
+    p = cli.ArgumentParser(prog=f"python -m flows.experiments.{module}", description=description)
+    if many_runs:
+        p.add_argument("--run", action="append", default=[], type=cli.existing_dir,
+                       help="run directory (repeatable)")
+    else:
+        p.add_argument("--run", type=cli.existing_dir,
+                       help="trained run directory (flows.runs layout)")
+    p.add_argument("--out", type=cli.output_file, help="output JSON path")
+    p.add_argument("--png-dir", type=cli.output_dir, default=None, help="write PNG figures here")
+    p.add_argument("--seed", type=cli.seed, default=0)
+    p.add_argument("--n-test", type=count, default=None, help="first N test images (default all)")
+    p.add_argument("--draws", type=cli.int_range(1, 1024), default=scoring.DEFAULT_DRAWS,
+                   help="noise draws per image in flows.scoring (S)")
+    p.add_argument("--batch-size", type=cli.int_range(1, 100000), default=250)
+    p.add_argument("--data-dir", default=None, help="dataset root (flows.data.resolve_data_dir)")
+    if dataset_flag:
+        p.add_argument("--dataset", default=None, help="override the dataset of the run config")
+    p.add_argument("--cache-dir", type=cli.output_dir, default=None,
+                   help="cache test-set scores here (.npz)")
+    p.add_argument("--device", type=devices.device, default="cpu")
+    p.add_argument("--threads", type=cli.threads, default=0, help="torch threads (0: default)")
+    p.add_argument("--replot", type=cli.existing_file, default=None,
+                   help="re-draw PNGs from a stored JSON, no model")
+    return p
+
+
+def replot_or_require_run(args: argparse.Namespace,
+                          plot: Callable[[dict[str, Any], str], Any]) -> bool:
+    """Handle ``--replot`` (True: done) or check that ``--run`` and ``--out`` were given."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.replot:
+        if not args.png_dir:
+            raise errors.UsageError("--replot needs --png-dir")
+        try:
+            res = json.loads(Path(args.replot).read_text())
+        except json.JSONDecodeError as exc:
+            raise errors.CommandError(f"{args.replot}: not valid JSON ({exc})") from None
+        plot(res, args.png_dir)
+        return True
+    if not args.run or not args.out:
+        raise errors.UsageError("--run and --out are required")
+    from foundation import (
+        atomic,
+        runlock,  # one writer per output file (a second: exit 1)
+    )
+
+    runlock.acquire(runlock.file_lock_path(args.out), args.out)
+    atomic.clean_stale_tmp(Path(args.out).parent)  # temporaries of killed earlier writers
+    return False
+
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
