@@ -36,6 +36,7 @@ import torch
 
 from foundation import atomic
 from foundation.provenance import (
+    cpu_model,
     git_commit,
     git_dirty,
     host,
@@ -51,7 +52,7 @@ def device_description(device: torch.device) -> str:
     """Human-readable device name (GPU model on CUDA, CPU model and thread count otherwise)."""
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu:{platform.processor() or platform.machine()} threads={torch.get_num_threads()}"
+    return f"cpu:{cpu_model()} threads={torch.get_num_threads()}"
 
 
 def provenance(device: torch.device) -> dict:

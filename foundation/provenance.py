@@ -57,6 +57,35 @@ def host() -> str:
     return platform.node()
 
 
+#: Instruction-set extensions that decide this project's CPU fast path (bf16 convolutions).
+CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU as ``/proc/cpuinfo`` names it, with its family/model numbers and the
+    extensions of :data:`CPU_FLAGS_OF_INTEREST` it has, e.g. ``"AMD EPYC (family 25 model 1;
+    avx2)"``; the platform string where ``cpuinfo`` is unreadable."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            if fields:
+                break  # the first processor's block is enough
+            continue
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    isa = ", ".join(f for f in CPU_FLAGS_OF_INTEREST if f in flags) or "none of " + "/".join(
+        CPU_FLAGS_OF_INTEREST)
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    family, model = fields.get("cpu family"), fields.get("model")
+    ident = f"family {family} model {model}; " if family and model else ""
+    return f"{name} ({ident}{isa})"
+
+
 def python_version() -> str:
     """The running Python's version, e.g. ``"3.11.9"``."""
     return platform.python_version()

@@ -16,13 +16,7 @@ Conventions used by every experiment (paper Sec. 4.2-4.5, App. A.3, B):
 * **Distances.** L2 between 8-bit images on the [0, 1] pixel scale of the paper's budgets
   (eps = 1.5 MNIST, 33/255 CIFAR-10): ``||k' - k||_2 / 256`` (:func:`flows.pixels.grid_l2`, the
   model-input scale, range 1).
-* **Detection** (Sec. 4.3): accepted iff bits/dim ``<= T``, rejected ("non-image") iff ``> T``;
-  bits/dim from :func:`flows.pixels.bits_per_dim` of the ``S``-draw ``log p(k)``. Thresholds
-  (:func:`thresholds`): the paper's (1.4 MNIST, 4.0 CIFAR-10; App. B) and ``quantile``, the
-  ``q``-quantile of the test bits/dim with ``q`` = the paper's accepted share capped at
-  :data:`MAX_QUANTILE` (0.99: the paper's 100% for MNIST would be the maximum of the test set,
-  an outlier that no attack can exceed), 0.786 for CIFAR-10 and BG-MNIST. Each records its recall
-  (share of test images accepted) with a 95% Wilson interval and n.
+* **Detection** (Sec. 4.3): accepted iff bits/dim ``<= T`` (:mod:`flows.experiments.detection`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,180 @@
+"""Coupling-convolution work per second of this project's training step against y0ast's Glow.
+
+    python benchmarks/bench_conv_work.py [--presets cpu-mnist cpu-cifar] [--threads 1]
+        [--peer ../shared/peer/y0ast] [--data-dir ../shared/data] [--steps 8] [--repeats 3]
+
+The two models differ (we pad the channels and use four levels; y0ast uses three), so images/s
+alone does not compare them. What does: the multiply-adds of the *coupling networks' convolutions*
+an image costs in the forward pass (counted with hooks: ``2 * C_out * C_in/groups * k_h * k_w *
+H_out * W_out`` per convolution), times the images/s of full training steps. Per preset it prints
+that work per second for
+
+* ``default``  this project's training step (:class:`flows.train_step.TrainStep`, objective
+  ``base``, with its guards) on the path :func:`flows.precision.choose_fast_path` picks here;
+* ``float32``  the same step on the float32 eager reference path;
+* ``float32-cl`` float32 with channels_last (what ``--channels-last on --amp none`` trains with);
+* ``y0ast``    y0ast/Glow-PyTorch's float32 Glow at the same hidden width and steps per level,
+  3 levels, affine coupling, LU 1x1 convolutions, learned top prior (as
+  ``../shared/peer/peer_quality.py`` trains it): forward, mean NLL, backward, Adam;
+
+and the ratio of each to y0ast, all measured in this run, interleaved, best of ``--repeats``, one
+thread unless told otherwise. The backward pass costs about twice the forward in both models, so
+the forward count is a fair unit. It names the CPU. Not a test: it prints, it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from flows import data as fdata  # noqa: E402
+from flows.config import PRESETS, model_config  # noqa: E402
+from flows.layers import AffineCoupling  # noqa: E402
+from flows.model import GlowClassifier  # noqa: E402
+from flows.precision import FastPath, choose_fast_path  # noqa: E402
+from flows.provenance import device_description  # noqa: E402
+from flows.train_step import TrainStep, training_batch  # noqa: E402
+
+BATCH = 64
+
+
+def conv_flops_per_image(convs: list[nn.Conv2d], x: torch.Tensor,
+                         run: Callable[[torch.Tensor], object]) -> float:
+    """Forward multiply-add FLOPs (x2) per image of the convolutions ``convs`` on input ``x``."""
+    total = [0.0]
+
+    def hook(module: nn.Conv2d, inputs: tuple, output: torch.Tensor) -> None:
+        kh, kw = module.kernel_size
+        per_out = 2 * module.in_channels // module.groups * kh * kw
+        total[0] += per_out * output[0].numel()
+
+    handles = [c.register_forward_hook(hook) for c in convs]
+    try:
+        with torch.no_grad():
+            run(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0]  # the hook counted one image (output[0]) per call
+
+
+def ours(preset: str, channels: int, fast: FastPath, init: torch.Tensor
+         ) -> tuple[Callable[[torch.Tensor, torch.Tensor], None], float]:
+    """This project's training step on ``fast``, and its coupling-conv FLOPs per image."""
+    torch.manual_seed(0)
+    model = GlowClassifier(model_config(preset, channels, "base"))
+    model.set_autocast(torch.bfloat16 if fast.bf16 else None)
+    fmt = torch.channels_last if fast.channels_last else torch.contiguous_format
+    model.to(memory_format=fmt).train()
+    with torch.no_grad():
+        model(init.to(memory_format=fmt))  # data-dependent actnorm initialisation
+    convs = [m for c in model.modules() if isinstance(c, AffineCoupling)
+             for m in c.net.modules() if isinstance(m, nn.Conv2d)]
+    flops = conv_flops_per_image(convs, init[:8].to(memory_format=fmt), model)
+    step = TrainStep(model, torch.optim.Adam(model.parameters(), lr=1e-4), "base",
+                     max_grad_norm=500.0)
+
+    def run(x: torch.Tensor, y: torch.Tensor) -> None:
+        step(x.to(memory_format=fmt), y)
+
+    return run, flops
+
+
+def peer(peer_dir: Path, preset: str, channels: int, init: torch.Tensor
+         ) -> tuple[Callable[[torch.Tensor, torch.Tensor], None], float]:
+    """y0ast's float32 Glow at the preset's width and depth (3 levels), its training step and
+    coupling-conv FLOPs per image (the convolutions of every flow step's ``block``)."""
+    sys.path.insert(0, str(peer_dir))
+    from model import Glow  # type: ignore[import-not-found]
+
+    pr = PRESETS[preset]
+    torch.manual_seed(0)
+    model = Glow((32, 32, channels), pr.hidden, pr.steps_per_level, 3, 1.0, "invconv", "affine",
+                 True, 10, True, False)
+    model.train()
+    with torch.no_grad():
+        model(init)
+    convs = [m for name, m in model.named_modules()
+             if isinstance(m, nn.Conv2d) and ".block." in f".{name}."]
+    flops = conv_flops_per_image(convs, init[:8], model)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def run(x: torch.Tensor, y: torch.Tensor) -> None:
+        _, nll, _ = model(x)
+        opt.zero_grad()
+        nll.mean().backward()
+        opt.step()
+
+    return run, flops
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--presets", nargs="+", default=["cpu-mnist", "cpu-cifar"],
+                   choices=sorted(PRESETS))
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--steps", type=int, default=8, help="timed steps per repeat")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--peer", default=str(Path(__file__).resolve().parents[2] / "shared" / "peer"
+                                          / "y0ast"), help="folder with y0ast's model.py")
+    p.add_argument("--data-dir", default=None)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    cpu = torch.device("cpu")
+    paths = {"default": choose_fast_path(cpu, "auto", "auto", "off"),
+             "float32": choose_fast_path(cpu, "auto", "auto", "off", fast=False),
+             "float32-cl": FastPath(False, True, False)}
+    peer_dir = Path(args.peer)
+    have_peer = (peer_dir / "model.py").is_file()
+    print(f"{device_description(cpu)}; torch {torch.__version__}; default path "
+          f"{paths['default'].describe()}; peer {'y0ast' if have_peer else 'absent: ' + args.peer}")
+    for preset in args.presets:
+        channels = 3 if "cifar" in preset else 1
+        dataset = "cifar10" if channels == 3 else "mnist"
+        gen = torch.Generator().manual_seed(0)
+        try:
+            images, labels = fdata.load_split(dataset, "train", args.data_dir)
+        except fdata.DataFileError:
+            print(f"  ({dataset} not found: uniform noise images)")
+            images = torch.randint(0, 256, (4096, channels, 32, 32), dtype=torch.uint8)
+            labels = torch.randint(0, 10, (4096,))
+        n = args.steps + 2
+        data = [training_batch(images, labels, torch.randint(0, len(images), (BATCH,),
+                                                             generator=gen),
+                               augment_images=True, flip=channels == 3, generator=gen,
+                               device=cpu, memory_format=torch.contiguous_format)
+                for _ in range(n + 8)]
+        init = torch.cat([x for x, _ in data[n:]])
+        arms = {name: ours(preset, channels, fp, init) for name, fp in paths.items()}
+        if have_peer:
+            arms["y0ast"] = peer(peer_dir, preset, channels, init)
+        best = dict.fromkeys(arms, 0.0)
+        for _ in range(args.repeats):  # interleaved: a load change hits every arm alike
+            for name, (run, _) in arms.items():
+                for x, y in data[:2]:
+                    run(x, y)
+                t0 = time.perf_counter()
+                for x, y in data[2:n]:
+                    run(x, y)
+                best[name] = max(best[name], args.steps * BATCH / (time.perf_counter() - t0))
+        pr = PRESETS[preset]
+        print(f"{preset} (hidden {pr.hidden}, {pr.steps_per_level} steps/level, batch {BATCH}):")
+        ref = best["y0ast"] * arms["y0ast"][1] if have_peer else None
+        for name, (_, flops) in arms.items():
+            work = best[name] * flops / 1e9
+            ratio = f"{work * 1e9 / ref:5.2f}x y0ast" if ref else ""
+            print(f"  {name:10s} {best[name]:7.1f} images/s x {flops / 1e9:6.3f} GFLOP/image "
+                  f"(coupling convs, forward) = {work:6.2f} GFLOP/s  {ratio}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
