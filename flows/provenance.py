@@ -75,6 +75,7 @@ def device_info(device: torch.device | str = "cpu") -> dict[str, Any]:
         "cuda_name": torch.cuda.get_device_name(device) if str(device).startswith("cuda") else None,
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": sys.version.split()[0],

@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -63,6 +64,45 @@ RESUME_KEYS = ("dataset", "objective", "preset", "epochs", "batch_size", "seed",
 
 def default_device() -> str:
     return devices.default_device()
+
+
+@dataclass
+class TrainSettings:
+    """One training run as the library takes it (``main`` builds it from the command line with
+    :meth:`from_args`; the flags' help says what each field means). ``epochs`` and
+    ``train_subset`` are rewritten when ``budget_minutes`` sizes the schedule."""
+
+    dataset: str
+    objective: str
+    preset: str
+    out: str | Path
+    epochs: int = 150
+    batch_size: int = 64
+    seed: int = 0
+    data_dir: str | Path | None = None
+    resume: bool = False
+    init_from: str | Path | None = None
+    budget_minutes: float | None = None
+    lr: float = 1e-3
+    lr_schedule: str = "auto"
+    warmup_steps: int = 200
+    max_grad_norm: float = 500.0
+    factor_out_prior: str = "preset"
+    beta: float = 1.0
+    train_subset: int = 0
+    augment: bool = True
+    bg_seed: int = fdata.DEFAULT_BG_SEED
+    device: str = "cpu"
+    amp: str = "auto"
+    channels_last: str = "auto"
+    compile: str = "auto"
+    fast: bool = True
+    threads: int = 0
+    stop_after: int = 0
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> TrainSettings:
+        return cls(**vars(args))  # every flag is a field: a new flag without one fails here
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,28 +204,28 @@ def setup_distributed(device_arg: str) -> tuple[int, int, torch.device]:
     return dist.get_rank(), world, torch.device("cpu")
 
 
-def make_config(args: argparse.Namespace, world: int, fast_path: dict) -> dict:
-    mc = model_config(args.preset, fdata.num_channels(args.dataset), args.objective)
-    if args.factor_out_prior != "preset":
-        mc = dataclasses.replace(mc, factor_out_prior=args.factor_out_prior == "on")
+def make_config(opts: TrainSettings, world: int, fast_path: dict) -> dict:
+    mc = model_config(opts.preset, fdata.num_channels(opts.dataset), opts.objective)
+    if opts.factor_out_prior != "preset":
+        mc = dataclasses.replace(mc, factor_out_prior=opts.factor_out_prior == "on")
     return {
-        "dataset": args.dataset,
-        "objective": args.objective,
-        "preset": args.preset,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-        "lr": args.lr,
-        "lr_schedule": resolve_schedule(args.lr_schedule, args.epochs),
-        "warmup_steps": args.warmup_steps,
-        "max_grad_norm": args.max_grad_norm,
-        "beta": args.beta,
-        "train_subset": args.train_subset,
-        "augment": args.augment,
-        "bg_seed": args.bg_seed,
+        "dataset": opts.dataset,
+        "objective": opts.objective,
+        "preset": opts.preset,
+        "epochs": opts.epochs,
+        "batch_size": opts.batch_size,
+        "seed": opts.seed,
+        "lr": opts.lr,
+        "lr_schedule": resolve_schedule(opts.lr_schedule, opts.epochs),
+        "warmup_steps": opts.warmup_steps,
+        "max_grad_norm": opts.max_grad_norm,
+        "beta": opts.beta,
+        "train_subset": opts.train_subset,
+        "augment": opts.augment,
+        "bg_seed": opts.bg_seed,
         "world_size": world,
         "fast_path": fast_path,
-        "data_dir": str(fdata.resolve_data_dir(args.data_dir)),
+        "data_dir": str(fdata.resolve_data_dir(opts.data_dir)),
         "model": mc.to_dict(),
         "init_from": None,
         "budget": None,
@@ -226,72 +266,72 @@ def _check_same_init(path: Path, recorded: dict | None) -> None:
                     f"({recorded['path']}, sha256 {recorded['weights']['sha256'][:12]}...)")
 
 
-def _set_schedule(args: argparse.Namespace, config: dict, resolved: budget.BudgetPlan) -> None:
-    """Put a budget's epochs and images per epoch into ``args`` and ``config``."""
-    args.epochs, args.train_subset = resolved.epochs, resolved.train_subset
+def _set_schedule(opts: TrainSettings, config: dict, resolved: budget.BudgetPlan) -> None:
+    """Put a budget's epochs and images per epoch into ``opts`` and ``config``."""
+    opts.epochs, opts.train_subset = resolved.epochs, resolved.train_subset
     config.update(epochs=resolved.epochs, train_subset=resolved.train_subset,
-                  lr_schedule=resolve_schedule(args.lr_schedule, resolved.epochs),
+                  lr_schedule=resolve_schedule(opts.lr_schedule, resolved.epochs),
                   budget=resolved.to_dict())
 
 
-def _resume_budget(args: argparse.Namespace, config: dict, old: dict) -> None:
+def _resume_budget(opts: TrainSettings, config: dict, old: dict) -> None:
     """``--resume --budget-minutes M`` continues the schedule the run resolved for ``M``."""
     recorded = old.get("budget")
-    if not isinstance(recorded, dict) or recorded.get("minutes") != args.budget_minutes:
-        raise _fail(f"--resume --budget-minutes {args.budget_minutes:g}: the checkpoint's run "
+    if not isinstance(recorded, dict) or recorded.get("minutes") != opts.budget_minutes:
+        raise _fail(f"--resume --budget-minutes {opts.budget_minutes:g}: the checkpoint's run "
                     f"was not sized for that budget (its budget: "
                     f"{recorded.get('minutes') if isinstance(recorded, dict) else None})")
-    _set_schedule(args, config, budget.BudgetPlan(**recorded))
+    _set_schedule(opts, config, budget.BudgetPlan(**recorded))
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
-def train(args: argparse.Namespace) -> dict:
+def train(opts: TrainSettings) -> dict:
     """Run (or resume) training; returns the final state summary. One writer per run: the
     process of rank 0 holds ``OUT/.lock`` (:mod:`foundation.runlock`) throughout, so a second
     ``flows.train`` with the same ``--out`` is refused at start, naming the holder's PID."""
     if int(os.environ.get("RANK", "0")) != 0:
-        return _train(args)
-    out = Path(args.out)
+        return _train(opts)
+    out = Path(opts.out)
     with runlock.hold(runlock.dir_lock_path(out), out):
-        return _train(args)
+        return _train(opts)
 
 
-def _train(args: argparse.Namespace) -> dict:
-    rank, world, device = setup_distributed(args.device)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
+def _train(opts: TrainSettings) -> dict:
+    rank, world, device = setup_distributed(opts.device)
+    if opts.threads > 0:
+        torch.set_num_threads(opts.threads)
+    out = Path(opts.out)
     ckpt_path = out / CHECKPOINT_NAME
-    check_out_dir(out, args.resume, rank)
-    if args.epochs < 1 or args.batch_size < 1:
+    check_out_dir(out, opts.resume, rank)
+    if opts.epochs < 1 or opts.batch_size < 1:
         raise errors.UsageError("--epochs and --batch-size must be positive")
     try:
-        fast = choose_fast_path(device, args.amp, args.channels_last, args.compile, args.fast)
+        fast = choose_fast_path(device, opts.amp, opts.channels_last, opts.compile, opts.fast)
     except ValueError as exc:
         raise _fail(str(exc)) from None
     try:
-        config = make_config(args, world, fast.describe())
-        images, labels = fdata.load_split(args.dataset, "train", args.data_dir,
-                                          bg_seed=args.bg_seed)
+        config = make_config(opts, world, fast.describe())
+        images, labels = fdata.load_split(opts.dataset, "train", opts.data_dir,
+                                          bg_seed=opts.bg_seed)
     except fdata.DataFileError as exc:
         raise _fail(str(exc)) from None
-    flip = fdata.is_cifar(args.dataset)
+    flip = fdata.is_cifar(opts.dataset)
 
-    torch.manual_seed(args.seed)
+    torch.manual_seed(opts.seed)
     model = build_model(config).to(device)
     model.set_autocast(torch.bfloat16 if fast.bf16 else None)
     memory_format = torch.channels_last if fast.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     start_epoch, step, history = 0, 0, []
-    if args.resume:
+    if opts.resume:
         state = load_checkpoint(ckpt_path, device, keys=CHECKPOINT_KEYS)
         old = state["config"] if isinstance(state["config"], dict) else {}
-        if args.budget_minutes is not None:
-            _resume_budget(args, config, old)
+        if opts.budget_minutes is not None:
+            _resume_budget(opts, config, old)
         diff = [k for k in RESUME_KEYS if old.get(k) != config.get(k)]
         if diff == ["epochs"] and epochs_change_is_safe(old, config, int(state["step"]),
                                                         images.shape[0], world):
@@ -306,25 +346,25 @@ def _train(args: argparse.Namespace) -> dict:
                            ) from None
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
         config["init_from"] = old.get("init_from")
-        if args.init_from is not None:
-            _check_same_init(args.init_from, config["init_from"])
-    elif args.init_from is not None:  # warm start: actnorm comes initialised with the weights
-        done = init_from_run(model, args.init_from)
+        if opts.init_from is not None:
+            _check_same_init(opts.init_from, config["init_from"])
+    elif opts.init_from is not None:  # warm start: actnorm comes initialised with the weights
+        done = init_from_run(model, opts.init_from)
         config["init_from"] = {**done, "path": portable_path(str(Path(done["path"]).absolute()))}
         model.to(memory_format=memory_format)
     else:
-        g = torch.Generator().manual_seed(epoch_seed(args.seed, -1))
+        g = torch.Generator().manual_seed(epoch_seed(opts.seed, -1))
         idx = torch.randperm(images.shape[0], generator=g)[:INIT_BATCH]
-        torch.manual_seed(epoch_seed(args.seed, -1))
+        torch.manual_seed(epoch_seed(opts.seed, -1))
         model.train()
         with torch.no_grad():
             model(dequantize(images[idx], generator=g).to(device, memory_format=memory_format))
-    if args.budget_minutes is not None and not args.resume:
+    if opts.budget_minutes is not None and not opts.resume:
         ips = budget.measure_images_per_s(
-            model, images, labels, args.objective, args.batch_size, args.lr, flip,
-            memory_format, device, augment_images=args.augment, max_grad_norm=args.max_grad_norm)
-        _set_schedule(args, config, budget.plan(args.budget_minutes, ips, images.shape[0],
-                                                args.batch_size * world))
+            model, images, labels, opts.objective, opts.batch_size, opts.lr, flip,
+            memory_format, device, augment_images=opts.augment, max_grad_norm=opts.max_grad_norm)
+        _set_schedule(opts, config, budget.plan(opts.budget_minutes, ips, images.shape[0],
+                                                opts.batch_size * world))
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / CONFIG_NAME, config)
@@ -336,13 +376,13 @@ def _train(args: argparse.Namespace) -> dict:
         net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
 
-    n_epoch = args.train_subset if 0 < args.train_subset < images.shape[0] else images.shape[0]
-    steps_per_epoch = (n_epoch // world) // args.batch_size
+    n_epoch = opts.train_subset if 0 < opts.train_subset < images.shape[0] else images.shape[0]
+    steps_per_epoch = (n_epoch // world) // opts.batch_size
     if steps_per_epoch == 0:
-        raise _fail(f"batch size {args.batch_size} x {world} process(es) exceeds {n_epoch} images")
-    end_epoch = args.epochs
-    if args.stop_after > 0:
-        end_epoch = min(args.epochs, start_epoch + args.stop_after)
+        raise _fail(f"batch size {opts.batch_size} x {world} process(es) exceeds {n_epoch} images")
+    end_epoch = opts.epochs
+    if opts.stop_after > 0:
+        end_epoch = min(opts.epochs, start_epoch + opts.stop_after)
     d = model.data_dims
     t_start = time.time()
     prov = provenance(device)
@@ -351,24 +391,24 @@ def _train(args: argparse.Namespace) -> dict:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                 "step": step, "history": history, "config": config}
 
-    train_step = TrainStep(model, optimizer, args.objective, beta=args.beta,
-                           max_grad_norm=args.max_grad_norm, world=world, net=net)
+    train_step = TrainStep(model, optimizer, opts.objective, beta=opts.beta,
+                           max_grad_norm=opts.max_grad_norm, world=world, net=net)
     start_step, t_steady = step, None
     for epoch in range(start_epoch, end_epoch):
         model.train()
-        g = torch.Generator().manual_seed(epoch_seed(args.seed, epoch))
-        torch.manual_seed(epoch_seed(args.seed, epoch))
+        g = torch.Generator().manual_seed(epoch_seed(opts.seed, epoch))
+        torch.manual_seed(epoch_seed(opts.seed, epoch))
         order = torch.randperm(images.shape[0], generator=g)[:n_epoch][rank::world]
         sums = {"loss": 0.0, "acc": 0.0, "bpd": 0.0, "clipped": 0.0, "grad_norm": 0.0}
         t0 = time.time()
         bar = tqdm(range(steps_per_epoch), disable=rank != 0,
-                   desc=f"epoch {epoch + 1}/{args.epochs}",
+                   desc=f"epoch {epoch + 1}/{opts.epochs}",
                    mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr)
         for i in bar:
-            idx = order[i * args.batch_size:(i + 1) * args.batch_size]
-            x, y = training_batch(images, labels, idx, augment_images=args.augment, flip=flip,
+            idx = order[i * opts.batch_size:(i + 1) * opts.batch_size]
+            x, y = training_batch(images, labels, idx, augment_images=opts.augment, flip=flip,
                                   generator=g, device=device, memory_format=memory_format)
-            lr = lr_at(step, steps_per_epoch, args.epochs, args.lr, args.warmup_steps,
+            lr = lr_at(step, steps_per_epoch, opts.epochs, opts.lr, opts.warmup_steps,
                        config["lr_schedule"])
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -389,21 +429,21 @@ def _train(args: argparse.Namespace) -> dict:
                 sums["acc"] += (joint.argmax(1) == y).float().mean().item()
                 sums["bpd"] += bits_per_dim(torch.logsumexp(joint, 1), d).mean().item()
                 sums["grad_norm"] += float(gnorm)
-                sums["clipped"] += float(gnorm > args.max_grad_norm)
+                sums["clipped"] += float(gnorm > opts.max_grad_norm)
             if rank == 0 and (i % 10 == 0 or i == steps_per_epoch - 1):
                 bar.set_postfix(loss=f"{sums['loss'] / (i + 1):.4f}",
                                 acc=f"{sums['acc'] / (i + 1):.3f}",
                                 bpd=f"{sums['bpd'] / (i + 1):.3f}", lr=f"{lr:.1e}")
         record = {k: v / steps_per_epoch for k, v in sums.items()}
         record.update(epoch=epoch + 1, step=step, seconds=time.time() - t0,
-                      images_per_s=steps_per_epoch * args.batch_size * world / (time.time() - t0))
+                      images_per_s=steps_per_epoch * opts.batch_size * world / (time.time() - t0))
         history.append(record)
         if rank == 0:
             save_checkpoint(ckpt_path, snapshot(epoch + 1))
             print(json.dumps({"train_epoch": record}), flush=True)
     steady = None
     if t_steady is not None and step > start_step + STEADY_SKIP:
-        steady = ((step - start_step - STEADY_SKIP) * args.batch_size * world
+        steady = ((step - start_step - STEADY_SKIP) * opts.batch_size * world
                   / (time.time() - t_steady))
     summary = {"epochs_done": end_epoch, "step": step, "wall_time_s": time.time() - t_start,
                "steady_images_per_s": steady,
@@ -422,8 +462,7 @@ def _train(args: argparse.Namespace) -> dict:
 @errors.guard(PROG)
 def main(argv: list[str] | None = None) -> int:
     """Parse (bad usage: one line, exit 2), train (expected failures: one line, exit 1)."""
-    args = build_parser().parse_args(argv)
-    train(args)
+    train(TrainSettings.from_args(build_parser().parse_args(argv)))
     return 0
 
 

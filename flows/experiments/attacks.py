@@ -73,6 +73,7 @@ import json
 import math
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -519,192 +520,282 @@ def _choose_starts(draw: scored_runs.FixedDraw, images: torch.Tensor, pool: np.n
     return start, target
 
 
-def run_attacks(run: scored_runs.ScoredRun, args: argparse.Namespace,
+@dataclass(frozen=True)
+class CWSettings:
+    """CW-L2 (``cw``, ``cw-det``, ``cw-cont``): optimisation steps per binary-search step, the
+    binary-search steps of the constant ``c``, its start, Adam's step size, and ``w_det``, the
+    weight of the detection term (``-det`` only)."""
+
+    steps: int = 100
+    binary_steps: int = 5
+    initial_const: float = 1e-2
+    stepsize: float = 1e-2
+    det_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class BoundarySettings:
+    """Boundary attacks: the step budget and the convergence rule (module docstring)."""
+
+    steps: int = 2000
+    window: int = 500
+    rtol: float = 0.01
+    min_steps: int = 1000
+    record_every: int = 50
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """Everything ``run_attacks`` needs besides the scored run (the CLI builds it from its
+    arguments: :meth:`from_args`). ``margin_nats``/``margin_bpd``/``eps`` ``None``: auto / the
+    paper's budget."""
+
+    attacks: tuple[str, ...]
+    n_images: int = 50
+    threshold: str = "quantile"
+    seed: int = 0
+    device: str = "cpu"
+    batch_size: int = 250
+    cw: CWSettings = CWSettings()
+    boundary: BoundarySettings = BoundarySettings()
+    margin_nats: float | None = None
+    margin_bpd: float | None = None
+    eps: float | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> AttackConfig:
+        return cls(
+            attacks=tuple(parse_attacks(args.attacks)), n_images=args.n_images,
+            threshold=args.threshold, seed=args.seed, device=args.device,
+            batch_size=args.batch_size,
+            cw=CWSettings(args.cw_steps, args.cw_binary_steps, args.cw_initial_const,
+                          args.cw_stepsize, args.det_weight),
+            boundary=BoundarySettings(args.boundary_steps, args.boundary_window,
+                                      args.boundary_rtol, args.boundary_min_steps,
+                                      args.boundary_record_every),
+            margin_nats=args.margin_nats, margin_bpd=args.margin_bpd, eps=args.eps)
+
+
+@dataclass
+class Attacked:
+    """What every setting attacks: the chosen test images and the decision rule's constants."""
+
+    model: nn.Module
+    dataset: str
+    draw: scored_runs.FixedDraw
+    images: torch.Tensor  # the whole uint8 test split (start images come from it)
+    labels: np.ndarray
+    pool: np.ndarray  # test indices correctly classified and accepted
+    idx: np.ndarray  # the attacked test indices
+    k0: torch.Tensor  # their uint8 images, on the device
+    y_np: np.ndarray
+    t_used: float  # bits/dim threshold of detection
+    kappa: float  # logit margin (nats)
+    m_bpd: float  # bits/dim margin
+
+    @property
+    def y(self) -> torch.Tensor:
+        return torch.as_tensor(self.y_np, device=self.k0.device)
+
+    @property
+    def x0(self) -> torch.Tensor:
+        return pixels.bin_centre(self.k0)
+
+
+@dataclass
+class SettingOutcome:
+    """One setting's adversarial images (uint8, one per attacked image; the original where
+    nothing was found), its in-loop successes, the rows it could not attack, its parameters and
+    the setting-specific evidence stored beside the Table-2 entries."""
+
+    adv_k: torch.Tensor
+    found: np.ndarray
+    not_attacked: np.ndarray
+    params: dict[str, Any]
+    extra: dict[str, Any]
+
+
+def attack_cw(a: Attacked, cfg: CWSettings, name: str, progress: str) -> SettingOutcome:
+    """``cw`` / ``cw-det`` (rounding in the loop, margin ``kappa``) or ``cw-cont``."""
+    det, cont = name.endswith("-det"), name == "cw-cont"
+    params = {"steps": cfg.steps, "binary_search_steps": cfg.binary_steps,
+              "stepsize": cfg.stepsize, "initial_const": cfg.initial_const,
+              "confidence_nats": 0.0 if cont else a.kappa, "abort_early": cont,
+              "rounding_in_loop": not cont, "fixed_draw_seed": a.draw.seed,
+              "det_weight": cfg.det_weight if det else None,
+              "threshold_bpd": a.t_used if det else None,
+              "det_margin_bpd": a.m_bpd if det else None}
+    res = cw_l2(a.model, a.x0, a.y, threshold_bpd=a.t_used if det else math.inf,
+                det_weight=cfg.det_weight, binary_search_steps=cfg.binary_steps,
+                steps=cfg.steps, stepsize=cfg.stepsize, initial_const=cfg.initial_const,
+                confidence=0.0 if cont else a.kappa, grid=None if cont else a.draw,
+                det_margin_bpd=a.m_bpd, abort_early=cont, progress=progress)
+    extra: dict[str, Any] = {}
+    if det:
+        extra["detection_evidence"] = {
+            "iterates": int(res.steps_run.sum()),
+            "iterates_det_term_active": int(res.det_active_steps.sum()),
+            "iterates_blocked": int(res.blocked_steps.sum()),
+            "images_with_blocked_iterates": detection.pct_ci(
+                int((res.blocked_steps > 0).sum()), len(a.idx)),
+            "per_image_det_active_steps": res.det_active_steps,
+            "per_image_blocked_steps": res.blocked_steps,
+            "per_image_steps": res.steps_run}
+    return SettingOutcome(res.adv_k, res.found, np.zeros(len(a.idx), bool), params, extra)
+
+
+def attack_boundary(a: Attacked, cfg: BoundarySettings, name: str, seed: int,
+                    progress: str) -> SettingOutcome:
+    """``boundary`` (untargeted, blended-noise start) or ``boundary-det`` (targeted, with the
+    non-image class, started at an accepted image of the target class)."""
+    det = name.endswith("-det")
+    dev = a.k0.device
+    params = {"steps": cfg.steps, "spherical_step": 1e-2, "source_step": 1e-2,
+              "step_adaptation": 1.5, "targeted": det, "kappa_nats": a.kappa,
+              "threshold_bpd": a.t_used if det else None,
+              "margin_bpd": a.m_bpd if det else None, "seed": seed,
+              "convergence_rule": f"L2(t-{cfg.window}) - L2(t) <= {cfg.rtol} L2(t), t >= "
+                                  f"{cfg.min_steps}",
+              "init": "start image of the target class" if det
+              else "LinearSearchBlendedUniformNoiseAttack(steps=50), fallback: a test "
+                   "image of another class"}
+    y, x0 = a.y, a.x0
+    start, target = _choose_starts(a.draw, a.images, a.pool, a.labels[a.pool], a.y_np,
+                                   np.random.default_rng(seed), kappa=a.kappa, targeted=det,
+                                   t_bpd=a.t_used if det else None, m_bpd=a.m_bpd)
+    adv_k = a.k0.clone()
+    found = np.zeros(len(a.idx), bool)
+    rows = np.flatnonzero(start >= 0) if det else np.arange(len(a.idx))
+    init_fallbacks = 0
+    wrapper = GridDecision(a.draw, y[rows], a.k0[rows], kappa=a.kappa,
+                           target=None if not det else torch.as_tensor(target[rows], device=dev),
+                           threshold_bpd=a.t_used if det else None, margin_bpd=a.m_bpd)
+    sp = None
+    if not det and len(rows):
+        sp, init_fallbacks, rows_ok = _untargeted_init(wrapper, x0[rows], a.images, start[rows])
+        if not rows_ok.all():
+            rows = rows[rows_ok]
+            sp = sp[rows_ok]
+            wrapper = GridDecision(a.draw, y[rows], a.k0[rows], kappa=a.kappa)
+    elif det and len(rows):
+        sp = pixels.bin_centre(a.images[start[rows]].to(dev))
+    info: dict[str, Any] = {"steps_done": 0, "stopped_by": "no usable start",
+                            "converged_at": [], "trajectory": {"step": [], "l2": []}}
+    if len(rows):
+        info = run_boundary(wrapper, x0[rows], steps=cfg.steps, seed=seed, starting_points=sp,
+                            window=cfg.window, rtol=cfg.rtol, min_steps=cfg.min_steps,
+                            record_every=cfg.record_every, progress=progress)
+        adv_k[rows] = info["best_k"]
+        found[rows] = np.isfinite(info["best_l2"])
+    not_attacked = np.ones(len(a.idx), bool)
+    not_attacked[rows] = False
+    conv = np.full(len(a.idx), -1, dtype=np.int64)
+    if len(rows):
+        conv[rows] = info["converged_at"]
+    traj_l2 = [np.full(len(a.idx), np.nan) for _ in info["trajectory"]["l2"]]
+    for tl, v in zip(traj_l2, info["trajectory"]["l2"], strict=True):
+        tl[rows] = v
+    extra: dict[str, Any] = {"boundary": {
+        "steps_done": info["steps_done"], "stopped_by": info["stopped_by"],
+        "queries": info.get("queries", 0), "init_fallbacks": init_fallbacks,
+        "converged": detection.pct_ci(int((conv >= 0).sum()), len(rows)),
+        "converged_at": conv, "trajectory": {"step": info["trajectory"]["step"], "l2": traj_l2},
+        "target": target if det else None, "start_index": start}}
+    if det:
+        blocked = np.zeros(len(a.idx), dtype=np.int64)
+        if len(rows):
+            blocked[rows] = info["blocked_queries"]
+        extra["detection_evidence"] = {
+            "queries_blocked": int(blocked.sum()),
+            "images_with_blocked_queries": detection.pct_ci(int((blocked > 0).sum()), len(rows)),
+            "per_image_blocked_queries": blocked}
+    return SettingOutcome(adv_k, found, not_attacked, params, extra)
+
+
+def run_attacks(run: scored_runs.ScoredRun, cfg: AttackConfig,
                 checkpoint: Any = None) -> dict[str, Any]:
     """Select images, run the requested settings, score every result as an 8-bit image.
 
     ``checkpoint(partial_result)`` is called after every finished setting (the CLI writes the
     JSON then, marked ``"complete": false``, so an interrupted run keeps what it finished).
     """
-    names = parse_attacks(args.attacks)
     model, dataset, sc = run.model, run.dataset, run.scores
     images, labels = run.images, run.y.numpy()
     bpd_test = sc.bpd
     ths = detection.thresholds(bpd_test, dataset)
-    t_used = detection.pick_threshold(ths, args.threshold)
-    eps = args.eps if args.eps is not None else \
+    t_used = detection.pick_threshold(ths, cfg.threshold)
+    eps = cfg.eps if cfg.eps is not None else \
         PAPER_EPS_L2["cifar10" if dataset == "cifar10" else "mnist"]
     pool = np.flatnonzero((sc.pred == labels) & detection.accepted(bpd_test, t_used))
-    if len(pool) < args.n_images:
+    if len(pool) < cfg.n_images:
         raise errors.UsageError(
-            f"--n-images {args.n_images}: only {len(pool)} correctly classified, accepted test "
+            f"--n-images {cfg.n_images}: only {len(pool)} correctly classified, accepted test "
             f"images among the first {len(labels)}")
-    rng = np.random.default_rng(args.seed)
-    idx = np.sort(rng.choice(pool, size=args.n_images, replace=False))
-    dev = torch.device(args.device)
-    k0 = images[idx].to(dev)
+    rng = np.random.default_rng(cfg.seed)
+    idx = np.sort(rng.choice(pool, size=cfg.n_images, replace=False))
+    k0 = images[idx].to(torch.device(cfg.device))
     y_np = labels[idx]
-    y = torch.as_tensor(y_np, device=dev)
-    x0 = pixels.bin_centre(k0)
-    draw = scored_runs.FixedDraw(model, seed=args.seed + 777).to(dev)
-    sub = _subset_scores(sc, idx)
-    cal = calibrate_margins(draw, k0, y_np, sub)
-    kappa = cal["kappa_nats"] if args.margin_nats is None else args.margin_nats
-    m_bpd = cal["margin_bpd"] if args.margin_bpd is None else args.margin_bpd
+    draw = scored_runs.FixedDraw(model, seed=cfg.seed + 777).to(k0.device)
+    cal = calibrate_margins(draw, k0, y_np, _subset_scores(sc, idx))
+    kappa = cal["kappa_nats"] if cfg.margin_nats is None else cfg.margin_nats
+    m_bpd = cal["margin_bpd"] if cfg.margin_bpd is None else cfg.margin_bpd
+    attacked = Attacked(model, dataset, draw, images, labels, pool, idx, k0, y_np, t_used,
+                        kappa, m_bpd)
     bpd_orig = bpd_test[idx]
     th_eval = {k: v["T_bpd"] for k, v in ths.items()}
     settings: dict[str, Any] = {}
     advs: dict[str, torch.Tensor] = {}
-    for j, name in enumerate(names):
+
+    def assemble(complete: bool) -> dict[str, Any]:
+        table = {th: {n: _fmt(s["table2"][th]) for n, s in settings.items()
+                      if th in s["table2"]} for th in ths}
+        return {
+            "experiment": "attacks", "dataset": dataset, "eps_l2": eps,
+            "eps_scale": "L2 of 8-bit images on the [0,1] pixel scale, ||k'-k||/256, 32x32 "
+                         "incl. padding",
+            "n_test": len(labels), "draws": run.draws, "thresholds": ths,
+            "threshold_used": cfg.threshold, "T_used_bpd": t_used, "pool_size": len(pool),
+            "n_images": len(idx), "seed": cfg.seed,
+            "margins": {"kappa_nats": kappa, "margin_bpd": m_bpd,
+                        "auto": {"kappa": cfg.margin_nats is None,
+                                 "bpd": cfg.margin_bpd is None},
+                        "calibration": cal},
+            "settings": dict(settings), "table2": table, "_k": k0.cpu(), "_advs": dict(advs),
+            "complete": complete}
+
+    for j, name in enumerate(cfg.attacks):
         t0 = time.perf_counter()
-        seed = args.seed + 1000 * (j + 1)
-        det = name.endswith("-det")
-        extra: dict[str, Any] = {}
-        not_attacked = np.zeros(len(idx), bool)
-        if name.startswith("cw"):
-            cont = name == "cw-cont"
-            params = {"steps": args.cw_steps, "binary_search_steps": args.cw_binary_steps,
-                      "stepsize": args.cw_stepsize, "initial_const": args.cw_initial_const,
-                      "confidence_nats": 0.0 if cont else kappa, "abort_early": cont,
-                      "rounding_in_loop": not cont, "fixed_draw_seed": draw.seed,
-                      "det_weight": args.det_weight if det else None,
-                      "threshold_bpd": t_used if det else None,
-                      "det_margin_bpd": m_bpd if det else None}
-            res = cw_l2(model, x0, y, threshold_bpd=t_used if det else math.inf,
-                        det_weight=args.det_weight, binary_search_steps=args.cw_binary_steps,
-                        steps=args.cw_steps, stepsize=args.cw_stepsize,
-                        initial_const=args.cw_initial_const, confidence=0.0 if cont else kappa,
-                        grid=None if cont else draw, det_margin_bpd=m_bpd, abort_early=cont,
-                        progress=f"{dataset} {name}")
-            adv_k, found = res.adv_k, res.found
-            if det:
-                extra["detection_evidence"] = {
-                    "iterates": int(res.steps_run.sum()),
-                    "iterates_det_term_active": int(res.det_active_steps.sum()),
-                    "iterates_blocked": int(res.blocked_steps.sum()),
-                    "images_with_blocked_iterates": detection.pct_ci(
-                        int((res.blocked_steps > 0).sum()), len(idx)),
-                    "per_image_det_active_steps": res.det_active_steps,
-                    "per_image_blocked_steps": res.blocked_steps,
-                    "per_image_steps": res.steps_run}
-        else:
-            params = {"steps": args.boundary_steps, "spherical_step": 1e-2, "source_step": 1e-2,
-                      "step_adaptation": 1.5, "targeted": det, "kappa_nats": kappa,
-                      "threshold_bpd": t_used if det else None,
-                      "margin_bpd": m_bpd if det else None, "seed": seed,
-                      "convergence_rule": f"L2(t-{args.boundary_window}) - L2(t) <= "
-                                          f"{args.boundary_rtol} L2(t), t >= "
-                                          f"{args.boundary_min_steps}",
-                      "init": "start image of the target class" if det
-                      else "LinearSearchBlendedUniformNoiseAttack(steps=50), fallback: a test "
-                           "image of another class"}
-            pool_lab = labels[pool]
-            srng = np.random.default_rng(seed)
-            start, target = _choose_starts(draw, images, pool, pool_lab, y_np, srng, kappa=kappa,
-                                           targeted=det, t_bpd=t_used if det else None,
-                                           m_bpd=m_bpd)
-            adv_k = k0.clone()
-            found = np.zeros(len(idx), bool)
-            rows = np.arange(len(idx))
-            init_fallbacks = 0
-            if det:
-                rows = np.flatnonzero(start >= 0)
-            wrapper = GridDecision(draw, y[rows], k0[rows], kappa=kappa,
-                                   target=None if not det else torch.as_tensor(
-                                       target[rows], device=dev),
-                                   threshold_bpd=t_used if det else None, margin_bpd=m_bpd)
-            sp = None
-            if not det and len(rows):
-                sp, init_fallbacks, rows_ok = _untargeted_init(wrapper, x0[rows], images,
-                                                               start[rows])
-                if not rows_ok.all():
-                    rows = rows[rows_ok]
-                    sp = sp[rows_ok]
-                    wrapper = GridDecision(draw, y[rows], k0[rows], kappa=kappa)
-            elif det and len(rows):
-                sp = pixels.bin_centre(images[start[rows]].to(dev))
-            info: dict[str, Any] = {"steps_done": 0, "stopped_by": "no usable start",
-                                    "converged_at": [], "trajectory": {"step": [], "l2": []}}
-            if len(rows):
-                info = run_boundary(wrapper, x0[rows], steps=args.boundary_steps, seed=seed,
-                                    starting_points=sp, window=args.boundary_window,
-                                    rtol=args.boundary_rtol,
-                                    min_steps=args.boundary_min_steps,
-                                    record_every=args.boundary_record_every,
-                                    progress=f"{dataset} {name}")
-                adv_k[rows] = info["best_k"]
-                found[rows] = np.isfinite(info["best_l2"])
-            not_attacked = np.ones(len(idx), bool)
-            not_attacked[rows] = False
-            conv = np.full(len(idx), -1, dtype=np.int64)
-            if len(rows):
-                conv[rows] = info["converged_at"]
-            traj_l2 = [np.full(len(idx), np.nan) for _ in info["trajectory"]["l2"]]
-            for tl, v in zip(traj_l2, info["trajectory"]["l2"], strict=True):
-                tl[rows] = v
-            extra["boundary"] = {
-                "steps_done": info["steps_done"], "stopped_by": info["stopped_by"],
-                "queries": info.get("queries", 0), "init_fallbacks": init_fallbacks,
-                "converged": detection.pct_ci(int((conv >= 0).sum()), len(rows)),
-                "converged_at": conv, "trajectory": {"step": info["trajectory"]["step"],
-                                                     "l2": traj_l2},
-                "target": target if det else None, "start_index": start}
-            if det:
-                blocked = np.zeros(len(idx), dtype=np.int64)
-                if len(rows):
-                    blocked[rows] = info["blocked_queries"]
-                extra["detection_evidence"] = {
-                    "queries_blocked": int(blocked.sum()),
-                    "images_with_blocked_queries": detection.pct_ci(int((blocked > 0).sum()),
-                                                                 len(rows)),
-                    "per_image_blocked_queries": blocked}
+        progress = f"{dataset} {name}"
+        out = (attack_cw(attacked, cfg.cw, name, progress) if name.startswith("cw") else
+               attack_boundary(attacked, cfg.boundary, name, cfg.seed + 1000 * (j + 1),
+                               progress))
         wall = time.perf_counter() - t0
-        ev = evaluate(model, k0, y_np, adv_k, found, eps=eps, thresholds_bpd=th_eval,
+        det = name.endswith("-det")
+        ev = evaluate(model, k0, y_np, out.adv_k, out.found, eps=eps, thresholds_bpd=th_eval,
                       t_used=t_used, detection_aware=det, bpd_orig=bpd_orig, draws=run.draws,
-                      seed=run.score_seed + 1 + j, batch_size=args.batch_size,
-                      device=args.device, bpd_test=bpd_test)
+                      seed=run.score_seed + 1 + j, batch_size=cfg.batch_size,
+                      device=cfg.device, bpd_test=bpd_test)
         ev["per_image"] = {"index": idx, **ev["per_image"]}
         if name == "cw-cont":  # as in evaluate: an image rounded back to the original fails
+            found = out.found
             fooled = (found & (ev["per_image"]["pred_adv"] != y_np)
                       & (np.asarray(ev["per_image"]["l2"]) > 0))
-            extra["rounding_failures"] = {
+            out.extra["rounding_failures"] = {
                 "continuous_successes": int(found.sum()),
                 "fail_after_rounding": int((found & ~fooled).sum()),
                 "identical_after_rounding": ev["identical_after_rounding"],
                 "share_failing": detection.pct_ci(int((found & ~fooled).sum()), int(found.sum()))}
         settings[name] = {"attack": "cw" if name.startswith("cw") else "boundary",
                           "detection_aware": det, "targeted": name == "boundary-det",
-                          "params": params, "wall_time_s": wall,
-                          "not_attacked": int(not_attacked.sum()), **extra, **ev}
-        advs[name] = adv_k.cpu()
-        tq = ev["table2"].get(args.threshold, {})
-        tqdm.write(f"{dataset} {name}: {_fmt(tq) if tq else '-'} (T={args.threshold}) "
+                          "params": out.params, "wall_time_s": wall,
+                          "not_attacked": int(out.not_attacked.sum()), **out.extra, **ev}
+        advs[name] = out.adv_k.cpu()
+        tq = ev["table2"].get(cfg.threshold, {})
+        tqdm.write(f"{dataset} {name}: {_fmt(tq) if tq else '-'} (T={cfg.threshold}) "
                    f"{wall:.0f}s")
-        if checkpoint is not None and j < len(names) - 1:
-            checkpoint(_assemble(dataset, eps, labels, run, ths, args, t_used, pool, idx, kappa,
-                                 m_bpd, cal, settings, k0, advs) | {"complete": False})
-    return _assemble(dataset, eps, labels, run, ths, args, t_used, pool, idx, kappa, m_bpd, cal,
-                     settings, k0, advs) | {"complete": True}
-
-
-def _assemble(dataset: str, eps: float, labels: np.ndarray, run: scored_runs.ScoredRun,
-              ths: dict[str, Any], args: argparse.Namespace, t_used: float, pool: np.ndarray,
-              idx: np.ndarray, kappa: float, m_bpd: float, cal: dict[str, float],
-              settings: dict[str, Any], k0: torch.Tensor,
-              advs: dict[str, torch.Tensor]) -> dict[str, Any]:
-    table = {th: {n: _fmt(s["table2"][th]) for n, s in settings.items() if th in s["table2"]}
-             for th in ths}
-    return {
-        "experiment": "attacks", "dataset": dataset, "eps_l2": eps,
-        "eps_scale": "L2 of 8-bit images on the [0,1] pixel scale, ||k'-k||/256, 32x32 "
-                     "incl. padding",
-        "n_test": len(labels), "draws": run.draws, "thresholds": ths,
-        "threshold_used": args.threshold, "T_used_bpd": t_used, "pool_size": len(pool),
-        "n_images": len(idx), "seed": args.seed,
-        "margins": {"kappa_nats": kappa, "margin_bpd": m_bpd,
-                    "auto": {"kappa": args.margin_nats is None, "bpd": args.margin_bpd is None},
-                    "calibration": cal},
-        "settings": dict(settings), "table2": table, "_k": k0.cpu(), "_advs": dict(advs)}
+        if checkpoint is not None and j < len(cfg.attacks) - 1:
+            checkpoint(assemble(complete=False))
+    return assemble(complete=True)
 
 
 def _subset_scores(sc: Any, idx: np.ndarray) -> Any:
@@ -748,14 +839,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     runner.set_seed(args.seed)
     prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device,
                       argv=argv, module=MODULE)
-    run = scored_runs.load_scored_run(args.run, args, args.dataset)
+    run = scored_runs.load_scored_run(
+        args.run, scored_runs.ScoringSettings.from_args(args), args.dataset)
     prov.run_config = run.config
 
     def checkpoint(partial: dict[str, Any]) -> None:
         partial = {k: v for k, v in partial.items() if not k.startswith("_")}
         write_result(args.out, partial | {"provenance": prov.finish()})
 
-    result = run_attacks(run, args, checkpoint)
+    result = run_attacks(run, AttackConfig.from_args(args), checkpoint)
     k_att, advs = result.pop("_k"), result.pop("_advs")
     result["provenance"] = prov.finish()
     write_result(args.out, result)

@@ -52,10 +52,10 @@ PAPER_TABLE3 = paper_numbers.TABLE3
 
 
 def table_row(
-    run_dir: str, args: argparse.Namespace
+    run_dir: str, settings: scored_runs.ScoringSettings
 ) -> tuple[dict[str, Any], Any, dict, torch.Tensor, torch.Tensor, Scores]:
     """One Table-3 row: accuracy (95% Wilson, n) and bits/dim (mean +- s.e.) of the test set."""
-    run = scored_runs.load_scored_run(run_dir, args)
+    run = scored_runs.load_scored_run(run_dir, settings)
     model, config, dataset, x, y, sc = (run.model, run.config, run.dataset, run.images, run.y,
                                         run.scores)
     bpd = sc.bpd
@@ -165,8 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       argv=argv, module=MODULE)
     rows, configs = [], []
     by_dataset: dict[str, tuple] = {}
+    scoring = scored_runs.ScoringSettings.from_args(args)
     for run in args.run:
-        row, model, config, x, y, sc = table_row(run, args)
+        row, model, config, x, y, sc = table_row(run, scoring)
         rows.append(row)
         configs.append(config)
         by_dataset[row["dataset"]] = (run, model, x, y, sc)
@@ -180,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if samples_run is not None:
         key = next((d for d, v in by_dataset.items() if v[0] == samples_run), None)
         if key is None:
-            row, model, config, x, y, sc = table_row(samples_run, args)
+            row, model, config, x, y, sc = table_row(samples_run, scoring)
             key = row["dataset"]
             by_dataset[key] = (samples_run, model, x, y, sc)
         run, model, x, y, sc = by_dataset[key]

@@ -320,7 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     runner.set_seed(args.seed)
     prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device,
                       argv=argv, module=MODULE)
-    run = scored_runs.load_scored_run(args.run, args, args.dataset)
+    run = scored_runs.load_scored_run(
+        args.run, scored_runs.ScoringSettings.from_args(args), args.dataset)
     prov.run_config = run.config
     model, dataset, scores = run.model, run.dataset, run.scores
     x_test, y_test = run.images, run.y

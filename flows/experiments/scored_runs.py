@@ -168,16 +168,36 @@ class ScoredRun:
     score_seed: int
 
 
-def load_scored_run(run_dir: str, args: argparse.Namespace,
+@dataclass(frozen=True)
+class ScoringSettings:
+    """How an experiment scores its test split: the experiment CLI's shared flags
+    (:func:`flows.experiments.runner.experiment_parser`)."""
+
+    n_test: int | None = None  # first N test images (None: all)
+    draws: int = scoring.DEFAULT_DRAWS
+    seed: int = 0
+    batch_size: int = 250
+    data_dir: str | None = None
+    cache_dir: str | os.PathLike[str] | None = None
+    device: str = "cpu"
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ScoringSettings:
+        return cls(args.n_test, args.draws, args.seed, args.batch_size, args.data_dir,
+                   args.cache_dir, args.device)
+
+
+def load_scored_run(run_dir: str, settings: ScoringSettings,
                     dataset: str | None = None) -> ScoredRun:
-    """Load ``run_dir``, its test split (``--n-test``, ``--data-dir``) and the cached scores."""
-    model, config = load_run_checked(run_dir, args.device)
+    """Load ``run_dir``, its test split and its (cached) scores."""
+    model, config = load_run_checked(run_dir, settings.device)
     name = dataset_of(config, dataset)
-    k, y = load_test_images(name, n=args.n_test, data_dir=args.data_dir, config=config)
-    scores = score_cached(model, k, run_dir=run_dir, dataset=name, split="test", n=args.n_test,
-                          draws=args.draws, seed=args.seed, cache_dir=args.cache_dir,
-                          batch_size=args.batch_size, device=args.device)
-    return ScoredRun(model, config, name, k, y, scores, args.draws, args.seed)
+    k, y = load_test_images(name, n=settings.n_test, data_dir=settings.data_dir, config=config)
+    scores = score_cached(model, k, run_dir=run_dir, dataset=name, split="test",
+                          n=settings.n_test, draws=settings.draws, seed=settings.seed,
+                          cache_dir=settings.cache_dir, batch_size=settings.batch_size,
+                          device=settings.device)
+    return ScoredRun(model, config, name, k, y, scores, settings.draws, settings.seed)
 
 
 def _cache_key(run_dir: str | os.PathLike[str], dataset: str, split: str, n: int | None,

@@ -201,8 +201,8 @@ def _run(tmp_path: Path, cfg: dict) -> Path:
 
 def test_what_train_writes_is_a_valid_config(tiny_data_dir: Path, tmp_path: Path) -> None:
     args = ftrain.build_parser().parse_args(_train_args(tmp_path / "r", tiny_data_dir))
-    cfg = ftrain.make_config(args, 1, {"bf16_coupling": True, "channels_last": True,
-                                       "compile": False})
+    cfg = ftrain.make_config(ftrain.TrainSettings.from_args(args), 1,
+                             {"bf16_coupling": True, "channels_last": True, "compile": False})
     cfg["init_from"] = {"path": "~/annulus-runs/x", "weights": {"file": "model.safetensors",
                                                                "sha256": SHA}, "prior": "fresh"}
     run = tmp_path / "ok"
