@@ -333,7 +333,7 @@ def bad_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @FUZZ
 @given(data=st.data())
 def test_fuzz_summarize(bad_results: dict[str, Path], data: st.DataObject) -> None:
-    from flows.experiments.summarize import main
+    from paper_figures.summary import main
 
     name = data.draw(st.sampled_from(sorted(bad_results)))
     rc, err = run_cli(main, ["--results", str(bad_results[name])])

@@ -179,7 +179,7 @@ def test_cli_writes_documented_json(tiny_run, data_dir, tmp_path) -> None:
     assert b["steps_done"] >= 1 and len(b["trajectory"]["step"]) == len(b["trajectory"]["l2"])
     assert res["settings"]["boundary-det"]["targeted"] is True
     assert len(list((tmp_path / "png").glob("*.png"))) == 3
-    from flows.experiments import summarize
+    from paper_figures import summary as summarize
 
     table = summarize.attack_table([res | {"_file": str(out)}])
     assert "(attacked)" in table and "n/a" in table  # det. attacks only under their threshold

@@ -298,7 +298,7 @@ def test_fingerprint_follows_code_and_constants(monkeypatch: pytest.MonkeyPatch)
 def test_table_and_figure_builders_have_one_writer(command: str, holder, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     from flows import baselines
-    from flows.experiments import summarize
+    from paper_figures import summary as summarize
     from paper_figures.__main__ import main as figures_main
 
     if command == "summarize":

@@ -51,11 +51,28 @@ def planned_jobs(text: str) -> list[dict]:
     return jobs
 
 
+def _without_threads(args: list[str]) -> list[str]:
+    """The argument list with the value of ``--threads`` blanked: a machine setting of the
+    workflow (``--config threads=N``), not part of what is computed."""
+    return ["N" if i and args[i - 1] == "--threads" else a for i, a in enumerate(args)]
+
+
 def same_command(printed: str, recorded: str) -> bool:
-    """Equal argument lists, the interpreter aside (``python`` vs a path to one)."""
+    """Equal argument lists, the interpreter and the thread count aside (``python`` vs a path
+    to one; ``--threads 1`` vs ``--threads 2``)."""
     a, b = shlex.split(printed), shlex.split(recorded)
-    return a[1:] == b[1:] and Path(a[0]).name.startswith("python") \
-        and Path(b[0]).name.startswith("python")
+    return _without_threads(a[1:]) == _without_threads(b[1:]) \
+        and Path(a[0]).name.startswith("python") and Path(b[0]).name.startswith("python")
+
+
+def test_same_command_ignores_only_the_interpreter_and_the_thread_count() -> None:
+    rule = "python -m flows.evaluate --run models/m --threads 1 --out r.json"
+    assert same_command(rule, "/x/bin/python3 -m flows.evaluate --run models/m --threads 2 "
+                              "--out r.json")
+    assert not same_command(rule, "python -m flows.evaluate --run models/m --threads 1 "
+                                  "--out other.json")
+    assert not same_command(rule, "python -m flows.evaluate --run models/m --draws 1 "
+                                  "--out r.json")
 
 
 def stored_results(root: Path) -> dict[str, str]:

@@ -1,8 +1,9 @@
-"""summarize: markdown tables are built from stored JSON only."""
+"""paper_figures.summary: the tables are built from stored experiment JSON only."""
 
 from __future__ import annotations
 
-from flows.experiments import interpolation, likelihood_gap, summarize
+from flows.experiments import interpolation, likelihood_gap
+from paper_figures import summary as summarize
 
 
 def test_tables_from_stored_json(tiny_run, data_dir, tmp_path, capsys) -> None:

@@ -1,6 +1,6 @@
 """Markdown tables of the stored Section-4 results next to the paper's numbers.
 
-``python -m flows.experiments.summarize [--results results] [--out FILE]`` builds the tables used
+``python -m paper_figures.summary [--results results] [--out FILE]`` builds the tables used
 in ``docs/experiments.md`` from the JSON files only (no model, no data), so the document's numbers
 can be regenerated and checked. Every percentage is printed with its 95% Wilson interval and n.
 """
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flows.experiments import paired
 from foundation import atomic, cli, errors, paper_numbers, runlock
+from paper_figures import paired
 
 PAPER_TABLE2 = paper_numbers.TABLE2
 """Paper Table 2 (single source: ``foundation.paper_numbers``)."""
@@ -24,7 +24,7 @@ PAPER_FIG4 = {
     "bg-mnist-0": "same as CIFAR-10 (Figure 6)",
 }
 ORDER = ("cw", "boundary", "cw-det", "boundary-det", "cw-cont")
-PROG = "python -m flows.experiments.summarize"
+PROG = "python -m paper_figures.summary"
 
 
 def _no_nan(token: str) -> float:

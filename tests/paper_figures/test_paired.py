@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flows.experiments import paired
+from paper_figures import paired
 
 
 def _result(k_stored: int, detection_aware: bool = False) -> dict:
