@@ -49,7 +49,7 @@ from flows.runs import (
     save_checkpoint,
 )
 from flows.schedule import SCHEDULES, lr_at, resolve_schedule
-from flows.train_step import NonFiniteStep, TrainStep, training_batch
+from flows.train_step import NonFiniteStep, StepResult, TrainStep, training_batch
 from foundation import cli, errors, runlock
 from foundation.atomic import clean_stale_tmp, write_json
 from foundation.provenance import portable_command, portable_path
@@ -299,6 +299,76 @@ def train(opts: TrainSettings) -> dict:
         return _train(opts)
 
 
+def _restore_or_initialise(opts: TrainSettings, config: dict, model: torch.nn.Module,
+                           optimizer: torch.optim.Optimizer, images: torch.Tensor, world: int,
+                           device: torch.device, memory_format: torch.memory_format
+                           ) -> tuple[int, int, list]:
+    """The run's starting point, as ``(epoch, step, history)``: ``--resume`` loads the
+    checkpoint (its settings must match, ``--epochs`` only where the lr of every step taken is
+    unchanged); ``--init-from`` copies another run's weights (actnorm comes initialised); else
+    actnorm is initialised on ``INIT_BATCH`` dequantised training images (Glow's data-dependent
+    initialisation). Records the weights started from in ``config["init_from"]``."""
+    if opts.resume:
+        ckpt_path = Path(opts.out) / CHECKPOINT_NAME
+        state = load_checkpoint(ckpt_path, device, keys=CHECKPOINT_KEYS)
+        old = state["config"] if isinstance(state["config"], dict) else {}
+        if opts.budget_minutes is not None:
+            _resume_budget(opts, config, old)
+        diff = [k for k in RESUME_KEYS if old.get(k) != config.get(k)]
+        if diff == ["epochs"] and epochs_change_is_safe(old, config, int(state["step"]),
+                                                        images.shape[0], world):
+            diff = []  # the lr of every step done so far is the same under both totals
+        if diff:
+            raise _fail(f"--resume with different settings than the checkpoint: {', '.join(diff)}")
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise RunError(f"{ckpt_path}: cannot resume from it: {errors.one_line(exc)[:300]}"
+                           ) from None
+        config["init_from"] = old.get("init_from")
+        if opts.init_from is not None:
+            _check_same_init(opts.init_from, config["init_from"])
+        return state["epoch"], state["step"], state["history"]
+    if opts.init_from is not None:  # warm start: actnorm comes initialised with the weights
+        done = init_from_run(model, opts.init_from)
+        config["init_from"] = {**done, "path": portable_path(str(Path(done["path"]).absolute()))}
+        model.to(memory_format=memory_format)
+        return 0, 0, []
+    g = torch.Generator().manual_seed(epoch_seed(opts.seed, -1))
+    idx = torch.randperm(images.shape[0], generator=g)[:INIT_BATCH]
+    torch.manual_seed(epoch_seed(opts.seed, -1))
+    model.train()
+    with torch.no_grad():
+        model(dequantize(images[idx], generator=g).to(device, memory_format=memory_format))
+    return 0, 0, []
+
+
+class EpochStats:
+    """Running means of an epoch's training statistics: the loss, the accuracy and bits/dim of
+    the batch under the model (Bayes rule on ``log p(x|y) + log p(y)``), the gradient norm and
+    the share of clipped steps."""
+
+    def __init__(self, max_grad_norm: float) -> None:
+        self.max_grad_norm = max_grad_norm
+        self.sums = {"loss": 0.0, "acc": 0.0, "bpd": 0.0, "clipped": 0.0, "grad_norm": 0.0}
+        self.n = 0
+
+    @torch.no_grad()
+    def add(self, result: StepResult, y: torch.Tensor, log_py: torch.Tensor, dims: int) -> None:
+        joint = result.log_px_given_y.float() + log_py
+        gnorm = result.grad_norm
+        self.sums["loss"] += result.loss.item()
+        self.sums["acc"] += (joint.argmax(1) == y).float().mean().item()
+        self.sums["bpd"] += bits_per_dim(torch.logsumexp(joint, 1), dims).mean().item()
+        self.sums["grad_norm"] += float(gnorm)
+        self.sums["clipped"] += float(gnorm > self.max_grad_norm)
+        self.n += 1
+
+    def means(self) -> dict[str, float]:
+        return {k: v / max(self.n, 1) for k, v in self.sums.items()}
+
+
 def _train(opts: TrainSettings) -> dict:
     rank, world, device = setup_distributed(opts.device)
     if opts.threads > 0:
@@ -326,39 +396,8 @@ def _train(opts: TrainSettings) -> dict:
     memory_format = torch.channels_last if fast.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
-    start_epoch, step, history = 0, 0, []
-    if opts.resume:
-        state = load_checkpoint(ckpt_path, device, keys=CHECKPOINT_KEYS)
-        old = state["config"] if isinstance(state["config"], dict) else {}
-        if opts.budget_minutes is not None:
-            _resume_budget(opts, config, old)
-        diff = [k for k in RESUME_KEYS if old.get(k) != config.get(k)]
-        if diff == ["epochs"] and epochs_change_is_safe(old, config, int(state["step"]),
-                                                        images.shape[0], world):
-            diff = []  # the lr of every step done so far is the same under both totals
-        if diff:
-            raise _fail(f"--resume with different settings than the checkpoint: {', '.join(diff)}")
-        try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-            raise RunError(f"{ckpt_path}: cannot resume from it: {errors.one_line(exc)[:300]}"
-                           ) from None
-        start_epoch, step, history = state["epoch"], state["step"], state["history"]
-        config["init_from"] = old.get("init_from")
-        if opts.init_from is not None:
-            _check_same_init(opts.init_from, config["init_from"])
-    elif opts.init_from is not None:  # warm start: actnorm comes initialised with the weights
-        done = init_from_run(model, opts.init_from)
-        config["init_from"] = {**done, "path": portable_path(str(Path(done["path"]).absolute()))}
-        model.to(memory_format=memory_format)
-    else:
-        g = torch.Generator().manual_seed(epoch_seed(opts.seed, -1))
-        idx = torch.randperm(images.shape[0], generator=g)[:INIT_BATCH]
-        torch.manual_seed(epoch_seed(opts.seed, -1))
-        model.train()
-        with torch.no_grad():
-            model(dequantize(images[idx], generator=g).to(device, memory_format=memory_format))
+    start_epoch, step, history = _restore_or_initialise(opts, config, model, optimizer, images,
+                                                        world, device, memory_format)
     if opts.budget_minutes is not None and not opts.resume:
         ips = budget.measure_images_per_s(
             model, images, labels, opts.objective, opts.batch_size, opts.lr, flip,
@@ -399,7 +438,7 @@ def _train(opts: TrainSettings) -> dict:
         g = torch.Generator().manual_seed(epoch_seed(opts.seed, epoch))
         torch.manual_seed(epoch_seed(opts.seed, epoch))
         order = torch.randperm(images.shape[0], generator=g)[:n_epoch][rank::world]
-        sums = {"loss": 0.0, "acc": 0.0, "bpd": 0.0, "clipped": 0.0, "grad_norm": 0.0}
+        stats = EpochStats(opts.max_grad_norm)
         t0 = time.time()
         bar = tqdm(range(steps_per_epoch), disable=rank != 0,
                    desc=f"epoch {epoch + 1}/{opts.epochs}",
@@ -419,22 +458,15 @@ def _train(opts: TrainSettings) -> dict:
                 result = train_step(x, y)
             except NonFiniteStep as exc:
                 stop_non_finite(exc.what, epoch, step, out, rank, snapshot(epoch))
-            lp, gnorm = result.log_px_given_y, result.grad_norm
             step += 1
             if step == start_step + STEADY_SKIP:
                 t_steady = time.time()
-            with torch.no_grad():
-                joint = lp.float() + model.log_prior()
-                sums["loss"] += result.loss.item()
-                sums["acc"] += (joint.argmax(1) == y).float().mean().item()
-                sums["bpd"] += bits_per_dim(torch.logsumexp(joint, 1), d).mean().item()
-                sums["grad_norm"] += float(gnorm)
-                sums["clipped"] += float(gnorm > opts.max_grad_norm)
+            stats.add(result, y, model.log_prior(), d)
             if rank == 0 and (i % 10 == 0 or i == steps_per_epoch - 1):
-                bar.set_postfix(loss=f"{sums['loss'] / (i + 1):.4f}",
-                                acc=f"{sums['acc'] / (i + 1):.3f}",
-                                bpd=f"{sums['bpd'] / (i + 1):.3f}", lr=f"{lr:.1e}")
-        record = {k: v / steps_per_epoch for k, v in sums.items()}
+                m = stats.means()
+                bar.set_postfix(loss=f"{m['loss']:.4f}", acc=f"{m['acc']:.3f}",
+                                bpd=f"{m['bpd']:.3f}", lr=f"{lr:.1e}")
+        record = stats.means()
         record.update(epoch=epoch + 1, step=step, seconds=time.time() - t0,
                       images_per_s=steps_per_epoch * opts.batch_size * world / (time.time() - t0))
         history.append(record)
