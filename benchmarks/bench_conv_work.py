@@ -35,13 +35,13 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flows import data as fdata  # noqa: E402
+from benchmarks.bench_data import batch_source, preset_dataset  # noqa: E402
 from flows.config import PRESETS, model_config  # noqa: E402
 from flows.layers import AffineCoupling  # noqa: E402
 from flows.model import GlowClassifier  # noqa: E402
 from flows.precision import FastPath, choose_fast_path  # noqa: E402
 from flows.provenance import device_description  # noqa: E402
-from flows.train_step import TrainStep, training_batch  # noqa: E402
+from flows.train_step import TrainStep  # noqa: E402
 
 BATCH = 64
 
@@ -92,7 +92,8 @@ def peer(peer_dir: Path, preset: str, channels: int, init: torch.Tensor
          ) -> tuple[Callable[[torch.Tensor, torch.Tensor], None], float]:
     """y0ast's float32 Glow at the preset's width and depth (3 levels), its training step and
     coupling-conv FLOPs per image (the convolutions of every flow step's ``block``)."""
-    sys.path.insert(0, str(peer_dir))
+    if str(peer_dir) not in sys.path:
+        sys.path.insert(0, str(peer_dir))
     from model import Glow  # type: ignore[import-not-found]
 
     pr = PRESETS[preset]
@@ -137,21 +138,10 @@ def main() -> int:
     print(f"{device_description(cpu)}; torch {torch.__version__}; default path "
           f"{paths['default'].describe()}; peer {'y0ast' if have_peer else 'absent: ' + args.peer}")
     for preset in args.presets:
-        channels = 3 if "cifar" in preset else 1
-        dataset = "cifar10" if channels == 3 else "mnist"
-        gen = torch.Generator().manual_seed(0)
-        try:
-            images, labels = fdata.load_split(dataset, "train", args.data_dir)
-        except fdata.DataFileError:
-            print(f"  ({dataset} not found: uniform noise images)")
-            images = torch.randint(0, 256, (4096, channels, 32, 32), dtype=torch.uint8)
-            labels = torch.randint(0, 10, (4096,))
+        _, channels = preset_dataset(preset)
+        next_batch = batch_source(preset, args.data_dir, BATCH)
         n = args.steps + 2
-        data = [training_batch(images, labels, torch.randint(0, len(images), (BATCH,),
-                                                             generator=gen),
-                               augment_images=True, flip=channels == 3, generator=gen,
-                               device=cpu, memory_format=torch.contiguous_format)
-                for _ in range(n + 8)]
+        data = [next_batch() for _ in range(n + 8)]
         init = torch.cat([x for x, _ in data[n:]])
         arms = {name: ours(preset, channels, fp, init) for name, fp in paths.items()}
         if have_peer:

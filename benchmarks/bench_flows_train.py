@@ -28,14 +28,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flows import data as fdata  # noqa: E402
 from flows.config import PRESETS, model_config  # noqa: E402
 from flows.model import GlowClassifier  # noqa: E402
-from flows.objectives import objective_loss  # noqa: E402
 from flows.pixels import dequantize  # noqa: E402
 from flows.precision import FastPath, choose_fast_path  # noqa: E402
+from flows.train_step import TrainStep  # noqa: E402
 
 
 def make_model(preset: str, channels: int, fast: FastPath, init: torch.Tensor,
-               device: torch.device) -> tuple[GlowClassifier, torch.optim.Optimizer]:
-    """Same-seed model (actnorm initialised eagerly on ``init``) and its Adam optimiser."""
+               device: torch.device) -> TrainStep:
+    """Same-seed model (actnorm initialised eagerly on ``init``) with Adam, as the training
+    step of Eq. (6) that ``flows.train`` runs (guards included; clipping at 1e9, never in
+    effect)."""
     torch.manual_seed(0)
     model = GlowClassifier(model_config(preset, channels, "reweighted")).to(device)
     model.set_autocast(torch.bfloat16 if fast.bf16 else None)
@@ -44,19 +46,14 @@ def make_model(preset: str, channels: int, fast: FastPath, init: torch.Tensor,
     model.train()
     with torch.no_grad():
         model(init.to(device, memory_format=fmt))
-    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+    return TrainStep(model, torch.optim.Adam(model.parameters(), lr=1e-3), "reweighted",
+                     max_grad_norm=1e9)
 
 
-def train_step(model: GlowClassifier, opt: torch.optim.Optimizer, x: torch.Tensor,
-               y: torch.Tensor, fast: FastPath) -> float:
+def train_step(step: TrainStep, x: torch.Tensor, y: torch.Tensor, fast: FastPath) -> float:
+    """One step on ``x`` in the path's memory format; returns the loss."""
     fmt = torch.channels_last if fast.channels_last else torch.contiguous_format
-    loss = objective_loss(model(x.to(memory_format=fmt)), y, model.log_prior(), "reweighted",
-                          model.data_dims)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1e9)
-    opt.step()
-    return float(loss.detach())
+    return float(step(x.to(memory_format=fmt), y).loss)
 
 
 def batches(dataset: str, data_dir: str | None, n: int, batch: int, channels: int
@@ -133,12 +130,12 @@ def main() -> int:
         paths = {"default": fast, "float32": ref}
         best = {name: 0.0 for name in models}
         for _ in range(args.repeats):  # interleaved, so load changes hit both alike
-            for name, (model, opt) in models.items():
+            for name, step in models.items():
                 for x, y in data[:2]:  # warm-up
-                    train_step(model, opt, x.to(device), y.to(device), paths[name])
+                    train_step(step, x.to(device), y.to(device), paths[name])
                 t0 = time.perf_counter()
                 for x, y in data[2:args.steps + 2]:
-                    train_step(model, opt, x.to(device), y.to(device), paths[name])
+                    train_step(step, x.to(device), y.to(device), paths[name])
                 ips = args.steps * args.batch_size / (time.perf_counter() - t0)
                 best[name] = max(best[name], ips)
         pr = PRESETS[preset]
@@ -148,8 +145,8 @@ def main() -> int:
               flush=True)
         curves = {}
         for name, fp in paths.items():
-            model, opt = make_model(preset, channels, fp, init, device)
-            curves[name] = [train_step(model, opt, x.to(device), y.to(device), fp)
+            step = make_model(preset, channels, fp, init, device)
+            curves[name] = [train_step(step, x.to(device), y.to(device), fp)
                             for x, y in data[:args.curve_steps]]
         print("  same-seed loss curve (Eq. 6 loss, nats/dim + CE), every 10th step:")
         for i in range(0, args.curve_steps, 10):

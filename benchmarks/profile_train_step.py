@@ -21,12 +21,12 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flows import data as fdata  # noqa: E402
+from benchmarks.bench_data import batch_source, preset_dataset  # noqa: E402
 from flows.config import PRESETS, model_config  # noqa: E402
 from flows.model import GlowClassifier  # noqa: E402
 from flows.precision import choose_fast_path  # noqa: E402
 from flows.provenance import device_description  # noqa: E402
-from flows.train_step import TrainStep, training_batch  # noqa: E402
+from flows.train_step import TrainStep  # noqa: E402
 
 CONV_OPS = ("convolution_backward", "mkldnn_convolution", "_slow_conv2d_forward",
             "_slow_conv2d_backward", "_convolution_depthwise", "conv_depthwise")
@@ -53,23 +53,8 @@ def main() -> int:
     fmt = torch.channels_last if fast.channels_last else torch.contiguous_format
     print(f"{device_description(cpu)}; torch {torch.__version__}; path {fast.describe()}")
     for preset in args.presets:
-        channels = 3 if "cifar" in preset else 1
-        dataset = "cifar10" if channels == 3 else "mnist"
-        try:
-            images, labels = fdata.load_split(dataset, "train", args.data_dir)
-        except fdata.DataFileError:
-            print(f"  ({dataset} not found: uniform noise images)")
-            images = torch.randint(0, 256, (4096, channels, 32, 32), dtype=torch.uint8)
-            labels = torch.randint(0, 10, (4096,))
-        gen = torch.Generator().manual_seed(0)
-
-        def batch(images: torch.Tensor = images, labels: torch.Tensor = labels,
-                  gen: torch.Generator = gen, flip: bool = channels == 3
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-            idx = torch.randint(0, len(images), (64,), generator=gen)
-            return training_batch(images, labels, idx, augment_images=True, flip=flip,
-                                  generator=gen, device=cpu, memory_format=fmt)
-
+        _, channels = preset_dataset(preset)
+        batch = batch_source(preset, args.data_dir, memory_format=fmt)
         torch.manual_seed(0)
         model = GlowClassifier(model_config(preset, channels, args.objective))
         model.set_autocast(torch.bfloat16 if fast.bf16 else None)
