@@ -20,6 +20,13 @@ class ModelConfig:
     split_sigma: float = 1.0
     image_size: int = 32  # the paper uses 32; smaller sizes are only for fast exact tests
     factor_out_prior: bool = False  # Glow's learned prior at the splits (flows.layers)
+    first_level_steps: int = -1  # flow steps at full resolution; -1: steps_per_level (App. B)
+
+    def steps_at(self, level: int) -> int:
+        """Flow steps of ``level`` (0-based): ``first_level_steps`` at level 0 when set."""
+        if level == 0 and self.first_level_steps >= 0:
+            return self.first_level_steps
+        return self.steps_per_level
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -33,6 +40,7 @@ class Preset:
     steps_per_level: int
     factor_out_prior: bool = False
     note: str = ""
+    first_level_steps: int = -1  # -1: steps_per_level at every level
 
 
 # The paper presets are Appendix B. The cpu-* presets are sized for this project's CPU budget
@@ -65,4 +73,5 @@ def model_config(
     pr = PRESETS[preset]
     return ModelConfig(in_channels=in_channels, num_classes=num_classes, hidden=pr.hidden,
                        steps_per_level=pr.steps_per_level, prior=prior_for(objective),
-                       factor_out_prior=pr.factor_out_prior)
+                       factor_out_prior=pr.factor_out_prior,
+                       first_level_steps=pr.first_level_steps)

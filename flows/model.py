@@ -55,7 +55,7 @@ class GlowClassifier(nn.Module):
             raise ValueError(f"image size {s} is not divisible by 2**levels = {2**config.levels}")
         for level in range(config.levels):
             self.levels.append(
-                nn.ModuleList([FlowStep(c, config.hidden) for _ in range(config.steps_per_level)])
+                nn.ModuleList([FlowStep(c, config.hidden) for _ in range(config.steps_at(level))])
             )
             c, s = 4 * c, s // 2
             if level < config.levels - 1:

@@ -177,7 +177,8 @@ def config_field_problem(config: dict) -> str | None:
 
 
 MODEL_LIMITS = {"in_channels": (1, 3), "num_classes": (1, 1000), "hidden": (1, 4096),
-                "steps_per_level": (1, 64), "levels": (1, 8), "image_size": (4, 256)}
+                "steps_per_level": (1, 64), "first_level_steps": (-1, 64), "levels": (1, 8),
+                "image_size": (4, 256)}
 """Plausible ranges of the integer fields of a model section (a wrong one is refused before any
 tensor is allocated)."""
 

@@ -159,13 +159,15 @@ def test_actnorm_ready_flag_follows_state_dict() -> None:
     assert b.ready
 
 
-@pytest.mark.parametrize("prior,factor_out", [("gmm", False), ("split", False), ("gmm", True),
-                                               ("split", True)])
-def test_whole_flow_inverse_and_logdet(prior: str, factor_out: bool) -> None:
+@pytest.mark.parametrize("prior,factor_out,first", [
+    ("gmm", False, -1), ("split", False, -1), ("gmm", True, -1), ("split", True, -1),
+    ("gmm", True, 0), ("split", False, 2)])
+def test_whole_flow_inverse_and_logdet(prior: str, factor_out: bool, first: int) -> None:
     torch.manual_seed(0)
     cfg = ModelConfig(in_channels=1, hidden=4, steps_per_level=1, levels=2, image_size=8,
-                      prior=prior, factor_out_prior=factor_out)
+                      prior=prior, factor_out_prior=factor_out, first_level_steps=first)
     model = GlowClassifier(cfg).double()
+    assert [len(steps) for steps in model.levels] == [1 if first < 0 else first, 1]
     x = torch.rand(2, 1, 8, 8, dtype=torch.float64) - 0.5
     model.train()
     model(x)
