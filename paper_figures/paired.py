@@ -35,6 +35,7 @@ class Outcomes:
     fooled: np.ndarray
     accepted: np.ndarray
     undetected_within_eps: np.ndarray
+    l2: np.ndarray  # L2 of the 8-bit adversarial image ([0, 1] scale); +inf where none was found
 
 
 def outcomes(result: dict[str, Any], setting: str, threshold: str) -> Outcomes:
@@ -54,7 +55,8 @@ def outcomes(result: dict[str, Any], setting: str, threshold: str) -> Outcomes:
     if int(u.sum()) != int(stored):
         raise ValueError(f"{setting} ({threshold}): {int(u.sum())} undetected within eps "
                          f"re-counted, {stored} stored")
-    return Outcomes(np.asarray(pi.get("index", range(len(found)))), found, fooled, accepted, u)
+    l2 = np.where(found, l2, np.inf)
+    return Outcomes(np.asarray(pi.get("index", range(len(found)))), found, fooled, accepted, u, l2)
 
 
 def final_check_breakdown(result: dict[str, Any], setting: str) -> dict[str, int]:

@@ -62,14 +62,15 @@ CLI::
         [--margin-nats auto|X] [--margin-bpd auto|X] [--boundary-steps 2000]
         [--boundary-window 500] [--boundary-rtol 0.01] [--boundary-min-steps 1000] [--eps E]
         [--cache-dir DIR]
-    python -m flows.experiments.attacks --replot OUT.json --png-dir DIR
+
+``--png-dir`` saves the first attacked images beside their adversarial examples; Table 2 and its
+curves are drawn from the JSON by ``python -m paper_figures --only table2 --only attack_curves``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -353,61 +354,6 @@ def _fmt(entry: dict[str, Any]) -> str:
             f"n={u['n']}")
 
 
-def plot(result: dict[str, Any], png_dir: str | Path) -> list[Path]:
-    """Success rate vs L2 budget per setting (fooled: dashed; fooled and undetected: solid)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    png_dir = Path(png_dir)
-    png_dir.mkdir(parents=True, exist_ok=True)
-    t_used = result["T_used_bpd"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    eps = result["eps_l2"]
-    for name, s in result["settings"].items():
-        pi = s["per_image"]
-        l2 = np.array([np.inf if v is None else v for v in pi["l2"]])
-        fooled = np.array(pi["found"]) & (np.array(pi["pred_adv"]) != np.array(pi["label"]))
-        acc = np.array(pi["bpd_adv"], dtype=float) <= t_used
-        finite = l2[np.isfinite(l2)]
-        hi = max(2 * eps, float(finite.max()) if finite.size else 2 * eps)
-        grid = np.linspace(0, hi, 200)
-        (line,) = ax.plot(grid, [100 * np.mean(fooled & acc & (l2 <= g)) for g in grid], label=name)
-        ax.plot(grid, [100 * np.mean(fooled & (l2 <= g)) for g in grid], ls="--",
-                color=line.get_color())
-    ax.axvline(eps, color="k", lw=0.8)
-    ax.set_xlabel("L2 of the 8-bit adversarial image ([0,1] pixel scale)")
-    ax.set_ylabel("% of attacked images")
-    ax.set_title(f"{result['dataset']}: solid fooled+undetected (T={t_used:.3f}), dashed fooled",
-                 fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    tag = "-".join(result["settings"])  # one file per set of settings (cw..., boundary...)
-    out = png_dir / f"table2_attacks_{result['dataset']}_{tag}.png"
-    png_files.savefig(fig, out, dpi=90)
-    plt.close(fig)
-    outs = [out]
-    traj = {n: s["boundary"]["trajectory"] for n, s in result["settings"].items()
-            if s.get("boundary")}
-    if traj:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for name, t in traj.items():
-            l2 = np.array([[np.nan if v is None else v for v in row] for row in t["l2"]], float)
-            ax.plot(t["step"], np.nanmedian(l2, axis=1), label=f"{name} (median)")
-        ax.axhline(eps, color="k", lw=0.8)
-        ax.set_yscale("log")
-        ax.set_xlabel("boundary-attack step")
-        ax.set_ylabel("L2 of best rounded adversarial")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        out = png_dir / f"boundary_trajectory_{result['dataset']}.png"
-        png_files.savefig(fig, out, dpi=90)
-        plt.close(fig)
-        outs.append(out)
-    return outs
-
-
 def _plot_examples(k: torch.Tensor, advs: dict[str, torch.Tensor], path: Path, n: int = 6) -> None:
     import matplotlib
 
@@ -446,7 +392,8 @@ def _margin(value: str) -> float | None:
 def build_parser() -> cli.ArgumentParser:
     p = runner.experiment_parser(
         "attacks", "Table 2: CW-L2 and boundary attacks on 8-bit images, with and without "
-                   "likelihood detection.")
+                   "likelihood detection.", images="the first attacked images and their "
+                                                   "adversarial examples")
     p.add_argument("--attacks", default=",".join(ATTACKS))
     p.add_argument("--n-images", type=runner.count, default=50)
     p.add_argument("--threshold", default="quantile", choices=("quantile", "paper"))
@@ -834,8 +781,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse (usage errors: one line, exit 2), attack, write the JSON (and PNGs)."""
     args = build_parser().parse_args(argv)
     parse_attacks(args.attacks)
-    if runner.replot_or_require_run(args, plot):
-        return 0
+    runner.require_run(args)
     runner.set_seed(args.seed)
     prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device,
                       argv=argv, module=MODULE)
@@ -853,7 +799,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_result(args.out, result)
     png = png_files.resolve_png_dir(args.png_dir)
     if png is not None:
-        plot(json.loads(Path(args.out).read_text()), png)
         _plot_examples(k_att, advs,
                        png / f"table2_examples_{run.dataset}_{'-'.join(advs)}.png")
     for th, row in result["table2"].items():

@@ -15,7 +15,6 @@ CLI::
     python -m flows.experiments.bg_mnist --run RUN_A --run RUN_B ... --out OUT.json
         [--png-dir DIR] [--samples-run RUN] [--samples-per-class 8] [--temperature 0.7]
         [--n-pairs 200] [--n-test N] [--seed 0] [--cache-dir DIR]
-    python -m flows.experiments.bg_mnist --replot OUT.json --png-dir DIR
 
 JSON keys: ``experiment`` "bg_mnist"; ``rows``: list of {``run_dir``, ``dataset``,
 ``objective``, ``n_test``, ``accuracy``, ``bits_per_dim``, ``bits_per_dim_std``,
@@ -24,6 +23,9 @@ JSON keys: ``experiment`` "bg_mnist"; ``rows``: list of {``run_dir``, ``dataset`
 ``temperature``, ``seed``, ``bits_per_dim_of_samples`` [C][k], ``pred_of_samples`` [C][k],
 ``png``} or null; ``interpolation``: an :mod:`~flows.experiments.interpolation` result (same
 keys) or null; ``paper_table3``; ``provenance`` (``run_config`` = list of the runs' configs).
+
+``--png-dir`` saves the samples and the example interpolation paths; Table 3 and Figures 5 and 6
+are drawn from the JSON by ``python -m paper_figures --only table3 --only fig5 --only fig6``.
 """
 
 from __future__ import annotations
@@ -79,42 +81,6 @@ def table_row(
     return row, model, config, x, y, sc
 
 
-def plot(result: dict[str, Any], png_dir: str | Path) -> list[Path]:
-    """Table 3 as a bar chart (ours vs paper) plus the Figure 6 interpolation curves."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    png_dir = Path(png_dir)
-    png_dir.mkdir(parents=True, exist_ok=True)
-    rows = result["rows"]
-    names = [r["dataset"] for r in rows]
-    xs = np.arange(len(rows))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    ours = [r["bits_per_dim"] for r in rows]
-    paper = [np.nan if r["paper_bits_per_dim"] is None else r["paper_bits_per_dim"] for r in rows]
-    axes[0].bar(xs - 0.2, ours, 0.4, label="ours (CPU scale)")
-    axes[0].bar(xs + 0.2, paper, 0.4, label="paper")
-    axes[0].set_ylabel("test bits/dim")
-    accs = [100 * r["accuracy"] for r in rows]
-    pacc = [np.nan if r["paper_accuracy_pct"] is None else r["paper_accuracy_pct"] for r in rows]
-    axes[1].bar(xs - 0.2, accs, 0.4, label="ours (CPU scale)")
-    axes[1].bar(xs + 0.2, pacc, 0.4, label="paper")
-    axes[1].set_ylabel("test accuracy %")
-    for ax in axes:
-        ax.set_xticks(xs, names, fontsize=8)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = [png_dir / "table3_bg_mnist.png"]
-    png_files.savefig(fig, out[0], dpi=90)
-    plt.close(fig)
-    if result.get("interpolation"):
-        interp = dict(result["interpolation"])
-        out += interpolation.plot(interp, png_dir)
-    return out
-
-
 def _sample_grid(samples: torch.Tensor, path: Path, real: torch.Tensor | None) -> None:
     import matplotlib
 
@@ -143,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bg_mnist",
         "Table 3 / Figures 5-6: BG-MNIST accuracy, bits/dim, samples, interpolations.",
         many_runs=True, dataset_flag=False,
-    )
+        images="the class-conditional samples and the example interpolation paths")
     p.add_argument("--samples-run", default=None, help="default: the bg-mnist-0 run, if any")
     p.add_argument("--samples-per-class", type=cli.int_range(1, 10000), default=8)
     p.add_argument("--temperature", type=cli.positive_float, default=0.7)
@@ -156,8 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 @runner.cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if runner.replot_or_require_run(args, plot):
-        return 0
+    runner.require_run(args)
     runner.set_seed(args.seed)
     if not args.run:
         raise errors.UsageError("--run: give at least one run directory")
@@ -228,8 +193,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     prov.run_config = configs  # type: ignore[assignment]
     result["provenance"] = prov.finish()
     write_result(args.out, result)
-    if png is not None:
-        plot(json.loads(Path(args.out).read_text()), png)
     print(f"-> {args.out}")
     return 0
 

@@ -18,7 +18,9 @@ CLI::
     python -m flows.experiments.interpolation --run RUN_DIR --out OUT.json [--png-dir DIR]
         [--n-pairs 200] [--n-alphas 21] [--seed 0] [--threshold quantile|paper] [--n-test N]
         [--draws 8] [--n-examples 4] [--batch-size 250] [--cache-dir DIR]
-    python -m flows.experiments.interpolation --replot OUT.json --png-dir DIR
+
+``--png-dir`` saves Figure-1 style strips of the example paths (images only the data can show);
+Figures 1 and 4 are drawn from the JSON by ``python -m paper_figures --only fig1 --only fig4``.
 
 JSON keys: ``experiment`` "interpolation"; ``dataset``; ``n_test``; ``thresholds`` (``paper`` /
 ``quantile``); ``threshold_used``; ``T_used_bpd``; ``pool_size``; ``n_pairs``; ``seed``;
@@ -38,7 +40,6 @@ and ``paths_all_accepted`` {threshold name} as ``{k, n, pct, wilson95_pct}`` (95
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -226,43 +227,6 @@ def run_interpolation(
     return res, curves
 
 
-def plot(result: dict[str, Any], png_dir: str | Path) -> list[Path]:
-    """Figure 4/6 (mean curves) from the JSON."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    png_dir = Path(png_dir)
-    png_dir.mkdir(parents=True, exist_ok=True)
-    a = np.asarray(result["alphas"])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    ax = axes[0]
-    m, lo, hi = (np.asarray(result[k]) for k in ("bpd_mean", "bpd_p05", "bpd_p95"))
-    ax.plot(a, m, label="mean bits/dim")
-    ax.fill_between(a, lo, hi, alpha=0.2, label="5-95%")
-    for name, th in result["thresholds"].items():
-        if th["T_bpd"] is not None:
-            ax.axhline(th["T_bpd"], ls="--", lw=0.8, color="k" if name == "paper" else "r",
-                       label=f"T {name} = {th['T_bpd']:.3f}")  # fmt: skip
-    ax.invert_yaxis()
-    ax.set_xlabel("alpha")
-    ax.set_ylabel("bits/dim (axis inverted: up = more likely)")
-    ax.set_title(f"{result['dataset']}: {result['n_pairs']} pairs, finding: {result['finding']}")
-    ax.legend(fontsize=7)
-    ax = axes[1]
-    ax.plot(a, result["p_y0_mean"], label="p(y0|x)")
-    ax.plot(a, result["p_y1_mean"], label="p(y1|x)")
-    ax.set_xlabel("alpha")
-    ax.set_ylabel("class probability")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = png_dir / f"fig4_interpolation_{result['dataset']}.png"
-    png_files.savefig(fig, out, dpi=90)
-    plt.close(fig)
-    return [out]
-
-
 def plot_strips(x_test: torch.Tensor, result: dict[str, Any], path: Path, n_cols: int = 9) -> None:
     """Figure 1 style strips: interpolated images and the bits/dim curve per example pair."""
     import matplotlib
@@ -304,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = runner.experiment_parser(
         "interpolation",
         "Figures 1/4/6: likelihood and class probabilities along interpolations.",
-    )
+        images="the example paths (fig1_strips_DATASET.png)")
     p.add_argument("--n-pairs", type=runner.count, default=200)
     p.add_argument("--n-alphas", type=cli.int_range(3, 10001), default=21)
     p.add_argument("--n-examples", type=runner.count0, default=4)
@@ -315,8 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
 @runner.cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if runner.replot_or_require_run(args, plot):
-        return 0
+    runner.require_run(args)
     runner.set_seed(args.seed)
     prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device,
                       argv=argv, module=MODULE)
@@ -334,9 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_result(args.out, result)
     png = png_files.resolve_png_dir(args.png_dir)
     if png is not None:
-        stored = json.loads(Path(args.out).read_text())
-        plot(stored, png)
-        plot_strips(x_test, stored, png / f"fig1_strips_{dataset}.png")
+        plot_strips(x_test, result, png / f"fig1_strips_{dataset}.png")
     print(
         f"{dataset}: {result['n_pairs']} pairs, endpoints {result['endpoint_bpd_mean']:.3f} "
         f"mid {result['mid_bpd_mean']:.3f} bits/dim ({result['finding']}); paths all accepted: "

@@ -13,9 +13,10 @@ spread of ``log p(x|y)`` over the test set (std of hundreds-thousands of nats), 
 
 CLI::
 
-    python -m flows.experiments.likelihood_gap --run RUN_DIR --out OUT.json [--png-dir DIR] \
+    python -m flows.experiments.likelihood_gap --run RUN_DIR --out OUT.json \
         [--n-test N] [--data-dir DIR] [--dataset NAME] [--cache-dir DIR]
-    python -m flows.experiments.likelihood_gap --replot OUT.json --png-dir DIR
+
+Figure 3 is drawn from the JSON by ``python -m paper_figures --only fig3``.
 
 JSON keys:
 
@@ -36,15 +37,12 @@ list of ``{delta, margin_nats, margin_log10, share_gap_at_least_margin, gap_at_l
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from flows.experiments import detection, png_files, runner, scored_runs
+from flows.experiments import detection, runner, scored_runs
 from flows.provenance import Provenance, write_result
 from flows.scoring import Scores
 
@@ -122,41 +120,6 @@ def analyse(scores: Scores, labels: np.ndarray, dataset: str, bins: int = 80) ->
     }
 
 
-def plot(result: dict[str, Any], png_dir: str | Path) -> list[Path]:
-    """Figure 3 from a stored result (needs only the JSON)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    png_dir = Path(png_dir)
-    png_dir.mkdir(parents=True, exist_ok=True)
-    h = result["histogram"]
-    edges = np.asarray(h["bin_edges"])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    ax = axes[0]
-    ax.stairs(h["counts_true"], edges, fill=True, alpha=0.5, label="log p(x | y_true)")
-    ax.stairs(h["counts_wrong"], edges, fill=True, alpha=0.5, label="log p(x | y_wrong)")
-    ax.set_xlabel("log-likelihood (nats)")
-    ax.set_ylabel("test images")
-    ax.set_title(f"{result['dataset']}: conditional log-likelihoods")
-    ax.legend(fontsize=8)
-    g = result["gap_histogram"]
-    ax = axes[1]
-    ax.stairs(g["counts"], np.asarray(g["bin_edges"]), fill=True, alpha=0.7)
-    for i, m in enumerate(result["confidence_margin"]):
-        lab = "log C + log((1-d)/d), d = 1e-2, 1e-3, 1e-5" if i == 0 else None
-        ax.axvline(m["margin_nats"], ls="--", lw=1, color="k", label=lab)
-    ax.set_xlabel("gap log p(x|y_true) - log p(x|y_wrong) (nats)")
-    ax.legend(fontsize=7)
-    ax.set_title(f"std of log p(x|y_true) = {result['spread']['std_log_px_given_true']:.0f} nats")
-    fig.tight_layout()
-    out = png_dir / f"fig3_likelihood_gap_{result['dataset']}.png"
-    png_files.savefig(fig, out, dpi=90)
-    plt.close(fig)
-    return [out]
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = runner.experiment_parser(
         "likelihood_gap",
@@ -168,8 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 @runner.cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if runner.replot_or_require_run(args, plot):
-        return 0
+    runner.require_run(args)
     runner.set_seed(args.seed)
     prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device,
                       argv=argv, module=MODULE)
@@ -179,8 +141,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = analyse(run.scores, run.y.numpy(), run.dataset)
     result["provenance"] = prov.finish()
     write_result(args.out, result)
-    if args.png_dir:
-        plot(json.loads(Path(args.out).read_text()), args.png_dir)
     g = result["gap"]
     print(
         f"{run.dataset}: acc={result['accuracy']:.4f} bpd={result['bits_per_dim']['mean']:.3f} "

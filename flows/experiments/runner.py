@@ -1,14 +1,14 @@
 """The shared shape of every experiment's ``main()``: its CLI (the arguments all experiments
-take, argument types), the exit-code guard, ``--replot`` and the output lock, and seeding."""
+take, argument types), the exit-code guard, the output lock, and seeding. Experiments write JSON
+(and, with ``--png-dir``, the images only a model can draw); every plot of a stored result is
+``paper_figures``'."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ def cli_main(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[
         name = "flows.experiments"
     from foundation import runlock
 
-    # the output's lock (replot_or_require_run) is held until the command ends
+    # the output's lock (require_run) is held until the command ends
     return errors.guard(f"python -m {name}", runtime=(RuntimeError, ValueError))(
         runlock.releasing(main))
 
@@ -46,8 +46,10 @@ count0 = cli.int_range(0, MAX_COUNT)
 
 
 def experiment_parser(module: str, description: str, *, many_runs: bool = False,
-                      dataset_flag: bool = True) -> cli.ArgumentParser:
-    """The arguments every experiment CLI shares (run, output, data, scoring, device, replot)."""
+                      dataset_flag: bool = True, images: str | None = None
+                      ) -> cli.ArgumentParser:
+    """The arguments every experiment CLI shares (run, output, data, scoring, device);
+    ``images`` (what they show) adds ``--png-dir`` for an experiment that draws images."""
     p = cli.ArgumentParser(prog=f"python -m flows.experiments.{module}", description=description)
     if many_runs:
         p.add_argument("--run", action="append", default=[], type=cli.existing_dir,
@@ -56,7 +58,9 @@ def experiment_parser(module: str, description: str, *, many_runs: bool = False,
         p.add_argument("--run", type=cli.existing_dir,
                        help="trained run directory (flows.runs layout)")
     p.add_argument("--out", type=cli.output_file, help="output JSON path")
-    p.add_argument("--png-dir", type=cli.output_dir, default=None, help="write PNG figures here")
+    if images:
+        p.add_argument("--png-dir", type=cli.output_dir, default=None,
+                       help=f"write PNGs of {images} here")
     p.add_argument("--seed", type=cli.seed, default=0)
     p.add_argument("--n-test", type=count, default=None, help="first N test images (default all)")
     p.add_argument("--draws", type=cli.int_range(1, 1024), default=scoring.DEFAULT_DRAWS,
@@ -69,25 +73,14 @@ def experiment_parser(module: str, description: str, *, many_runs: bool = False,
                    help="cache test-set scores here (.npz)")
     p.add_argument("--device", type=devices.device, default="cpu")
     p.add_argument("--threads", type=cli.threads, default=0, help="torch threads (0: default)")
-    p.add_argument("--replot", type=cli.existing_file, default=None,
-                   help="re-draw PNGs from a stored JSON, no model")
     return p
 
 
-def replot_or_require_run(args: argparse.Namespace,
-                          plot: Callable[[dict[str, Any], str], Any]) -> bool:
-    """Handle ``--replot`` (True: done) or check that ``--run`` and ``--out`` were given."""
+def require_run(args: argparse.Namespace) -> None:
+    """Check that ``--run`` and ``--out`` were given, set the thread count, and take the
+    output's lock (held until the command ends; a second writer exits 1)."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.replot:
-        if not args.png_dir:
-            raise errors.UsageError("--replot needs --png-dir")
-        try:
-            res = json.loads(Path(args.replot).read_text())
-        except json.JSONDecodeError as exc:
-            raise errors.CommandError(f"{args.replot}: not valid JSON ({exc})") from None
-        plot(res, args.png_dir)
-        return True
     if not args.run or not args.out:
         raise errors.UsageError("--run and --out are required")
     from foundation import (
@@ -97,7 +90,6 @@ def replot_or_require_run(args: argparse.Namespace,
 
     runlock.acquire(runlock.file_lock_path(args.out), args.out)
     atomic.clean_stale_tmp(Path(args.out).parent)  # temporaries of killed earlier writers
-    return False
 
 
 def set_seed(seed: int) -> None:

@@ -24,9 +24,8 @@ def test_confidence_margin_matches_section_4_2() -> None:
 
 def test_cli_writes_documented_json(tiny_run, data_dir, tmp_path, capsys) -> None:
     out = tmp_path / "gap.json"
-    png = tmp_path / "png"
     rc = likelihood_gap.main(
-        ["--run", str(tiny_run), "--out", str(out), "--png-dir", str(png),
+        ["--run", str(tiny_run), "--out", str(out),
          "--data-dir", str(data_dir), "--seed", "3", "--draws", "2"]
     )
     assert rc == 0
@@ -43,10 +42,12 @@ def test_cli_writes_documented_json(tiny_run, data_dir, tmp_path, capsys) -> Non
     for k in ("git_commit", "seed", "run_config", "device", "wall_time_s", "command"):
         assert k in prov
     assert prov["seed"] == 3 and prov["run_config"]["dataset"] == "mnist"
-    assert list(png.glob("*.png"))
-    # re-plot from the stored JSON alone
-    rc = likelihood_gap.main(["--replot", str(out), "--png-dir", str(tmp_path / "re")])
-    assert rc == 0 and list((tmp_path / "re").glob("*.png"))
+    # Figure 3 is drawn from the stored JSON alone, by paper_figures
+    from paper_figures import empirical
+
+    made = empirical.plot_fig3([empirical.load(out)], tmp_path / "fig")
+    assert [p.name for p in made] == ["fig3_likelihood_gap.png", "fig3_likelihood_gap.pdf"]
+    assert all(p.stat().st_size > 0 for p in made)
     # the wrong class is never the true one and the gap is positive where correct
     assert np.isfinite(res["gap"]["mean"])
 
@@ -55,10 +56,7 @@ def test_bad_input_one_line_and_nonzero(tmp_path, run_cli) -> None:
     rc, err = run_cli(likelihood_gap.main,
                       ["--run", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
     assert rc == 2 and len(err) == 1 and "--run" in err[0]
-    rc, err = run_cli(likelihood_gap.main, ["--replot", str(tmp_path / "nope.json"),
+    # it draws no images, so it takes no --png-dir (its plot is paper_figures' fig3)
+    rc, err = run_cli(likelihood_gap.main, ["--run", str(tmp_path), "--out", str(tmp_path / "o"),
                                             "--png-dir", str(tmp_path)])
-    assert rc == 2 and len(err) == 1 and "--replot" in err[0]
-    bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
-    rc, err = run_cli(likelihood_gap.main, ["--replot", str(bad), "--png-dir", str(tmp_path)])
-    assert rc == 1 and len(err) == 1 and "bad.json" in err[0]
+    assert rc == 2 and len(err) == 1 and "--png-dir" in err[0]

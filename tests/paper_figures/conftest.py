@@ -57,8 +57,19 @@ def attacks(dataset: str, objective: str, names: tuple[str, ...]) -> dict[str, A
     cells = {"cw": "0% (100%)", "boundary": "40% (80%)", "cw-det": "10% (100%)",
              "boundary-det": "0% (0%)"}
     t2 = {k: v for k, v in cells.items() if k in names}
-    return {"experiment": "attacks", "dataset": dataset, "n_images": 10,
-            "table2": {"paper": t2, "quantile": t2}, "provenance": _prov(dataset, objective)}
+    settings = {}
+    for name in names:  # 10 images whose per-image outcomes give the cell above
+        undetected, fooled = (int(c.strip("()%")) // 10 for c in cells[name].split())
+        per_image = {"index": list(range(10)), "label": [1] * 10, "found": [True] * 10,
+                     "pred_adv": [0] * fooled + [1] * (10 - fooled),
+                     "l2": [0.5 + 0.1 * i for i in range(10)],
+                     "bpd_adv": [4.0] * undetected + [6.0] * (10 - undetected)}
+        settings[name] = {"per_image": per_image, "table2": {"quantile": {
+            "undetected_within_eps": {"k": undetected}}}}
+    return {"experiment": "attacks", "dataset": dataset, "n_images": 10, "eps_l2": 1.5,
+            "T_used_bpd": 4.9, "threshold_used": "quantile", "thresholds": _thresholds(),
+            "settings": settings, "table2": {"paper": t2, "quantile": t2},
+            "provenance": _prov(dataset, objective)}
 
 
 def evaluate(dataset: str, objective: str) -> dict[str, Any]:

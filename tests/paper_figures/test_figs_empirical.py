@@ -16,6 +16,7 @@ FIGS = {
     "fig4": ("fig4_interpolation", "mean class probability"),
     "fig5": ("fig5_bg_mnist_samples", "% of samples classified as y"),
     "fig6": ("fig6_interpolation_bg_mnist", "interpolation coefficient $\\alpha$"),
+    "attack_curves": ("attack_curves", "L2 budget (8-bit image, [0, 1] scale)"),
 }
 
 

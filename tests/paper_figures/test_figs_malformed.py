@@ -101,3 +101,19 @@ def test_figs_cli_usage_errors(argv: list[str], flag: str, tmp_path: Path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("python -m paper_figures: error: ")
     assert flag in err[0]
+
+
+def test_attack_curves_refuse_a_result_whose_recount_differs(results_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """A result whose per-image outcomes do not give its stored Table-2 cell is named and left
+    out; the panels of the other results are still made."""
+    path = results_dir / "attacks" / "mnist-split-cpu.json"
+    res = json.loads(path.read_text())
+    res["settings"]["cw-det"]["table2"]["quantile"]["undetected_within_eps"]["k"] += 1
+    path.write_text(json.dumps(res))
+    out = run_item(BY_NAME["attack_curves"], Context(results_dir, tmp_path / "out"))
+    assert out.status == "partial"
+    line = next(m for m in out.messages if "re-counted" in m)
+    assert line.startswith("attack_curves: could not make the panel from ")
+    assert "mnist-split-cpu.json" in line and "cw-det" in line
+    assert (tmp_path / "out" / "attack_curves.png").stat().st_size > 1000

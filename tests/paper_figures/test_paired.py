@@ -25,6 +25,7 @@ def test_outcomes_recount_the_stored_cell() -> None:
     o = paired.outcomes(_result(1), "cw", "quantile")
     assert o.undetected_within_eps.tolist() == [True, False, False, False, False]
     assert o.fooled.tolist() == [True, True, False, False, False]  # unchanged never counts
+    assert o.l2.tolist() == [0.5, 0.5, 0.5, 0.0, np.inf]  # not found: no budget reaches it
     with pytest.raises(ValueError, match="re-counted"):
         paired.outcomes(_result(2), "cw", "quantile")
     with pytest.raises(ValueError, match="no paper threshold"):
@@ -57,3 +58,17 @@ def test_compare_needs_the_same_images() -> None:
     r2["settings"]["cw"]["per_image"]["index"] = [3, 8, 11, 20, 32]
     with pytest.raises(ValueError, match="different images"):
         paired.compare(r1, "cw", r2, "cw")
+
+
+def test_attack_curves_at_eps_are_the_table2_cells() -> None:
+    from paper_figures.attack_curves import success_curves
+
+    res = _result(1)
+    res["settings"]["cw"]["table2"]["quantile"]["fooled_within_eps"] = {"k": 2}
+    fooled, undetected = success_curves(res, "cw", np.array([0.0, 0.4, 1.5, 1e9]))
+    assert fooled.tolist() == [0.0, 0.0, 40.0, 40.0]  # 2 of 5 images, from L2 = 0.5 on
+    assert undetected.tolist() == [0.0, 0.0, 20.0, 20.0]
+    cell = res["settings"]["cw"]["table2"]["quantile"]
+    n = 5
+    assert undetected[2] == 100 * cell["undetected_within_eps"]["k"] / n
+    assert fooled[2] == 100 * cell["fooled_within_eps"]["k"] / n
