@@ -22,6 +22,11 @@ class ModelConfig:
     factor_out_prior: bool = False  # Glow's learned prior at the splits (flows.layers)
     first_level_steps: int = -1  # flow steps at full resolution; -1: steps_per_level (App. B)
 
+    def __post_init__(self) -> None:
+        if self.first_level_steps == 0:  # x is the first half of the padded, squeezed channels
+            raise ValueError("first_level_steps 0 would factor out the image's pixels untouched "
+                             "after the first squeeze; use -1 (steps_per_level) or >= 1")
+
     def steps_at(self, level: int) -> int:
         """Flow steps of ``level`` (0-based): ``first_level_steps`` at level 0 when set."""
         if level == 0 and self.first_level_steps >= 0:

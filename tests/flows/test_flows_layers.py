@@ -161,7 +161,7 @@ def test_actnorm_ready_flag_follows_state_dict() -> None:
 
 @pytest.mark.parametrize("prior,factor_out,first", [
     ("gmm", False, -1), ("split", False, -1), ("gmm", True, -1), ("split", True, -1),
-    ("gmm", True, 0), ("split", False, 2)])
+    ("gmm", True, 1), ("split", False, 2)])
 def test_whole_flow_inverse_and_logdet(prior: str, factor_out: bool, first: int) -> None:
     torch.manual_seed(0)
     cfg = ModelConfig(in_channels=1, hidden=4, steps_per_level=1, levels=2, image_size=8,
@@ -188,3 +188,10 @@ def test_whole_flow_inverse_and_logdet(prior: str, factor_out: bool, first: int)
     torch.testing.assert_close(logdet_inv, -logdet, atol=1e-9, rtol=1e-9)
     expected_inv = _jacobian_logdet(lambda v: torch.cat(model.decode(v), 1), z)
     torch.testing.assert_close(logdet_inv, expected_inv, atol=1e-7, rtol=1e-9)
+
+
+def test_no_flow_step_at_full_resolution_is_refused() -> None:
+    """With 0 steps at the first level, the factored-out half after the first squeeze would be
+    the image itself (PadChannels puts x first), modelled by no flow at all."""
+    with pytest.raises(ValueError, match="first_level_steps 0"):
+        ModelConfig(first_level_steps=0)
