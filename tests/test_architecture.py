@@ -8,7 +8,9 @@ foundation``, ``flows -> foundation``, ``flows/experiments/annulus_flow.py -> an
 * ``flows`` imports nothing from ``paper_figures``, and ``annulus`` only in
   ``flows/experiments/annulus_flow.py`` (that experiment uses the exact model);
 * ``paper_figures`` imports ``annulus`` (theory figures) and ``foundation``, nothing from
-  ``flows`` (it reads the files ``flows`` wrote).
+  ``flows`` (it reads the files ``flows`` wrote);
+* no experiment (a ``flows/experiments`` module with a ``main``) imports another: what two share
+  lives in a library module beside them (``runner``, ``scored_runs``, ``interpolation_paths``...).
 
 Every import counts, also one inside a function.
 """
@@ -84,6 +86,30 @@ def test_the_checker_sees_every_kind_of_import(tmp_path: Path) -> None:
                    "from ..annulus import attack\nfrom . import errors\n")
     found = imported_modules(src, package=("foundation", "sub"))
     assert {"flows", "torch.nn", "foundation.annulus", "foundation.sub"} <= found
+
+
+def test_no_experiment_imports_another() -> None:
+    folder = ROOT / "flows" / "experiments"
+    experiments = {p.stem for p in folder.glob("*.py")
+                   if any(isinstance(n, ast.FunctionDef) and n.name == "main"
+                          for n in ast.parse(p.read_text(encoding="utf-8")).body)}
+    assert {"attacks", "bg_mnist", "interpolation", "likelihood_gap"} <= experiments
+    bad = [f"{name} imports {module}" for name in sorted(experiments)
+           for module in sorted(imported_modules(folder / f"{name}.py"))
+           if module.startswith("flows.experiments.")
+           and module.split(".")[2] in experiments - {name}]
+    bad += [f"{name} imports flows.experiments.{{{', '.join(sorted(set(n) & experiments))}}}"
+            for name in sorted(experiments)
+            for n in _imported_names(folder / f"{name}.py", "flows.experiments")
+            if set(n) & (experiments - {name})]
+    assert not bad, "experiments importing experiments:\n" + "\n".join(bad)
+
+
+def _imported_names(path: Path, module: str) -> list[list[str]]:
+    """The names of each ``from MODULE import a, b`` in ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return [[a.name for a in n.names] for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module == module and not n.level]
 
 
 def test_foundation_imports_without_torch() -> None:

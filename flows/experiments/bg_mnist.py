@@ -8,7 +8,7 @@ computes test accuracy (95% Wilson interval, n) and test bits/dim (mean over the
 Table 3.  For ``--samples-run``
 (default: the BG-MNIST-0 run) it draws ``--samples-per-class`` samples per class at
 ``--temperature`` (Figure 5) and, unless ``--n-pairs 0``, runs the interpolation experiment of
-:mod:`flows.experiments.interpolation` on it (Figure 6).
+:mod:`flows.experiments.interpolation_paths` on it (Figure 6).
 
 CLI::
 
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from flows import pixels
-from flows.experiments import detection, interpolation, png_files, runner, scored_runs
+from flows.experiments import detection, interpolation_paths, png_files, runner, scored_runs
 from flows.layout import EVAL_NAME
 from flows.provenance import Provenance, write_result
 from flows.scoring import Scores
@@ -174,13 +174,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "png": None if png_path is None else str(png_path),
         }
         if args.n_pairs > 0:
-            interp, _ = interpolation.run_interpolation(
+            interp, _ = interpolation_paths.run_interpolation(
                 model, x, y, sc, key, n_pairs=args.n_pairs, n_alphas=args.n_alphas,
                 seed=args.seed, threshold=args.threshold, batch_size=args.batch_size,
                 draws=args.draws, device=args.device,
             )
             if png is not None:
-                interpolation.plot_strips(x, interp, png / f"fig1_strips_{key}.png")
+                interpolation_paths.plot_strips(x, interp, png / f"fig1_strips_{key}.png")
     result = {
         "experiment": "bg_mnist",
         "rows": rows,

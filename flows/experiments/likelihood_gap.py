@@ -42,8 +42,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from flows.experiments import detection, runner, scored_runs
-from flows.provenance import Provenance, write_result
+from flows.experiments import detection, runner
 from flows.scoring import Scores
 
 MODULE = "flows.experiments.likelihood_gap"
@@ -131,16 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
 @runner.cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    runner.require_run(args)
-    runner.set_seed(args.seed)
-    prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device,
-                      argv=argv, module=MODULE)
-    run = scored_runs.load_scored_run(
-        args.run, scored_runs.ScoringSettings.from_args(args), args.dataset)
-    prov.run_config = run.config
+    prov, run = runner.start_scored_run(args, argv, MODULE)
     result = analyse(run.scores, run.y.numpy(), run.dataset)
-    result["provenance"] = prov.finish()
-    write_result(args.out, result)
+    runner.write_with_provenance(args.out, result, prov)
     g = result["gap"]
     print(
         f"{run.dataset}: acc={result['accuracy']:.4f} bpd={result['bits_per_dim']['mean']:.3f} "

@@ -1,7 +1,8 @@
 """The shared shape of every experiment's ``main()``: its CLI (the arguments all experiments
-take, argument types), the exit-code guard, the output lock, and seeding. Experiments write JSON
-(and, with ``--png-dir``, the images only a model can draw); every plot of a stored result is
-``paper_figures``'."""
+take, argument types), the exit-code guard, the output lock, seeding, and the start and end of a
+single-run experiment (:func:`start_scored_run`, :func:`write_with_provenance`). Experiments write
+JSON (and, with ``--png-dir``, the images only a model can draw); every plot of a stored result
+is ``paper_figures``'."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import argparse
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from flows import devices, scoring
+from flows.experiments import scored_runs
+from flows.provenance import Provenance, write_result
 from foundation import cli, errors
 
 
@@ -97,3 +101,24 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def start_scored_run(args: argparse.Namespace, argv: Sequence[str] | None, module: str
+                     ) -> tuple[Provenance, scored_runs.ScoredRun]:
+    """The start every single-run experiment shares: check ``--run``/``--out`` and lock the
+    output (:func:`require_run`), seed, start the provenance clock, and load ``--run`` with its
+    test images scored once (:func:`flows.experiments.scored_runs.load_scored_run`)."""
+    require_run(args)
+    set_seed(args.seed)
+    prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device,
+                      argv=None if argv is None else list(argv), module=module)
+    run = scored_runs.load_scored_run(
+        args.run, scored_runs.ScoringSettings.from_args(args), args.dataset)
+    prov.run_config = run.config
+    return prov, run
+
+
+def write_with_provenance(out: str, result: dict[str, Any], prov: Provenance) -> None:
+    """Stamp ``result`` with the finished provenance and write it atomically to ``out``."""
+    result["provenance"] = prov.finish()
+    write_result(out, result)

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import torch
 
-from flows.experiments import interpolation, scored_runs
+from flows.experiments import interpolation, interpolation_paths, scored_runs
 
 
 def test_interpolants_are_8_bit_images_with_exact_endpoints() -> None:
     k0 = torch.zeros(2, 1, 4, 4, dtype=torch.uint8)
     k1 = torch.full((2, 1, 4, 4), 255, dtype=torch.uint8)
-    imgs = interpolation.interpolant_images(k0, k1, np.linspace(0, 1, 5))
+    imgs = interpolation_paths.interpolant_images(k0, k1, np.linspace(0, 1, 5))
     assert imgs.dtype == torch.uint8 and imgs.shape == (2, 5, 1, 4, 4)
     assert torch.equal(imgs[:, 0], k0) and torch.equal(imgs[:, -1], k1)
     assert [int(v) for v in imgs[0, :, 0, 0, 0]] == [0, 64, 128, 191, 255]  # round(255 a)
@@ -22,7 +22,7 @@ def test_interpolants_are_8_bit_images_with_exact_endpoints() -> None:
 def test_pairs_and_endpoint_scores(tiny_model, data_dir) -> None:
     k, y = scored_runs.load_test_images("mnist", data_dir=str(data_dir))
     sc = scored_runs.score(tiny_model, k, draws=2)
-    res, curves = interpolation.run_interpolation(
+    res, curves = interpolation_paths.run_interpolation(
         tiny_model, k, y, sc, "mnist", n_pairs=6, n_alphas=5, seed=1, draws=2)
     i0, i1 = np.array(res["pairs"]["i0"]), np.array(res["pairs"]["i1"])
     assert np.all(y.numpy()[i0] != y.numpy()[i1])
