@@ -30,6 +30,7 @@ import mpmath
 from annulus.construction import Construction, Weight
 from annulus.numeric import (
     Ctx,
+    Exact,
     Number,
     as_sci,
     certify,
@@ -222,123 +223,243 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Weight | 
     lam1 = canonical_lambda1(params, d) if lambda1 is None else lambda1
     con = params.construction(d, lam1)
     lam2 = con.lambda2
-    eps, delta, Delta = params.eps, params.delta, params.Delta
-
-    def V(f: Callable[[Ctx], Number]) -> mpmath.mpf:
-        return enclose(f, dps)
-
-    E = lambda ctx: num(ctx, eps)  # noqa: E731
-    inner = con.inner
-    kl = {"q_p_joint": V(con.kl_q_p_joint), "p_q_joint": V(con.kl_p_q_joint),
-          "q_p_class0": V(con.kl_q_p_class0), "p_q_class0": V(con.kl_p_q_class0)}
-    bounds = {"lemma2": V(con.lemma2_bound), "lemma3": V(con.lemma3_bound)}
+    kl = {"q_p_joint": enclose(con.kl_q_p_joint, dps), "p_q_joint": enclose(con.kl_p_q_joint, dps),
+          "q_p_class0": enclose(con.kl_q_p_class0, dps),
+          "p_q_class0": enclose(con.kl_p_q_class0, dps)}
+    bounds = {"lemma2": enclose(con.lemma2_bound, dps), "lemma3": enclose(con.lemma3_bound, dps)}
     adm = admissible(params, d)
-    q0_in = V(lambda ctx: con.q.posterior_on(ctx, inner, 0))
+    q0_in = enclose(lambda ctx: con.q.posterior_on(ctx, con.inner, 0), dps)
     p0_exact = _ratio_in_ball(lam1, lam2)
-    p0_in = p0_exact if p0_exact is not None else V(lambda ctx: con.p.posterior_on(ctx, inner, 0))
+    p0_in = p0_exact if p0_exact is not None else enclose(
+        lambda ctx: con.p.posterior_on(ctx, con.inner, 0), dps)
 
-    kl_checks = [
+    kl_checks = _kl_checks(con, params.eps, kl)
+    lemmas = [_lemma1_check(con, dps, p0_in, q0_in), _lemma2_check(con, params.eps, kl, bounds),
+              _lemma3_check(con, params.eps, kl, bounds)]
+    conditions = _condition_checks(con, params, dps, p0_in, q0_in)
+    attack = _attack_set(con, params.delta)
+    props = _property_checks(con, params, dps, q0_in, attack)
+
+    errata = find_errata(params, con, d_star, kl, p0_exact, attack.yp_bar, props.tv_grows,
+                         props.tv_density, attack.prop1, props.attack_p)
+    if dim is None and lambda1 is None:
+        errata += _proof_gap_erratum(con, conditions, props)
+    return Certificate(
+        params=params, dimension=d, lambda1=lam1, lambda2=lam2,
+        dimension_source=("the smallest with the proof's conditions and lambda1 < 1/3"
+                          if dim is None else "user"),
+        lambda1_source="canonical" if lambda1 is None else "user",
+        minimal_dimension={"sufficient_conditions": d_star, "closed_form": d_closed,
+                           "with_lambda1_below_third": d_default, "exact": d_exact},
+        kl=kl, lemma_bounds=bounds, lemmas=lemmas, conditions=conditions,
+        properties=props.checks, kl_checks=kl_checks, attack_probability=props.attack_p,
+        attack_probability_check=props.attack_check,
+        attack_radii=[(pc.lo, pc.hi) for pc in attack.pieces], errata=errata, dps=dps,
+        seconds=time.perf_counter() - start,
+        extra={"admissible_lambda1": {"lo": adm.lo, "hi": adm.hi, "empty": adm.empty},
+               "median_piece": (attack.median.lo, attack.median.hi)},
+    )
+
+
+# ---- building blocks of build_certificate ---------------------------------------------------
+def _const(x: Exact) -> Callable[[Ctx], Number]:
+    """The exact number ``x`` as a function of the context."""
+    return lambda ctx: num(ctx, x)
+
+
+def _log_volume(con: Construction) -> Callable[[Ctx], Number]:
+    """``log V = d log(1+Delta)``, ``V = (1+Delta)^d`` the volume ratio of the shell's ball."""
+    return lambda ctx: con.d * ctx.log1p(num(ctx, con.Delta))
+
+
+def _inv_volume(con: Construction) -> Callable[[Ctx], Number]:
+    """``V^-1 = (1+Delta)^-d`` (the lower bound on lambda1 of Lemmas 2-3 and condition (4))."""
+    return lambda ctx: ctx.exp(-con.d * ctx.log1p(num(ctx, con.Delta)))
+
+
+def _one_minus_exp_neg(eps: Fraction) -> Callable[[Ctx], Number]:
+    """``1 - e^-eps`` (Lemma 2's upper bound on lambda1, condition (3))."""
+    return lambda ctx: -ctx.expm1(-num(ctx, eps))
+
+
+def _kl_checks(con: Construction, eps: Fraction, kl: dict[str, mpmath.mpf]) -> list[Check]:
+    """(18): both joint divergences ``KL(q||p)`` and ``KL(p||q)`` below ``eps``."""
+    E = _const(eps)
+    return [
         Check("KL(q||p)", "KL(q(x,y) || p(x,y)) < eps", _lt(con.kl_q_p_joint, E),
               kl["q_p_joint"], eps),
         Check("KL(p||q)", "KL(p(x,y) || q(x,y)) < eps", _lt(con.kl_p_q_joint, E),
               kl["p_q_joint"], eps),
     ]
 
-    # ---- Lemmas ---------------------------------------------------------------------------
-    def inv_v(ctx: Ctx) -> Number:
-        return ctx.exp(-d * ctx.log1p(num(ctx, Delta)))
 
-    L1 = lambda ctx: num(ctx, lam1)  # noqa: E731
+def _lemma1_check(con: Construction, dps: int, p0_in: Fraction | mpmath.mpf,
+                  q0_in: mpmath.mpf) -> Check:
+    """Lemma 1: in the unit ball ``p(0|x) = lambda1/(lambda1+lambda2)`` (11) and
+    ``q(0|x) = 1/(1+lambda2(1+Delta)^d)`` (12), against Bayes' rule to ``10^-dps``."""
+    inner = con.inner
     tol = lambda ctx: ctx.mpf(10) ** (-dps)  # noqa: E731
     lemma1_ok = all(
         certify(lambda ctx, f=f, g=g: f(ctx) - g(ctx) + tol(ctx)).holds
         for f, g in ((lambda ctx: con.p.posterior_on(ctx, inner, 0), con.lemma1_p0),
                      (lambda ctx: con.q.posterior_on(ctx, inner, 0), con.lemma1_q0))
         for f, g in ((f, g), (g, f)))
-    lemmas: list[Check] = [Check(
+    return Check(
         "Lemma 1", "for ||x|| < 1: p(0|x) = lambda1/(lambda1+lambda2) (11), "
         "q(0|x) = 1/(1+lambda2(1+Delta)^d) (12); compared with Bayes' rule on the densities",
         lemma1_ok, {"p0": p0_in, "q0": q0_in},
-        {"p0": V(con.lemma1_p0), "q0": V(con.lemma1_q0)},
-        note=f"agreement to 1e-{dps} certified")]
-    hyp2 = _lt(inv_v, L1) and _lt(L1, lambda ctx: -ctx.expm1(-num(ctx, eps)))
+        {"p0": enclose(con.lemma1_p0, dps), "q0": enclose(con.lemma1_q0, dps)},
+        note=f"agreement to 1e-{dps} certified")
+
+
+def _lemma2_check(con: Construction, eps: Fraction, kl: dict[str, mpmath.mpf],
+                  bounds: dict[str, mpmath.mpf]) -> Check:
+    """Lemma 2: ``V^-1 < lambda1 < 1 - e^-eps`` gives
+    ``KL(q||p) <= log(1/(1-lambda1)) <= eps`` (15); holds when the hypotheses fail."""
+    L1 = _const(con.lambda1)
+    hyp2 = _lt(_inv_volume(con), L1) and _lt(L1, _one_minus_exp_neg(eps))
     bound2 = certify(con.lemma2_gap, strict=False).holds
-    concl2 = _lt(con.kl_q_p_joint, E, strict=False)
-    lemmas.append(Check(
+    concl2 = _lt(con.kl_q_p_joint, _const(eps), strict=False)
+    return Check(
         "Lemma 2", "if (1+Delta)^-d < lambda1 < 1-e^-eps then KL(q||p) <= log(1/(1-lambda1)) "
         "<= eps (Eq. 15)", (not hyp2) or (bound2 and concl2), kl["q_p_class0"], bounds["lemma2"],
         note=f"hypotheses {'hold' if hyp2 else 'fail'}; exact KL(q(x|0)||p(x|0)) "
              f"{'<=' if bound2 else '>'} bound; KL(q(x,y)||p(x,y)) "
-             f"{'<=' if concl2 else '>'} eps"))
-    hyp3 = (_lt(inv_v, L1) and compare(as_sci(lam1), Fraction(1)) < 0
-            and _lt(L1, lambda ctx: num(ctx, eps) / (d * ctx.log1p(num(ctx, Delta)))))
+             f"{'<=' if concl2 else '>'} eps")
+
+
+def _lemma3_check(con: Construction, eps: Fraction, kl: dict[str, mpmath.mpf],
+                  bounds: dict[str, mpmath.mpf]) -> Check:
+    """Lemma 3: ``V^-1 < lambda1 < min(1, eps/log V)`` gives
+    ``KL(p||q) <= lambda1 log V < eps`` (17); holds when the hypotheses fail."""
+    L1, log_v = _const(con.lambda1), _log_volume(con)
+    hyp3 = (_lt(_inv_volume(con), L1) and compare(as_sci(con.lambda1), Fraction(1)) < 0
+            and _lt(L1, lambda ctx: num(ctx, eps) / log_v(ctx)))
     bound3 = certify(con.lemma3_gap, strict=False).holds
-    concl3 = _lt(con.kl_p_q_joint, E, strict=False)
-    lemmas.append(Check(
+    concl3 = _lt(con.kl_p_q_joint, _const(eps), strict=False)
+    return Check(
         "Lemma 3", "if 1 > lambda1 > (1+Delta)^-d and lambda1 < eps/(d log(1+Delta)) then "
         "KL(p||q) <= lambda1 d log(1+Delta) < eps (Eq. 17)", (not hyp3) or (bound3 and concl3),
         kl["p_q_class0"], bounds["lemma3"],
         note=f"hypotheses {'hold' if hyp3 else 'fail'}; exact KL(p(x|0)||q(x|0)) "
              f"{'<=' if bound3 else '>'} bound; KL(p(x,y)||q(x,y)) "
-             f"{'<=' if concl3 else '>'} eps"))
+             f"{'<=' if concl3 else '>'} eps")
 
-    # ---- the proof's five sufficient conditions ---------------------------------------------
+
+def _condition_checks(con: Construction, params: Params, dps: int,
+                      p0_in: Fraction | mpmath.mpf, q0_in: mpmath.mpf) -> list[Check]:
+    """The proof's five sufficient conditions: (1) ``lambda1/(lambda1+lambda2) >= 1-delta``,
+    (2) ``1/(1+lambda2 V) <= delta``, (3) ``lambda1 <= 1-e^-eps``, (4) ``lambda1 > V^-1``,
+    (5) ``lambda1 < eps/log V``, with ``V = (1+Delta)^d``."""
+    eps, delta = params.eps, params.delta
+    lam1, lam2 = con.lambda1, con.lambda2
+    L1, inv_v, log_v = _const(lam1), _inv_volume(con), _log_volume(con)
+    eps_over_log_v = lambda ctx: num(ctx, eps) / log_v(ctx)  # noqa: E731
     # (1) lambda1/(lambda1+lambda2) >= 1-delta  <=>  delta lambda1 >= (1-delta) lambda2
     cond1 = compare(as_sci(lam1).scale(delta), as_sci(lam2).scale(1 - delta)) >= 0
-    log_v = lambda ctx: d * ctx.log1p(num(ctx, Delta))  # noqa: E731
-    conditions = [
+    return [
         Check("(1)", "lambda1/(lambda1+lambda2) >= 1-delta", cond1, p0_in, 1 - delta, RATIONAL),
         Check("(2)", "1/(1+lambda2(1+Delta)^d) <= delta",
-              _lt(con.lemma1_q0, lambda ctx: num(ctx, delta), strict=False), q0_in, delta),
+              _lt(con.lemma1_q0, _const(delta), strict=False), q0_in, delta),
         Check("(3)", "lambda1 <= 1-e^-eps",
-              _lt(L1, lambda ctx: -ctx.expm1(-num(ctx, eps)), strict=False), lam1,
-              V(lambda ctx: -ctx.expm1(-num(ctx, eps)))),
-        Check("(4)", "lambda1 > (1+Delta)^-d", _lt(inv_v, L1), lam1, V(inv_v)),
-        Check("(5)", "lambda1 < eps/(d log(1+Delta))",
-              _lt(L1, lambda ctx: num(ctx, eps) / log_v(ctx)), lam1,
-              V(lambda ctx: num(ctx, eps) / log_v(ctx))),
+              _lt(L1, _one_minus_exp_neg(eps), strict=False), lam1,
+              enclose(_one_minus_exp_neg(eps), dps)),
+        Check("(4)", "lambda1 > (1+Delta)^-d", _lt(inv_v, L1), lam1, enclose(inv_v, dps)),
+        Check("(5)", "lambda1 < eps/(d log(1+Delta))", _lt(L1, eps_over_log_v), lam1,
+              enclose(eps_over_log_v, dps)),
     ]
 
-    # ---- Proposition 1's properties (the attack x -> xbar: radial move into the ball) --------
+
+@dataclass(frozen=True)
+class _AttackSet:
+    """Properties 1-5 of the attack ``x -> xbar`` decided piece by piece (see
+    :func:`_attack_set`)."""
+
+    prop1: list[Piece]  # pieces of the shell 1 <= r < 1+Delta where property 1 holds
+    prop4: list[Piece]  # those of them where property 4 holds too
+    yp_bar: int  # y_p(xbar), xbar in the unit ball
+    prop2: bool
+    prop3: bool
+    prop5: bool
+    median: Piece  # the piece of the lower median of q(X), X ~ p
+    pieces: list[Piece]  # the attack set: prop4 if properties 2, 3 and 5 hold, else none
+
+
+@dataclass(frozen=True)
+class _Properties:
+    """Proposition 1's properties 1-7 and the attack probability, with the values reused by
+    the errata."""
+
+    checks: list[Check]
+    attack_check: Check
+    attack_p: mpmath.mpf
+    log_q_bar: mpmath.mpf  # log q(xbar), xbar in the unit ball (log density)
+    log_med: mpmath.mpf  # log of the median of q(X), X ~ p
+    tv_density: mpmath.mpf
+    tv_grows: bool
+
+
+def _xbar_radius(r: Fraction, Delta: Fraction) -> Fraction:
+    """``s(r) = (1 + max(r - Delta, 0))/2``, the radius of ``xbar = x s(r)/r``."""
+    return (1 + max(r - Delta, Fraction(0))) / 2
+
+
+def _density_at_least_median(con: Construction, med: Piece) -> bool:
+    """Property 5 on one median piece: ``q(xbar) >= q`` on ``med``, ``xbar`` in the ball."""
+    if med == con.inner:
+        return True
+    return certify(lambda ctx: con.q.log_marginal_on(ctx, con.inner)
+                   - con.q.log_marginal_on(ctx, med), strict=False).holds
+
+
+def _attack_mass(con: Construction, pcs: list[Piece]) -> Callable[[Ctx], Number]:
+    """``P_{x~p}(||x|| in pcs)``: the ``p``-mass of the pieces ``pcs``."""
+    return lambda ctx: sum((ctx.exp(con.p.log_mass_on(ctx, pc)) for pc in pcs), ctx.mpf(0))
+
+
+def _attack_set(con: Construction, delta: Fraction) -> _AttackSet:
+    """Properties 1-5 of the attack ``x -> xbar`` (radial move into the unit ball), piece by
+    piece: the set of radii where all five hold."""
     # The shell [1, 1+Delta) is one common piece when Delta <= 1; for Delta > 1 it overlaps the
     # class-1 annulus [2, 3] and spans several pieces, on which property 1 is decided
     # separately (the attack set is the union of those where properties 1-5 hold). The
     # per-piece facts are those of annulus.pieces.PieceTable (exact rationals or intervals).
+    Delta, inner = con.Delta, con.inner
     table = PieceTable.of(con, delta)
     prop1_pcs = [pc for k, pc in enumerate(con.pieces)
                  if pc.lo >= 1 and pc.hi <= 1 + Delta and table.yp[k] == 0
                  and table.yq[k] == 0 and table.conf_p[k] and table.conf_q[k]]
-
     # Property 4: xbar = x s(r)/r, s(r) = (1 + max(r - Delta, 0))/2; ||x - xbar|| = r - s(r)
     # increases with r, so on an open piece lo < r < hi its supremum is hi - s(hi), not
     # attained: ||x - xbar|| < Delta on the piece iff hi - s(hi) <= Delta (exact rationals).
-    def _s(r: Fraction) -> Fraction:
-        return (1 + max(r - Delta, Fraction(0))) / 2
-
-    prop4_pcs = [pc for pc in prop1_pcs if pc.hi - _s(pc.hi) <= Delta and _s(pc.hi) <= 1]
+    prop4_pcs = [pc for pc in prop1_pcs if pc.hi - _xbar_radius(pc.hi, Delta) <= Delta
+                 and _xbar_radius(pc.hi, Delta) <= 1]
     k_in = con.pieces.index(inner)
     yp_bar = int(table.yp[k_in])
     prop2 = yp_bar == 0 and bool(table.yq[k_in] == 1)
     prop3 = yp_bar == 0 and bool(table.q_true_small[k_in] and table.conf_p[k_in])
     med_p, med_q = median_piece(con, "p"), median_piece(con, "q")
+    prop5 = _density_at_least_median(con, med_p) and _density_at_least_median(con, med_q)
+    return _AttackSet(prop1_pcs, prop4_pcs, yp_bar, prop2, prop3, prop5, med_p,
+                      prop4_pcs if (prop2 and prop3 and prop5) else [])
 
-    def _dens_ok(med: Piece) -> bool:
-        if med == inner:
-            return True
-        return certify(lambda ctx: con.q.log_marginal_on(ctx, inner)
-                       - con.q.log_marginal_on(ctx, med), strict=False).holds
 
-    prop5 = _dens_ok(med_p) and _dens_ok(med_q)
-    attack_pcs = prop4_pcs if (prop2 and prop3 and prop5) else []
+def _property_checks(con: Construction, params: Params, dps: int, q0_in: mpmath.mpf,
+                     attack: _AttackSet) -> _Properties:
+    """Proposition 1's properties 1-7 (2 and 3 as corrected) and the check
+    ``P_{x~p}(attack) > 1/3``."""
+    delta, Delta, d = params.delta, params.Delta, con.d
+    inner, prop1_pcs = con.inner, attack.prop1
 
-    def attack_mass(ctx: Ctx) -> Number:
-        return sum((ctx.exp(con.p.log_mass_on(ctx, pc)) for pc in attack_pcs), ctx.mpf(0))
+    def V(f: Callable[[Ctx], Number]) -> mpmath.mpf:
+        return enclose(f, dps)
 
+    attack_mass = _attack_mass(con, attack.pieces)
     attack_p = V(attack_mass)
     log_cd = lambda ctx: log_unit_ball_volume(ctx, d)  # noqa: E731
     log_q_bar = V(lambda ctx: con.q.log_marginal_on(ctx, inner) - log_cd(ctx))
-    log_med = V(lambda ctx: con.q.log_marginal_on(ctx, med_p) - log_cd(ctx))
-    sup_dist = max((pc.hi - _s(pc.hi) for pc in prop1_pcs), default=None)
+    log_med = V(lambda ctx: con.q.log_marginal_on(ctx, attack.median) - log_cd(ctx))
+    sup_dist = max((pc.hi - _xbar_radius(pc.hi, Delta) for pc in prop1_pcs), default=None)
     conf_min = min((V(lambda ctx, m=m, pc=pc: m.posterior_on(ctx, pc, 0))
                     for pc in prop1_pcs for m in (con.p, con.q)), default=None)
     radii = ", ".join(f"[{fmt(pc.lo, 6)}, {fmt(pc.hi, 6)})" for pc in prop1_pcs) or "none"
@@ -347,19 +468,20 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Weight | 
     tv_classifier = V(lambda ctx: ctx.exp(con.log_classifier_variation(ctx)))
     tv_grows = certify(lambda ctx: con.log_total_variation(ctx) - ctx.log(ctx.mpf(d) / 3),
                        strict=False).holds
-    properties = [
+    checks = [
         Check("1", "y_q(x) = y_p(x) with p(y_p(x)|x) >= 1-delta and q(y_q(x)|x) >= 1-delta "
               f"(x in the shell 1 <= ||x|| < 1+Delta); holds for radii {radii}; value: the "
               "smallest confidence there", bool(prop1_pcs), conf_min, 1 - delta),
         Check("2", "y_p(xbar) = y_p(x) and y_q(xbar) != y_p(xbar) (corrected statement)",
-              prop2, {"y_p(xbar)": yp_bar, "q(0|xbar)": q0_in}, Fraction(1, 2)),
+              attack.prop2, {"y_p(xbar)": attack.yp_bar, "q(0|xbar)": q0_in}, Fraction(1, 2)),
         Check("3", "q(y_p(xbar)|xbar) <= delta and p(y_p(xbar)|xbar) >= 1-delta "
-              "(corrected statement)", prop3, q0_in, delta),
+              "(corrected statement)", attack.prop3, q0_in, delta),
         Check("4", "||x - xbar|| < Delta (xbar = x (1 + max(||x||-Delta,0)) / (2||x||)); "
               "value: sup of ||x - xbar|| over the radii of property 1 (not attained)",
-              bool(prop4_pcs) and len(prop4_pcs) == len(prop1_pcs), sup_dist, Delta, RATIONAL),
+              bool(attack.prop4) and len(attack.prop4) == len(prop1_pcs), sup_dist, Delta,
+              RATIONAL),
         Check("5", "q(xbar) >= median of q(X), X ~ p (lower median; also checked for X ~ q); "
-              "value/bound are log densities", prop5, log_q_bar, log_med),
+              "value/bound are log densities", attack.prop5, log_q_bar, log_med),
         Check("6", "for Delta < 1: sup_c P_p(||X-c|| < Delta) <= Delta^d max_x C_d p(x) -> 0 as "
               "d -> inf; value: log10 of the bound at this d"
               + ("" if Delta < 1 else " (not applicable: the paper states it for Delta < 1)"),
@@ -372,40 +494,30 @@ def build_certificate(params: Params, dim: int | None = None, lambda1: Weight | 
     ]
     attack_check = Check(
         "P(attack)", "P_{x~p}(an attack with properties 1-5 exists) > 1/3",
-        bool(attack_pcs) and certify(lambda ctx: attack_mass(ctx)
-                                     - num(ctx, Fraction(1, 3))).holds,
+        bool(attack.pieces) and certify(lambda ctx: attack_mass(ctx)
+                                        - num(ctx, Fraction(1, 3))).holds,
         attack_p, Fraction(1, 3))
+    return _Properties(checks, attack_check, attack_p, log_q_bar, log_med, tv_density, tv_grows)
 
-    errata = find_errata(params, con, d_star, kl, p0_exact, yp_bar, tv_grows,
-                         tv_density, prop1_pcs, attack_p)
-    failing = [c.id for c in properties if c.id in PROPS_1_5 and not c.holds]
-    if dim is None and lambda1 is None and all(c.holds for c in conditions) and failing:
-        errata.append(Erratum(
-            "Proposition 1 proof, properties 1-5",
-            "In order to satisfy conditions 1-5, using previous lemmas, it is enough that "
-            "(1)-(5)",
-            f"(1)-(5) hold here but property {', '.join(failing)} fails. For Delta < 1 "
-            "condition (2) makes the unit ball q's densest region, so property 5 holds; for "
-            "Delta >= 1 no condition compares q in the ball, (V^-1 + lambda2)/2, with the "
-            "annulus 2 < r < 3 (property 5 fails e.g. at Delta = 5 and 10, holds at 1, 2, 3 "
-            "and 100, each at its default d)",
-            f"d = {d}, lambda1 = {fmt(lam1, 8)} (canonical): log q(xbar) = "
-            f"{fmt(log_q_bar, 8)} < log median = {fmt(log_med, 8)}"))
-    return Certificate(
-        params=params, dimension=d, lambda1=lam1, lambda2=lam2,
-        dimension_source=("the smallest with the proof's conditions and lambda1 < 1/3"
-                          if dim is None else "user"),
-        lambda1_source="canonical" if lambda1 is None else "user",
-        minimal_dimension={"sufficient_conditions": d_star, "closed_form": d_closed,
-                           "with_lambda1_below_third": d_default, "exact": d_exact},
-        kl=kl, lemma_bounds=bounds, lemmas=lemmas, conditions=conditions,
-        properties=properties, kl_checks=kl_checks, attack_probability=attack_p,
-        attack_probability_check=attack_check,
-        attack_radii=[(pc.lo, pc.hi) for pc in attack_pcs], errata=errata, dps=dps,
-        seconds=time.perf_counter() - start,
-        extra={"admissible_lambda1": {"lo": adm.lo, "hi": adm.hi, "empty": adm.empty},
-               "median_piece": (med_p.lo, med_p.hi)},
-    )
+
+def _proof_gap_erratum(con: Construction, conditions: list[Check],
+                       props: _Properties) -> list[Erratum]:
+    """The proof's claim that (1)-(5) suffice for properties 1-5, where (1)-(5) hold but a
+    property fails (at the default ``d`` and canonical lambda1 only); else nothing."""
+    failing = [c.id for c in props.checks if c.id in PROPS_1_5 and not c.holds]
+    if not (all(c.holds for c in conditions) and failing):
+        return []
+    return [Erratum(
+        "Proposition 1 proof, properties 1-5",
+        "In order to satisfy conditions 1-5, using previous lemmas, it is enough that "
+        "(1)-(5)",
+        f"(1)-(5) hold here but property {', '.join(failing)} fails. For Delta < 1 "
+        "condition (2) makes the unit ball q's densest region, so property 5 holds; for "
+        "Delta >= 1 no condition compares q in the ball, (V^-1 + lambda2)/2, with the "
+        "annulus 2 < r < 3 (property 5 fails e.g. at Delta = 5 and 10, holds at 1, 2, 3 "
+        "and 100, each at its default d)",
+        f"d = {con.d}, lambda1 = {fmt(con.lambda1, 8)} (canonical): log q(xbar) = "
+        f"{fmt(props.log_q_bar, 8)} < log median = {fmt(props.log_med, 8)}")]
 
 
 def find_errata(params: Params, con: Construction, d_star: int, kl: dict[str, mpmath.mpf],
