@@ -85,7 +85,7 @@ from tqdm.auto import tqdm
 
 from flows import pixels
 from flows.experiments import detection, png_files, runner, scored_runs
-from flows.experiments.cw import cw_l2
+from flows.experiments.cw import CWCriterion, CWSettings, cw_l2
 from flows.provenance import Provenance, write_result
 from foundation import cli, errors
 from foundation.intervals import logsumexp
@@ -468,19 +468,6 @@ def _choose_starts(draw: scored_runs.FixedDraw, images: torch.Tensor, pool: np.n
 
 
 @dataclass(frozen=True)
-class CWSettings:
-    """CW-L2 (``cw``, ``cw-det``, ``cw-cont``): optimisation steps per binary-search step, the
-    binary-search steps of the constant ``c``, its start, Adam's step size, and ``w_det``, the
-    weight of the detection term (``-det`` only)."""
-
-    steps: int = 100
-    binary_steps: int = 5
-    initial_const: float = 1e-2
-    stepsize: float = 1e-2
-    det_weight: float = 1.0
-
-
-@dataclass(frozen=True)
 class BoundarySettings:
     """Boundary attacks: the step budget and the convergence rule (module docstring)."""
 
@@ -572,11 +559,10 @@ def attack_cw(a: Attacked, cfg: CWSettings, name: str, progress: str) -> Setting
               "det_weight": cfg.det_weight if det else None,
               "threshold_bpd": a.t_used if det else None,
               "det_margin_bpd": a.m_bpd if det else None}
-    res = cw_l2(a.model, a.x0, a.y, threshold_bpd=a.t_used if det else math.inf,
-                det_weight=cfg.det_weight, binary_search_steps=cfg.binary_steps,
-                steps=cfg.steps, stepsize=cfg.stepsize, initial_const=cfg.initial_const,
-                confidence=0.0 if cont else a.kappa, grid=None if cont else a.draw,
-                det_margin_bpd=a.m_bpd, abort_early=cont, progress=progress)
+    criterion = CWCriterion(confidence=0.0 if cont else a.kappa,
+                            threshold_bpd=a.t_used if det else math.inf, det_margin_bpd=a.m_bpd)
+    res = cw_l2(a.model, a.x0, a.y, cfg, criterion, grid=None if cont else a.draw,
+                abort_early=cont, progress=progress)
     extra: dict[str, Any] = {}
     if det:
         extra["detection_evidence"] = {

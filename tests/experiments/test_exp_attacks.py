@@ -13,7 +13,7 @@ import torch
 
 from flows import pixels
 from flows.experiments import attacks, scored_runs
-from flows.experiments.cw import cw_l2
+from flows.experiments.cw import CWCriterion, CWSettings, cw_l2
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,9 @@ def test_cw_with_infinite_threshold_is_foolbox_cw(tiny_model, test_set) -> None:
     ok = np.flatnonzero(sc.pred == y.numpy())[:4]
     xs, ys = pixels.bin_centre(k[ok]), y[ok]
     kw = dict(binary_search_steps=2, steps=10, stepsize=0.2, initial_const=1.0)
-    ours = cw_l2(tiny_model, xs, ys, threshold_bpd=math.inf, **kw)
+    settings = CWSettings(steps=kw["steps"], binary_steps=kw["binary_search_steps"],
+                          initial_const=kw["initial_const"], stepsize=kw["stepsize"])
+    ours = cw_l2(tiny_model, xs, ys, settings, CWCriterion(threshold_bpd=math.inf))
     # foolbox attacks the model itself: its eval-mode forward, log p(x|y) with the fixed padding
     # noise, is cw_l2's model.logits less the constant log p(y), which changes no logit difference
     fm = foolbox.PyTorchModel(tiny_model.eval(), bounds=(-0.5, 0.5))
@@ -45,8 +47,9 @@ def test_grid_cw_successes_are_images_that_fool_with_the_margin(tiny_model, test
     ok = np.flatnonzero(sc.pred == y.numpy())[:6]
     draw = scored_runs.FixedDraw(tiny_model, seed=5)
     kappa = 2.0
-    res = cw_l2(tiny_model, pixels.bin_centre(k[ok]), y[ok], binary_search_steps=2, steps=15,
-                stepsize=0.2, initial_const=1.0, confidence=kappa, grid=draw)
+    res = cw_l2(tiny_model, pixels.bin_centre(k[ok]), y[ok],
+                CWSettings(steps=15, binary_steps=2, initial_const=1.0, stepsize=0.2),
+                CWCriterion(confidence=kappa), grid=draw)
     assert res.found.any()
     z = draw.logits_k(res.adv_k).detach()
     yy = y[ok]
@@ -64,13 +67,13 @@ def test_detection_aware_grid_cw_is_constrained(tiny_model, test_set) -> None:
     k, y, sc = test_set
     ok = np.flatnonzero(sc.pred == y.numpy())[:6]
     draw = scored_runs.FixedDraw(tiny_model, seed=5)
-    kw = dict(binary_search_steps=1, steps=15, stepsize=0.2, initial_const=1.0, grid=draw)
+    settings = CWSettings(steps=15, binary_steps=1, initial_const=1.0, stepsize=0.2)
     x = pixels.bin_centre(k[ok])
-    plain = cw_l2(tiny_model, x, y[ok], **kw)
+    plain = cw_l2(tiny_model, x, y[ok], settings, grid=draw)
     zp = draw.logits_k(plain.adv_k).detach().double()
     bpd_plain = pixels.bits_per_dim(torch.logsumexp(zp, 1), 1024).numpy()
     t = float(np.median(bpd_plain[plain.found]))  # half of the plain adversarials are rejected
-    res = cw_l2(tiny_model, x, y[ok], threshold_bpd=t, **kw)
+    res = cw_l2(tiny_model, x, y[ok], settings, CWCriterion(threshold_bpd=t), grid=draw)
     assert res.det_active_steps.sum() > 0 and res.blocked_steps.sum() > 0
     z = draw.logits_k(res.adv_k).detach().double()
     bpd = pixels.bits_per_dim(torch.logsumexp(z, 1), 1024).numpy()
