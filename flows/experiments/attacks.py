@@ -86,7 +86,6 @@ from tqdm.auto import tqdm
 from flows import pixels
 from flows.experiments import detection, png_files, runner, scored_runs
 from flows.experiments.cw import CWCriterion, CWSettings, cw_l2
-from flows.provenance import Provenance, write_result
 from foundation import cli, errors
 from foundation.intervals import logsumexp
 
@@ -767,22 +766,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse (usage errors: one line, exit 2), attack, write the JSON (and PNGs)."""
     args = build_parser().parse_args(argv)
     parse_attacks(args.attacks)
-    runner.require_run(args)
-    runner.set_seed(args.seed)
-    prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device,
-                      argv=argv, module=MODULE)
-    run = scored_runs.load_scored_run(
-        args.run, scored_runs.ScoringSettings.from_args(args), args.dataset)
-    prov.run_config = run.config
+    prov, run = runner.start_scored_run(args, argv, MODULE)
 
     def checkpoint(partial: dict[str, Any]) -> None:
-        partial = {k: v for k, v in partial.items() if not k.startswith("_")}
-        write_result(args.out, partial | {"provenance": prov.finish()})
+        runner.write_with_provenance(
+            args.out, {k: v for k, v in partial.items() if not k.startswith("_")}, prov)
 
     result = run_attacks(run, AttackConfig.from_args(args), checkpoint)
     k_att, advs = result.pop("_k"), result.pop("_advs")
-    result["provenance"] = prov.finish()
-    write_result(args.out, result)
+    runner.write_with_provenance(args.out, result, prov)
     png = png_files.resolve_png_dir(args.png_dir)
     if png is not None:
         _plot_examples(k_att, advs,
