@@ -17,7 +17,9 @@ With ``D`` the data dimension (1x32x32 or 3x32x32), ``log p(x, y) = log p(x|y) +
   weights both terms like ``reweighted``; Mackowiak et al.'s unnormalised ``beta`` equals ours
   times ``D``.
 
-Every loss is averaged over the batch.
+Every loss is averaged over the batch. ``ce_weight`` scales ``-log p(y|x)`` in ``reweighted`` and
+``split``: 1 is Eq. (6) exactly; below 1 only during a ramp at the start of training
+(``flows.schedule.ce_weight_at``), so the last phase is always Eq. (6).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def objective_loss(
     objective: str,
     num_dims: int,
     beta: float = 1.0,
+    ce_weight: float = 1.0,
 ) -> torch.Tensor:
     """Scalar loss for ``objective`` (see the module docstring for the equations)."""
     if objective not in OBJECTIVES:
@@ -47,6 +50,6 @@ def objective_loss(
     ce = F.cross_entropy(joint, labels)
     if objective in ("reweighted", "split"):
         nll_cond = -lp.gather(1, labels[:, None]).squeeze(1) / num_dims
-        return nll_cond.mean() + ce
+        return nll_cond.mean() + ce if ce_weight == 1.0 else nll_cond.mean() + ce_weight * ce
     log_px = torch.logsumexp(joint, 1)
     return (-log_px / num_dims).mean() + beta * ce

@@ -147,6 +147,7 @@ CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "warmup_steps": (lambda v: _is_int(v, 0), "an integer >= 0"),
     "max_grad_norm": (lambda v: _is_num(v, 0.0, True), "a finite number > 0"),
     "beta": (lambda v: _is_num(v, 0.0, False), "a finite number >= 0"),
+    "ce_ramp_steps": (lambda v: _is_int(v, 0), "an integer >= 0"),
     "train_subset": (lambda v: _is_int(v, 0), "an integer >= 0"),
     "augment": (lambda v: isinstance(v, bool), "true or false"),
     "bg_seed": (lambda v: v is None or _is_int(v, 0, MAX_SEED),

@@ -47,3 +47,12 @@ def lr_at(step: int, steps_per_epoch: int, epochs: int, base_lr: float, warmup_s
         factor = 1.0
     warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
     return base_lr * warm * factor
+
+
+def ce_weight_at(step: int, ramp_steps: int) -> float:
+    """Weight of ``-log p(y|x)`` in Eq. (6) at optimisation step ``step`` (0-based): rises
+    linearly ``(step + 1) / ramp_steps`` to 1 over the first ``ramp_steps`` steps, then 1 (Eq. (6)
+    exactly); ``ramp_steps = 0``: 1 throughout."""
+    if ramp_steps <= 0:
+        return 1.0
+    return min(1.0, (step + 1) / ramp_steps)

@@ -48,7 +48,7 @@ from flows.runs import (
     load_checkpoint,
     save_checkpoint,
 )
-from flows.schedule import SCHEDULES, lr_at, resolve_schedule
+from flows.schedule import SCHEDULES, ce_weight_at, lr_at, resolve_schedule
 from flows.train_step import NonFiniteStep, StepResult, TrainStep, training_batch
 from foundation import cli, errors, runlock
 from foundation.atomic import clean_stale_tmp, write_json
@@ -59,7 +59,9 @@ INIT_BATCH = 512  # images for the data-dependent actnorm initialisation
 STEADY_SKIP = 20  # steps of an invocation left out of its steady-state images/s
 # Settings that must match when resuming.
 RESUME_KEYS = ("dataset", "objective", "preset", "epochs", "batch_size", "seed", "train_subset",
-               "lr", "lr_schedule", "beta", "augment", "model", "fast_path")
+               "lr", "lr_schedule", "beta", "augment", "model", "fast_path", "ce_ramp_steps")
+# What a checkpoint written before a setting existed ran with.
+RESUME_DEFAULTS = {"ce_ramp_steps": 0}
 
 
 def default_device() -> str:
@@ -89,6 +91,7 @@ class TrainSettings:
     max_grad_norm: float = 500.0
     factor_out_prior: str = "preset"
     beta: float = 1.0
+    ce_ramp_steps: int = 0
     train_subset: int = 0
     augment: bool = True
     bg_seed: int = fdata.DEFAULT_BG_SEED
@@ -133,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Glow's learned prior at the splits (default: as the preset says)")
     p.add_argument("--beta", type=cli.non_negative_float, default=1.0,
                    help="IB weight of L_Y (objective ib)")
+    p.add_argument("--ce-ramp-steps", type=cli.non_negative_int, default=0,
+                   help="reweighted/split: ramp the weight of -log p(y|x) linearly to 1 over "
+                        "the first N steps (then Eq. (6) exactly; 0: Eq. (6) from the start)")
     p.add_argument("--train-subset", type=cli.non_negative_int, default=0,
                    help="images per epoch, a fresh random subset each epoch (0: all)")
     p.add_argument("--no-augment", dest="augment", action="store_false")
@@ -220,6 +226,7 @@ def make_config(opts: TrainSettings, world: int, fast_path: dict) -> dict:
         "warmup_steps": opts.warmup_steps,
         "max_grad_norm": opts.max_grad_norm,
         "beta": opts.beta,
+        "ce_ramp_steps": opts.ce_ramp_steps,
         "train_subset": opts.train_subset,
         "augment": opts.augment,
         "bg_seed": opts.bg_seed,
@@ -314,7 +321,7 @@ def _restore_or_initialise(opts: TrainSettings, config: dict, model: torch.nn.Mo
         old = state["config"] if isinstance(state["config"], dict) else {}
         if opts.budget_minutes is not None:
             _resume_budget(opts, config, old)
-        diff = [k for k in RESUME_KEYS if old.get(k) != config.get(k)]
+        diff = [k for k in RESUME_KEYS if old.get(k, RESUME_DEFAULTS.get(k)) != config.get(k)]
         if diff == ["epochs"] and epochs_change_is_safe(old, config, int(state["step"]),
                                                         images.shape[0], world):
             diff = []  # the lr of every step done so far is the same under both totals
@@ -378,6 +385,9 @@ def _train(opts: TrainSettings) -> dict:
     check_out_dir(out, opts.resume, rank)
     if opts.epochs < 1 or opts.batch_size < 1:
         raise errors.UsageError("--epochs and --batch-size must be positive")
+    if opts.ce_ramp_steps and opts.objective not in ("reweighted", "split"):
+        raise errors.UsageError(f"--ce-ramp-steps ramps Eq. (6)'s -log p(y|x); objective "
+                                f"{opts.objective!r} has none to ramp (reweighted, split)")
     try:
         fast = choose_fast_path(device, opts.amp, opts.channels_last, opts.compile, opts.fast)
     except ValueError as exc:
@@ -404,6 +414,10 @@ def _train(opts: TrainSettings) -> dict:
             memory_format, device, augment_images=opts.augment, max_grad_norm=opts.max_grad_norm)
         _set_schedule(opts, config, budget.plan(opts.budget_minutes, ips, images.shape[0],
                                                 opts.batch_size * world))
+    total_steps = steps_per_epoch_of(config, images.shape[0], world) * opts.epochs
+    if opts.ce_ramp_steps and opts.ce_ramp_steps >= total_steps:
+        raise errors.UsageError(f"--ce-ramp-steps {opts.ce_ramp_steps} must end before the last "
+                                f"of the {total_steps} steps: the last phase is Eq. (6) exactly")
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / CONFIG_NAME, config)
@@ -451,6 +465,7 @@ def _train(opts: TrainSettings) -> dict:
                        config["lr_schedule"])
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            train_step.ce_weight = ce_weight_at(step, opts.ce_ramp_steps)
             # Non-finite guard, agreed across ranks (all_reduce) so that all ranks stop together.
             # last_good.pt: the state at the start of the failing step, or the state before the
             # update when the update itself made a parameter non-finite (never non-finite).

@@ -110,12 +110,13 @@ class TrainStep:
         self.model, self.optimizer, self.objective = model, optimizer, objective
         self.beta, self.max_grad_norm, self.world = beta, max_grad_norm, world
         self.net = model if net is None else net
+        self.ce_weight = 1.0  # of -log p(y|x) in Eq. (6); set per step during a ramp
         self.pre_update = PreUpdateCopy(model, optimizer) if guard else None  # None: no guards
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> StepResult:
         lp = self.net(x)
         loss = objective_loss(lp, y, self.model.log_prior(), self.objective,
-                              self.model.data_dims, self.beta)
+                              self.model.data_dims, self.beta, self.ce_weight)
         if self.pre_update is not None and not all_ranks_finite([loss], self.world):
             raise NonFiniteStep("loss")
         self.optimizer.zero_grad(set_to_none=True)

@@ -64,3 +64,10 @@ def test_lr_schedules() -> None:
     assert lr_at(123, spe, epochs, 1e-3, 0, "constant") == 1e-3
     with pytest.raises(ValueError):
         lr_at(0, spe, epochs, 1e-3, 0, "cosine")
+
+
+def test_ce_weight_ramp_ends_in_eq6() -> None:
+    from flows.schedule import ce_weight_at
+
+    assert [ce_weight_at(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert ce_weight_at(0, 0) == ce_weight_at(10**6, 0) == 1.0  # no ramp: Eq. (6) throughout

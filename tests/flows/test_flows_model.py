@@ -119,6 +119,9 @@ def test_objectives_match_equations() -> None:
     rew = objective_loss(lp, y, log_py, "reweighted", d)
     torch.testing.assert_close(rew, (-lp[torch.arange(6), y] / d - log_post).mean())  # Eq. (6)
     torch.testing.assert_close(objective_loss(lp, y, log_py, "split", d), rew)
+    ramped = objective_loss(lp, y, log_py, "reweighted", d, ce_weight=0.25)  # during a ramp
+    torch.testing.assert_close(ramped, (-lp[torch.arange(6), y] / d - 0.25 * log_post).mean())
+    assert objective_loss(lp, y, log_py, "reweighted", d, ce_weight=1.0).item() == rew.item()
     ib = objective_loss(lp, y, log_py, "ib", d, beta=3.0)
     torch.testing.assert_close(ib, (-torch.logsumexp(joint, 1) / d - 3.0 * log_post).mean())
     with pytest.raises(ValueError):

@@ -167,3 +167,44 @@ def test_budget_run_is_reproduced_by_its_resolved_schedule(tiny_data_dir: Path,
     assert all(torch.equal(v, sb[k]) for k, v in sa.items())
     with pytest.raises(SystemExit, match="not sized for that budget"):
         ftrain.main([*base, "--budget-minutes", "0.5", "--resume"])
+
+
+def test_ce_ramp_resumes_bit_identically_and_is_refused_where_it_cannot_apply(
+        tiny_data_dir: Path, tmp_path: Path, capsys) -> None:
+    """A ramp across the resume point continues exactly; it is recorded in the config; it is
+    refused for objectives without -log p(y|x) and when it would not end before the last step;
+    a checkpoint written before the setting existed resumes as a run without a ramp."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    ramp = ("--ce-ramp-steps", "3")  # 2 epochs x 2 steps: weights 1/3, 2/3 | 1, 1
+    assert ftrain.main(_args(tiny_data_dir, full, *ramp)) == 0
+    assert ftrain.main(_args(tiny_data_dir, part, *ramp, "--stop-after", "1")) == 0
+    assert ftrain.main(_args(tiny_data_dir, part, *ramp, "--resume")) == 0
+    a = torch.load(full / "checkpoint.pt", weights_only=True)
+    b = torch.load(part / "checkpoint.pt", weights_only=True)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert json.loads((full / "config.json").read_text())["ce_ramp_steps"] == 3
+    plain = tmp_path / "plain"
+    assert ftrain.main(_args(tiny_data_dir, plain)) == 0  # the ramp changes the result
+    c = torch.load(plain / "checkpoint.pt", weights_only=True)
+    assert any(not torch.equal(v, c["model"][k]) for k, v in a["model"].items())
+    assert a["history"][0]["loss"] != c["history"][0]["loss"]
+    # a checkpoint of a version without the setting: resumes as ce_ramp_steps 0
+    old = tmp_path / "old"
+    assert ftrain.main(_args(tiny_data_dir, old, "--stop-after", "1")) == 0
+    state = torch.load(old / "checkpoint.pt", weights_only=True)
+    del state["config"]["ce_ramp_steps"]
+    torch.save(state, old / "checkpoint.pt")
+    assert ftrain.main(_args(tiny_data_dir, old, "--resume")) == 0
+    d = torch.load(old / "checkpoint.pt", weights_only=True)
+    for key, value in c["model"].items():
+        assert torch.equal(value, d["model"][key]), key
+    capsys.readouterr()
+    for extra, why in ((("--ce-ramp-steps", "4"), "must end before the last of the 4 steps"),
+                       (("--ce-ramp-steps", "1", "--objective", "base"), "has none to ramp")):
+        args = _args(tiny_data_dir, tmp_path / f"bad{len(why)}", *extra)
+        with pytest.raises(SystemExit) as exc:
+            ftrain.main(args)
+        assert exc.value.code == 2, exc.value.code
+        assert why in capsys.readouterr().err
+        assert not (tmp_path / f"bad{len(why)}" / "config.json").exists()  # refused before writing
