@@ -14,6 +14,7 @@ from typing import Any
 
 from foundation import atomic, cli, errors, paper_numbers, runlock
 from paper_figures import paired
+from paper_figures.tables import Table
 
 PAPER_TABLE2 = paper_numbers.TABLE2
 """Paper Table 2 (single source: ``foundation.paper_numbers``)."""
@@ -73,13 +74,16 @@ def _is_new(res: dict[str, Any]) -> bool:
     return "draws" in res  # results of the 8-bit / flows.scoring code
 
 
+def _grid(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table, rendered as the paper tables are (:class:`paper_figures.tables.Table`)."""
+    return Table("", header, rows).markdown_grid()
+
+
 def gap_table(results: list[dict[str, Any]]) -> str:
-    lines = [
-        "| run | n test | S | acc [95% CI] | test bits/dim | median gap (nats) | "
-        "std log p(x\\|y) (nats) | gap >= m(1e-5)=13.8 nats | T quantile (recall) | "
-        "T paper (recall) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = ["run", "n test", "S", "acc [95% CI]", "test bits/dim", "median gap (nats)",
+              "std log p(x|y) (nats)", "gap >= m(1e-5)=13.8 nats", "T quantile (recall)",
+              "T paper (recall)"]
+    rows = []
     for r in results:
         if not _is_new(r):
             continue
@@ -87,21 +91,19 @@ def gap_table(results: list[dict[str, Any]]) -> str:
         tp, tq = th["paper"], th["quantile"]
         paper = "-" if tp["T_bpd"] is None else f"{tp['T_bpd']} ({ci(tp['recall_test'], 1)})"
         m = [c for c in r["confidence_margin"] if c["delta"] == 1e-5][0]
-        lines.append(
-            f"| {_run_name(r)} | {r['n_test']} | {r['draws']} | {ci(r['accuracy_ci'], 1)} | "
-            f"{r['bits_per_dim']['mean']:.3f} | {r['gap']['p50']:.1f} | "
-            f"{r['spread']['std_log_px_given_true']:.1f} | {ci(m['gap_at_least_margin'], 1)} | "
-            f"{tq['T_bpd']:.3f} ({ci(tq['recall_test'], 1)}) | {paper} |")
-    return "\n".join(lines)
+        rows.append([_run_name(r), str(r["n_test"]), str(r["draws"]), ci(r["accuracy_ci"], 1),
+                     f"{r['bits_per_dim']['mean']:.3f}", f"{r['gap']['p50']:.1f}",
+                     f"{r['spread']['std_log_px_given_true']:.1f}",
+                     ci(m["gap_at_least_margin"], 1),
+                     f"{tq['T_bpd']:.3f} ({ci(tq['recall_test'], 1)})", paper])
+    return _grid(header, rows)
 
 
 def attack_table(results: list[dict[str, Any]]) -> str:
     """Table 2: ``U% [CI] (F% [CI])`` per setting and threshold, n attacked images."""
-    lines = [
-        "| run | threshold | n | CW-L2 | Boundary | CW-L2 + det. | Boundary + det. | "
-        "CW-L2 continuous, rounded after |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    header = ["run", "threshold", "n", "CW-L2", "Boundary", "CW-L2 + det.", "Boundary + det.",
+              "CW-L2 continuous, rounded after"]
+    rows = []
     for r in results:
         if not _is_new(r):
             continue
@@ -124,23 +126,21 @@ def attack_table(results: list[dict[str, Any]]) -> str:
             if not r.get("complete", True):
                 used += " PARTIAL (interrupted: only the settings shown ran)"
             rec = r["thresholds"][th]["recall_test"]
-            lines.append(f"| {_run_name(r)} | {th} T={t:.3f}{used}, recall {ci(rec, 1)} | "
-                         f"{r['n_images']} | " + " | ".join(cells) + " |")
+            rows.append([_run_name(r), f"{th} T={t:.3f}{used}, recall {ci(rec, 1)}",
+                         str(r["n_images"]), *cells])
         p = PAPER_TABLE2.get(r["dataset"], {}).get(_objective(r))
         if p:
-            lines.append(f"| paper ({r['dataset']} {_objective(r)}) | paper T | - | "
-                         + " | ".join(p.get(k, "-") for k in ORDER[:4]) + " | - |")
-    return "\n".join(lines)
+            rows.append([f"paper ({r['dataset']} {_objective(r)})", "paper T", "-",
+                         *(p.get(k, "-") for k in ORDER[:4]), "-"])
+    return _grid(header, rows)
 
 
 def attack_details(results: list[dict[str, Any]]) -> str:
     """Per setting: in-loop successes, final-check and rounding failures, L2, detection."""
-    lines = [
-        "| run | setting | n | in-loop success | final-check failures | median L2 (fooled) | "
-        "median max pixel change | rejected among fooled (T used) | detection term / "
-        "boundary | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = ["run", "setting", "n", "in-loop success", "final-check failures",
+              "median L2 (fooled)", "median max pixel change", "rejected among fooled (T used)",
+              "detection term / boundary", "wall s"]
+    rows = []
     for r in results:
         if not _is_new(r):
             continue
@@ -180,12 +180,11 @@ def attack_details(results: list[dict[str, Any]]) -> str:
             if b:
                 extra.append(f"{b['steps_done']} steps ({b['stopped_by']}), converged "
                              f"{ci(b['converged'])}, not attacked {s['not_attacked']}")
-            lines.append(
-                f"| {_run_name(r)} | {k} | {r['n_images']} | {ci(s['in_loop_success'])} | "
-                f"{_failures(r, k)} | {'-' if l2 is None else f'{l2:.3f}'} | "
-                f"{med_mpc} | {ci(s['rejected_share_of_fooled_T_used'])} | "
-                f"{'; '.join(extra) or '-'} | {s['wall_time_s']:.0f} |")
-    return "\n".join(lines)
+            rows.append([_run_name(r), k, str(r["n_images"]), ci(s["in_loop_success"]),
+                         _failures(r, k), "-" if l2 is None else f"{l2:.3f}", med_mpc,
+                         ci(s["rejected_share_of_fooled_T_used"]), "; ".join(extra) or "-",
+                         f"{s['wall_time_s']:.0f}"])
+    return _grid(header, rows)
 
 
 def _failures(res: dict[str, Any], setting: str) -> str:
@@ -209,9 +208,9 @@ left vs right), and CW against the boundary attack (the paper: CW easily detecte
 def paired_table(results: list[dict[str, Any]]) -> str:
     """McNemar (exact) between two settings run on the same images (same seed, same pool), on
     "undetected within eps" under the threshold the run attacked with."""
-    lines = ["| run | A | B | n | undetected within eps: A | B | only A | only B | "
-             "McNemar exact p |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    header = ["run", "A", "B", "n", "undetected within eps: A", "B", "only A", "only B",
+              "McNemar exact p"]
+    rows = []
     by_run: dict[str, dict[str, dict[str, Any]]] = {}
     for r in results:
         if _is_new(r):
@@ -223,41 +222,38 @@ def paired_table(results: list[dict[str, Any]]) -> str:
                 continue
             ra, rb = settings[a], settings[b]
             m = paired.compare(ra, a, rb, b, ra["threshold_used"])
-            lines.append(f"| {run} | {a} | {b} | {m['n']} | {m['a']} | {m['b']} | "
-                         f"{m['a_only']} | {m['b_only']} | {m['p_exact']:.2g} |")
-    return "\n".join(lines)
+            rows.append([run, a, b, str(m["n"]), str(m["a"]), str(m["b"]), str(m["a_only"]),
+                         str(m["b_only"]), f"{m['p_exact']:.2g}"])
+    return _grid(header, rows)
 
 
 def interp_table(results: list[dict[str, Any]]) -> str:
-    lines = [
-        "| run | pairs | S | endpoint bits/dim | mid bits/dim | mid - endpoints (+- s.e.) | "
-        "mid more likely than both | mid less likely than both | paths all accepted "
-        "(quantile T) | (paper T) | finding | paper |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = ["run", "pairs", "S", "endpoint bits/dim", "mid bits/dim",
+              "mid - endpoints (+- s.e.)", "mid more likely than both",
+              "mid less likely than both", "paths all accepted (quantile T)", "(paper T)",
+              "finding", "paper"]
+    rows = []
     for r in results:
         if not _is_new(r):
             continue
         pa = r["paths_all_accepted"]
         se = r.get("mid_minus_endpoints_bpd_se")
-        lines.append(
-            f"| {_run_name(r)} | {r['n_pairs']} | {r['draws']} | {r['endpoint_bpd_mean']:.3f} | "
-            f"{r['mid_bpd_mean']:.3f} | {r['mid_minus_endpoints_bpd']:+.3f} "
-            f"(+- {se:.3f}) | {ci(r['mid_more_likely_than_both'], 1)} | "
-            f"{ci(r['mid_less_likely_than_both'], 1)} | {ci(pa.get('quantile'), 1)} | "
-            f"{ci(pa.get('paper'), 1)} | {r['finding']} | {PAPER_FIG4.get(r['dataset'], '-')} |")
-    return "\n".join(lines)
+        rows.append([_run_name(r), str(r["n_pairs"]), str(r["draws"]),
+                     f"{r['endpoint_bpd_mean']:.3f}", f"{r['mid_bpd_mean']:.3f}",
+                     f"{r['mid_minus_endpoints_bpd']:+.3f} (+- {se:.3f})",
+                     ci(r["mid_more_likely_than_both"], 1), ci(r["mid_less_likely_than_both"], 1),
+                     ci(pa.get("quantile"), 1), ci(pa.get("paper"), 1), r["finding"],
+                     PAPER_FIG4.get(r["dataset"], "-")])
+    return _grid(header, rows)
 
 
 def table3(res: dict[str, Any]) -> str:
-    lines = ["| dataset | run | n test | acc (ours) [95% CI] | bits/dim (ours) | acc (paper) | "
-             "bits/dim (paper) |", "|---|---|---|---|---|---|---|"]
-    for r in res["rows"]:
-        lines.append(
-            f"| {r['dataset']} | {Path(r['run_dir']).name} | {r['n_test']} | "
-            f"{ci(r.get('accuracy_ci'), 1)} | {r['bits_per_dim']:.3f} | "
-            f"{r['paper_accuracy_pct']}% | {r['paper_bits_per_dim']} |")
-    return "\n".join(lines)
+    header = ["dataset", "run", "n test", "acc (ours) [95% CI]", "bits/dim (ours)",
+              "acc (paper)", "bits/dim (paper)"]
+    rows = [[r["dataset"], Path(r["run_dir"]).name, str(r["n_test"]), ci(r.get("accuracy_ci"), 1),
+             f"{r['bits_per_dim']:.3f}", f"{r['paper_accuracy_pct']}%",
+             str(r["paper_bits_per_dim"])] for r in res["rows"]]
+    return _grid(header, rows)
 
 
 def build(root: Path) -> str:

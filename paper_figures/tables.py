@@ -28,12 +28,16 @@ class Table:
 
     def markdown(self) -> str:
         """GitHub Markdown (title, table, notes)."""
-        esc = [[c.replace("|", "\\|") for c in r] for r in [self.header, *self.rows]]
-        lines = [f"**{self.title}**", "", "| " + " | ".join(esc[0]) + " |",
-                 "|" + "|".join("---" for _ in self.header) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in esc[1:]]
-        lines += [""] + [f"- {n}" for n in self.notes]
+        lines = [f"**{self.title}**", "", self.markdown_grid(), ""]
+        lines += [f"- {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
+
+    def markdown_grid(self) -> str:
+        """The header and rows alone as a GitHub Markdown table (``|`` in a cell escaped)."""
+        esc = [[c.replace("|", "\\|") for c in r] for r in [self.header, *self.rows]]
+        lines = ["| " + " | ".join(esc[0]) + " |", "|" + "|".join("---" for _ in self.header) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in esc[1:]]
+        return "\n".join(lines)
 
     def latex(self) -> str:
         """A booktabs ``table`` environment."""
