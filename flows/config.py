@@ -20,7 +20,8 @@ class ModelConfig:
     split_sigma: float = 1.0
     image_size: int = 32  # the paper uses 32; smaller sizes are only for fast exact tests
     factor_out_prior: bool = False  # Glow's learned prior at the splits (flows.layers)
-    first_level_steps: int = -1  # flow steps at full resolution; -1: steps_per_level (App. B)
+    first_level_steps: int = -1  # flow steps of level 0; -1: steps_per_level (App. B)
+    squeeze_first: bool = False  # squeeze at the start of each level (Glow) instead of the end
 
     def __post_init__(self) -> None:
         if self.first_level_steps == 0:  # x is the first half of the padded, squeezed channels
@@ -46,6 +47,7 @@ class Preset:
     factor_out_prior: bool = False
     note: str = ""
     first_level_steps: int = -1  # -1: steps_per_level at every level
+    squeeze_first: bool = False  # False: Appendix B (squeeze at the end of each level)
 
 
 # The paper presets are Appendix B. The cpu-* presets are sized for this project's CPU budget
@@ -79,4 +81,4 @@ def model_config(
     return ModelConfig(in_channels=in_channels, num_classes=num_classes, hidden=pr.hidden,
                        steps_per_level=pr.steps_per_level, prior=prior_for(objective),
                        factor_out_prior=pr.factor_out_prior,
-                       first_level_steps=pr.first_level_steps)
+                       first_level_steps=pr.first_level_steps, squeeze_first=pr.squeeze_first)

@@ -3,8 +3,9 @@
 Architecture (Appendix B): input ``x`` ``[N, C, 32, 32]`` in [-0.5, 0.5] -> channel doubling with
 uniform noise scaled to [0, 2/256] (:class:`flows.layers.PadChannels`) -> ``levels`` levels, each
 ``steps_per_level`` Glow steps (actnorm, LU 1x1 conv, affine coupling) followed by the squeeze at
-the END of the level; after every level but the last, half of the squeezed channels are factored
-out into the latent. The latent ``z`` (all factored-out parts, the final level first) has
+the END of the level (``squeeze_first``: before the steps, as in Glow, so the steps run at half
+the resolution); after every level but the last, half of the squeezed channels are factored out
+into the latent. The latent ``z`` (all factored-out parts, the final level first) has
 ``2*C*32*32`` dimensions and gets a class-conditional prior, so
 
     log p(x|y) = log p(z(x, e)|y) + log|det dz/d(x, e)|      (Appendix A.1, change of variables)
@@ -53,11 +54,15 @@ class GlowClassifier(nn.Module):
         c, s = 2 * config.in_channels, config.image_size
         if s % (2**config.levels):
             raise ValueError(f"image size {s} is not divisible by 2**levels = {2**config.levels}")
+        self.squeeze_first = config.squeeze_first
         for level in range(config.levels):
+            if self.squeeze_first:
+                c, s = 4 * c, s // 2
             self.levels.append(
                 nn.ModuleList([FlowStep(c, config.hidden) for _ in range(config.steps_at(level))])
             )
-            c, s = 4 * c, s // 2
+            if not self.squeeze_first:
+                c, s = 4 * c, s // 2
             if level < config.levels - 1:
                 self.shapes.append((c // 2, s, s))
                 if config.factor_out_prior:
@@ -102,10 +107,13 @@ class GlowClassifier(nn.Module):
         h, logdet = self.pad(x, noise)
         parts: list[torch.Tensor] = []
         for i, steps in enumerate(self.levels):
+            if self.squeeze_first:
+                h = squeeze(h)
             for step in steps:
                 h, ld = step(h)
                 logdet = logdet + ld
-            h = squeeze(h)
+            if not self.squeeze_first:
+                h = squeeze(h)
             if i < len(self.levels) - 1:
                 half = h.shape[1] // 2
                 out, h = h[:, :half], h[:, half:]
@@ -144,10 +152,13 @@ class GlowClassifier(nn.Module):
                     out, ld = self.factor_out[i].inverse(out, h)
                     logdet = logdet + ld
                 h = torch.cat([out, h], 1)
-            h = unsqueeze(h)
+            if not self.squeeze_first:
+                h = unsqueeze(h)
             for step in reversed(self.levels[i]):
                 h, ld = step.inverse(h)
                 logdet = logdet + ld
+            if self.squeeze_first:
+                h = unsqueeze(h)
         (x, e), ld = self.pad.inverse(h)
         return x, e, logdet + ld
 

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from flows import budget, devices
 from flows import data as fdata
-from flows.config import OBJECTIVES, PRESETS, model_config
+from flows.config import OBJECTIVES, PRESETS, ModelConfig, model_config
 from flows.layout import CHECKPOINT_NAME, CONFIG_NAME, LAST_GOOD_NAME, SUMMARY_NAME
 from flows.pixels import bits_per_dim, dequantize
 from flows.precision import choose_fast_path
@@ -90,6 +90,7 @@ class TrainSettings:
     warmup_steps: int = 200
     max_grad_norm: float = 500.0
     factor_out_prior: str = "preset"
+    squeeze_first: str = "preset"
     beta: float = 1.0
     ce_ramp_steps: int = 0
     train_subset: int = 0
@@ -134,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clip the gradient norm (a loose guard: see docs/flows.md)")
     p.add_argument("--factor-out-prior", choices=("preset", "on", "off"), default="preset",
                    help="Glow's learned prior at the splits (default: as the preset says)")
+    p.add_argument("--squeeze-first", choices=("preset", "on", "off"), default="preset",
+                   help="squeeze at the start of each level (Glow) instead of its end "
+                        "(Appendix B); default: as the preset says")
     p.add_argument("--beta", type=cli.non_negative_float, default=1.0,
                    help="IB weight of L_Y (objective ib)")
     p.add_argument("--ce-ramp-steps", type=cli.non_negative_int, default=0,
@@ -214,6 +218,8 @@ def make_config(opts: TrainSettings, world: int, fast_path: dict) -> dict:
     mc = model_config(opts.preset, fdata.num_channels(opts.dataset), opts.objective)
     if opts.factor_out_prior != "preset":
         mc = dataclasses.replace(mc, factor_out_prior=opts.factor_out_prior == "on")
+    if opts.squeeze_first != "preset":
+        mc = dataclasses.replace(mc, squeeze_first=opts.squeeze_first == "on")
     return {
         "dataset": opts.dataset,
         "objective": opts.objective,
@@ -291,6 +297,18 @@ def _resume_budget(opts: TrainSettings, config: dict, old: dict) -> None:
     _set_schedule(opts, config, budget.BudgetPlan(**recorded))
 
 
+def _with_model_defaults(model: object) -> object:
+    """A checkpoint's ``model`` section with the fields added since it was written at their
+    defaults (which is what it was trained with); anything unusable is returned unchanged, and
+    fails the comparison."""
+    if not isinstance(model, dict):
+        return model
+    try:
+        return ModelConfig(**model).to_dict()
+    except (TypeError, ValueError):
+        return model
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
@@ -321,6 +339,7 @@ def _restore_or_initialise(opts: TrainSettings, config: dict, model: torch.nn.Mo
         old = state["config"] if isinstance(state["config"], dict) else {}
         if opts.budget_minutes is not None:
             _resume_budget(opts, config, old)
+        old = {**old, "model": _with_model_defaults(old.get("model"))}
         diff = [k for k in RESUME_KEYS if old.get(k, RESUME_DEFAULTS.get(k)) != config.get(k)]
         if diff == ["epochs"] and epochs_change_is_safe(old, config, int(state["step"]),
                                                         images.shape[0], world):

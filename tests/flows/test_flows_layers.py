@@ -159,15 +159,20 @@ def test_actnorm_ready_flag_follows_state_dict() -> None:
     assert b.ready
 
 
-@pytest.mark.parametrize("prior,factor_out,first", [
-    ("gmm", False, -1), ("split", False, -1), ("gmm", True, -1), ("split", True, -1),
-    ("gmm", True, 1), ("split", False, 2)])
-def test_whole_flow_inverse_and_logdet(prior: str, factor_out: bool, first: int) -> None:
+@pytest.mark.parametrize("prior,factor_out,first,squeeze_first", [
+    ("gmm", False, -1, False), ("split", False, -1, False), ("gmm", True, -1, False),
+    ("split", True, -1, False), ("gmm", True, 1, False), ("split", False, 2, False),
+    ("gmm", True, -1, True), ("split", True, 2, True), ("gmm", False, -1, True)])
+def test_whole_flow_inverse_and_logdet(prior: str, factor_out: bool, first: int,
+                                       squeeze_first: bool) -> None:
     torch.manual_seed(0)
     cfg = ModelConfig(in_channels=1, hidden=4, steps_per_level=1, levels=2, image_size=8,
-                      prior=prior, factor_out_prior=factor_out, first_level_steps=first)
+                      prior=prior, factor_out_prior=factor_out, first_level_steps=first,
+                      squeeze_first=squeeze_first)
     model = GlowClassifier(cfg).double()
     assert [len(steps) for steps in model.levels] == [1 if first < 0 else first, 1]
+    # the first level's steps act on 8 padded channels at 4x4 (squeeze first) or 2 at 8x8
+    assert model.levels[0][0].layers[0].bias.shape[1] == (8 if squeeze_first else 2)
     x = torch.rand(2, 1, 8, 8, dtype=torch.float64) - 0.5
     model.train()
     model(x)

@@ -208,3 +208,31 @@ def test_ce_ramp_resumes_bit_identically_and_is_refused_where_it_cannot_apply(
         assert exc.value.code == 2, exc.value.code
         assert why in capsys.readouterr().err
         assert not (tmp_path / f"bad{len(why)}" / "config.json").exists()  # refused before writing
+
+
+def test_squeeze_first_is_recorded_and_old_model_sections_resume(tiny_data_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    """``--squeeze-first on`` builds (and records) the Glow-ordered model, which trains to a
+    different result and loads back from its run folder; a checkpoint whose model section
+    predates ``squeeze_first`` and ``first_level_steps`` resumes as the Appendix-B model it
+    was, and is refused with ``--squeeze-first on``."""
+    glow, plain = tmp_path / "glow", tmp_path / "plain"
+    assert ftrain.main(_args(tiny_data_dir, glow, "--squeeze-first", "on")) == 0
+    assert ftrain.main(_args(tiny_data_dir, plain)) == 0
+    assert json.loads((glow / "config.json").read_text())["model"]["squeeze_first"] is True
+    assert json.loads((plain / "config.json").read_text())["model"]["squeeze_first"] is False
+    model, _ = load_run(glow)
+    assert model.squeeze_first and model.levels[0][0].layers[0].bias.shape[1] == 8
+    a = torch.load(glow / "checkpoint.pt", weights_only=True)["history"][-1]["loss"]
+    b = torch.load(plain / "checkpoint.pt", weights_only=True)["history"][-1]["loss"]
+    assert a != b
+    old = tmp_path / "old"
+    assert ftrain.main(_args(tiny_data_dir, old, "--stop-after", "1")) == 0
+    state = torch.load(old / "checkpoint.pt", weights_only=True)
+    for key in ("squeeze_first", "first_level_steps"):
+        del state["config"]["model"][key]
+    torch.save(state, old / "checkpoint.pt")
+    with pytest.raises(SystemExit) as exc:
+        ftrain.main(_args(tiny_data_dir, old, "--resume", "--squeeze-first", "on"))
+    assert str(exc.value.code).endswith("different settings than the checkpoint: model")
+    assert ftrain.main(_args(tiny_data_dir, old, "--resume")) == 0
