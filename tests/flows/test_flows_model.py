@@ -10,7 +10,7 @@ import torch
 from flows.config import OBJECTIVES, ModelConfig, model_config, prior_for
 from flows.model import GlowClassifier
 from flows.objectives import objective_loss
-from flows.priors import GaussianMixturePrior, SplitPrior
+from flows.priors import GaussianMixturePrior, SplitPrior, diag_gaussian_logpdf
 
 
 def _model(prior: str = "gmm", image_size: int = 8, channels: int = 1) -> GlowClassifier:
@@ -81,6 +81,29 @@ def test_gmm_prior_matches_torch_distributions() -> None:
     for k in range(3):
         ref = torch.distributions.Normal(prior.mean[k], prior.log_std[k].exp()).log_prob(z).sum(1)
         torch.testing.assert_close(lp[:, k], ref)
+
+
+def test_gmm_prior_is_exact_far_from_the_mean_and_at_large_dimension() -> None:
+    """The expanded quadratic form (float64) against the float64 broadcast, where float32
+    cancellation between its terms would show: 6144 dimensions, means of size 10, z near and far
+    from them; gradients agree with those of the broadcast form."""
+    torch.manual_seed(0)
+    prior = GaussianMixturePrior(6144, 10)
+    with torch.no_grad():
+        prior.mean.normal_(0, 10.0)
+        prior.log_std.normal_(0, 0.5)
+    z = torch.cat([prior.mean[:3].detach() + 1e-3 * torch.randn(3, 6144), torch.randn(3, 6144)])
+    z.requires_grad_(True)
+    lp = prior(z)
+    assert lp.dtype == torch.float32 and lp.shape == (6, 10)
+    ref = diag_gaussian_logpdf(z.double()[:, None], prior.mean.double()[None],
+                               prior.log_std.double()[None])
+    torch.testing.assert_close(lp.double(), ref, atol=0, rtol=2e-7)  # float32 rounding only
+    w = torch.randn(6, 10)
+    grads = torch.autograd.grad((lp * w).sum(), (z, prior.mean, prior.log_std))
+    refs = torch.autograd.grad((ref * w.double()).sum(), (z, prior.mean, prior.log_std))
+    for g, r in zip(grads, refs, strict=True):
+        torch.testing.assert_close(g, r.float(), rtol=1e-5, atol=1e-4)
 
 
 def test_split_prior_matches_factorisation() -> None:
