@@ -47,7 +47,6 @@ class Preset:
     factor_out_prior: bool = False
     note: str = ""
     first_level_steps: int = -1  # -1: steps_per_level at every level
-    short_run_lr: float = 1e-3  # peak lr of `--lr auto` for a short run from scratch
     squeeze_first: bool = False  # False: Appendix B (squeeze at the end of each level)
 
 
@@ -58,8 +57,7 @@ PRESETS: dict[str, Preset] = {
     "paper-mnist": Preset(128, 12, note="Appendix B, 150 epochs on a GPU"),
     "paper-cifar": Preset(256, 16, note="Appendix B, 150 epochs on a GPU"),
     "cpu-mnist": Preset(64, 4, True, note="MNIST-like, 90 min budget on 2 CPU cores (bf16)"),
-    "cpu-cifar": Preset(96, 4, True, note="CIFAR-10, 90 min budget on 2 CPU cores (bf16)",
-                        short_run_lr=3e-3),  # results/flows-recipe/short-budget-screens.md
+    "cpu-cifar": Preset(96, 4, True, note="CIFAR-10, 90 min budget on 2 CPU cores (bf16)"),
     "small-mnist": Preset(32, 2, note="superseded CPU-scale preset (2-epoch runs)"),
     "small-cifar": Preset(48, 3, note="superseded CPU-scale preset (2-epoch runs)"),
     "tiny": Preset(8, 1, note="tests only"),

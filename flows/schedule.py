@@ -18,7 +18,6 @@ import math
 
 SCHEDULES = ("auto", "paper", "step", "anneal", "constant")
 ANNEAL_FRACTION = 0.2
-PAPER_LR = 1e-3  # Appendix B
 
 
 def resolve_schedule(name: str, epochs: int) -> str:
@@ -28,16 +27,6 @@ def resolve_schedule(name: str, epochs: int) -> str:
     if name == "auto":
         return "paper" if epochs >= 150 else "anneal"
     return name
-
-
-def resolve_lr(lr: float | None, schedule: str, warm_start: bool, short_run_lr: float) -> float:
-    """The peak learning rate ``--lr auto`` (``None``) stands for: the preset's ``short_run_lr``
-    for a run from scratch on the ``anneal`` schedule (3e-3 for cpu-cifar, measured better in a
-    25-minute budget; 1e-3 elsewhere), else ``PAPER_LR`` (Appendix B; also every fine-tune from
-    ``--init-from``). A given rate is kept."""
-    if lr is not None:
-        return lr
-    return short_run_lr if schedule == "anneal" and not warm_start else PAPER_LR
 
 
 def lr_at(step: int, steps_per_epoch: int, epochs: int, base_lr: float, warmup_steps: int,

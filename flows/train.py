@@ -48,7 +48,7 @@ from flows.runs import (
     load_checkpoint,
     save_checkpoint,
 )
-from flows.schedule import SCHEDULES, ce_weight_at, lr_at, resolve_lr, resolve_schedule
+from flows.schedule import SCHEDULES, ce_weight_at, lr_at, resolve_schedule
 from flows.train_step import NonFiniteStep, StepResult, TrainStep, training_batch
 from foundation import cli, errors, runlock
 from foundation.atomic import clean_stale_tmp, write_json
@@ -85,7 +85,7 @@ class TrainSettings:
     resume: bool = False
     init_from: str | Path | None = None
     budget_minutes: float | None = None
-    lr: float | None = None  # None: auto (flows.schedule.resolve_lr)
+    lr: float = 1e-3
     lr_schedule: str = "auto"
     warmup_steps: int = 200
     max_grad_norm: float = 500.0
@@ -109,11 +109,6 @@ class TrainSettings:
         return cls(**vars(args))  # every flag is a field: a new flag without one fails here
 
 
-def _lr_arg(value: str) -> float | None:
-    """Argument type of ``--lr``: ``auto`` (``None``) or a finite float > 0."""
-    return None if str(value).strip().lower() == "auto" else cli.positive_float(value)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--dataset", required=True, choices=fdata.DATASETS)
@@ -132,11 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-minutes", type=cli.positive_float, default=None,
                    help="size --epochs and --train-subset to M minutes of this machine (measured "
                         "throughput; see flows.budget); the resolved values are stored")
-    p.add_argument("--lr", type=_lr_arg, default=None, metavar="{auto,LR}",
-                   help="peak learning rate; auto (default): the preset's short-run rate for a "
-                        "run from scratch on the anneal schedule (3e-3 for cpu-cifar, else "
-                        "1e-3), 1e-3 otherwise (Appendix B; fine-tunes from --init-from); "
-                        "on --resume, the checkpoint's")
+    p.add_argument("--lr", type=cli.positive_float, default=1e-3)
     p.add_argument("--lr-schedule", choices=SCHEDULES, default="auto",
                    help="auto: paper from 150 epochs, else anneal (see flows.schedule)")
     p.add_argument("--warmup-steps", type=cli.non_negative_int, default=200)
@@ -236,8 +227,7 @@ def make_config(opts: TrainSettings, world: int, fast_path: dict) -> dict:
         "epochs": opts.epochs,
         "batch_size": opts.batch_size,
         "seed": opts.seed,
-        "lr": resolve_lr(opts.lr, resolve_schedule(opts.lr_schedule, opts.epochs),
-                         opts.init_from is not None, PRESETS[opts.preset].short_run_lr),
+        "lr": opts.lr,
         "lr_schedule": resolve_schedule(opts.lr_schedule, opts.epochs),
         "warmup_steps": opts.warmup_steps,
         "max_grad_norm": opts.max_grad_norm,
@@ -292,11 +282,8 @@ def _check_same_init(path: Path, recorded: dict | None) -> None:
 def _set_schedule(opts: TrainSettings, config: dict, resolved: budget.BudgetPlan) -> None:
     """Put a budget's epochs and images per epoch into ``opts`` and ``config``."""
     opts.epochs, opts.train_subset = resolved.epochs, resolved.train_subset
-    schedule = resolve_schedule(opts.lr_schedule, resolved.epochs)
     config.update(epochs=resolved.epochs, train_subset=resolved.train_subset,
-                  lr_schedule=schedule,
-                  lr=resolve_lr(opts.lr, schedule, opts.init_from is not None,
-                                PRESETS[opts.preset].short_run_lr),
+                  lr_schedule=resolve_schedule(opts.lr_schedule, resolved.epochs),
                   budget=resolved.to_dict())
 
 
@@ -353,8 +340,6 @@ def _restore_or_initialise(opts: TrainSettings, config: dict, model: torch.nn.Mo
         if opts.budget_minutes is not None:
             _resume_budget(opts, config, old)
         old = {**old, "model": _with_model_defaults(old.get("model"))}
-        if opts.lr is None and isinstance(old.get("lr"), float):
-            config["lr"] = old["lr"]  # --lr auto resumes at the rate the run started with
         diff = [k for k in RESUME_KEYS if old.get(k, RESUME_DEFAULTS.get(k)) != config.get(k)]
         if diff == ["epochs"] and epochs_change_is_safe(old, config, int(state["step"]),
                                                         images.shape[0], world):
@@ -439,12 +424,12 @@ def _train(opts: TrainSettings) -> dict:
     model.set_autocast(torch.bfloat16 if fast.bf16 else None)
     memory_format = torch.channels_last if fast.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     start_epoch, step, history = _restore_or_initialise(opts, config, model, optimizer, images,
                                                         world, device, memory_format)
     if opts.budget_minutes is not None and not opts.resume:
         ips = budget.measure_images_per_s(
-            model, images, labels, opts.objective, opts.batch_size, config["lr"], flip,
+            model, images, labels, opts.objective, opts.batch_size, opts.lr, flip,
             memory_format, device, augment_images=opts.augment, max_grad_norm=opts.max_grad_norm)
         _set_schedule(opts, config, budget.plan(opts.budget_minutes, ips, images.shape[0],
                                                 opts.batch_size * world))
@@ -495,7 +480,7 @@ def _train(opts: TrainSettings) -> dict:
             idx = order[i * opts.batch_size:(i + 1) * opts.batch_size]
             x, y = training_batch(images, labels, idx, augment_images=opts.augment, flip=flip,
                                   generator=g, device=device, memory_format=memory_format)
-            lr = lr_at(step, steps_per_epoch, opts.epochs, config["lr"], opts.warmup_steps,
+            lr = lr_at(step, steps_per_epoch, opts.epochs, opts.lr, opts.warmup_steps,
                        config["lr_schedule"])
             for group in optimizer.param_groups:
                 group["lr"] = lr

@@ -71,35 +71,3 @@ def test_ce_weight_ramp_ends_in_eq6() -> None:
 
     assert [ce_weight_at(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     assert ce_weight_at(0, 0) == ce_weight_at(10**6, 0) == 1.0  # no ramp: Eq. (6) throughout
-
-
-def test_auto_lr_is_the_short_run_rate_only_from_scratch_on_the_anneal() -> None:
-    from flows.config import PRESETS
-    from flows.schedule import PAPER_LR, resolve_lr
-
-    assert PRESETS["cpu-cifar"].short_run_lr == 3e-3 and PRESETS["cpu-mnist"].short_run_lr == 1e-3
-    assert resolve_lr(None, "anneal", warm_start=False, short_run_lr=3e-3) == 3e-3
-    assert resolve_lr(None, "anneal", warm_start=True, short_run_lr=3e-3) == PAPER_LR == 1e-3
-    for schedule in ("paper", "step", "constant"):
-        assert resolve_lr(None, schedule, warm_start=False, short_run_lr=3e-3) == PAPER_LR
-    assert resolve_lr(2e-4, "anneal", warm_start=False, short_run_lr=3e-3) == 2e-4
-
-
-def test_train_records_the_resolved_lr(tiny_data_dir) -> None:
-    """``--lr auto`` (the default) is resolved into the run's config: the preset's short-run
-    rate for a short run from scratch (3e-3 for cpu-cifar, 1e-3 for cpu-mnist), 1e-3 from 150
-    epochs (the paper schedule) and for a warm start; a given ``--lr`` is kept."""
-    from flows import train as ftrain
-
-    def lr_of(preset: str, *extra: str) -> float:
-        args = ftrain.build_parser().parse_args(
-            ["--dataset", "cifar10", "--objective", "base", "--preset", preset, "--out",
-             "unused", "--data-dir", str(tiny_data_dir), *extra])
-        return ftrain.make_config(ftrain.TrainSettings.from_args(args), 1, {})["lr"]
-
-    assert lr_of("cpu-cifar", "--epochs", "3") == lr_of("cpu-cifar", "--epochs", "3", "--lr",
-                                                          "auto") == 3e-3
-    assert lr_of("cpu-mnist", "--epochs", "3") == 1e-3
-    assert lr_of("cpu-cifar", "--epochs", "150") == 1e-3
-    assert lr_of("cpu-cifar", "--epochs", "3", "--init-from", str(tiny_data_dir)) == 1e-3
-    assert lr_of("cpu-cifar", "--epochs", "3", "--lr", "5e-4") == 5e-4
