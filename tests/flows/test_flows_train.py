@@ -120,13 +120,20 @@ def test_torchrun_ddp_two_cpu_processes(tiny_data_dir: Path, tmp_path: Path) -> 
 
     if shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists():
         pytest.skip("torchrun not available")
-    out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "flows.train", *_args(tiny_data_dir, out, "--epochs", "1", "--threads", "1")]
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    for attempt in range(2):
+        out = tmp_path / f"ddp{attempt}"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+               "2", "-m", "flows.train",
+               *_args(tiny_data_dir, out, "--epochs", "1", "--threads", "1")]
+        proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+        # one retry only when a rank died of SIGABRT (a C++ abort in the launcher's process
+        # group; seen once on the 2-core VM, cause unknown): an exception raised by flows.train
+        # exits with 1, not a signal, and fails at once
+        if proc.returncode == 0 or "(SIGABRT)" not in proc.stderr:
+            break
+    assert proc.returncode == 0, proc.stderr[-4000:]
     assert json.loads((out / "config.json").read_text())["world_size"] == 2
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
 
