@@ -35,8 +35,9 @@ def diag_gaussian_logpdf_all_classes(
     ``sum_d (z_d - m_kd)^2 / s_kd^2 = (z^2) @ (1/s^2)^T - 2 z @ (m/s^2)^T + sum_d m_kd^2/s_kd^2``,
     and evaluated in float64, then returned in ``z``'s dtype: no ``[N, K, D]`` tensor (6144
     dimensions x 10 classes per image on CIFAR-10), and the cancellation between the three terms
-    costs nothing at float64 (for the latents of a trained model, 1e-11 nats against up to 1e-3
-    for the float32 broadcast of :func:`diag_gaussian_logpdf`).
+    costs nothing at float64 (with random means and scales at 6144 dimensions: 1e-11 nats from
+    the float64 broadcast, where the float32 broadcast of :func:`diag_gaussian_logpdf` is off by
+    up to 1e-3).
     """
     z64, m, s = z.double(), mean.double(), log_std.double()
     prec = torch.exp(-2.0 * s)  # [K, D]
