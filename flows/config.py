@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 OBJECTIVES = ("base", "reweighted", "split", "ib")
+PAD_NOISES = ("uniform", "gaussian")  # distribution of the padding channels (flows.layers)
 
 
 @dataclass(frozen=True)
@@ -22,8 +23,12 @@ class ModelConfig:
     factor_out_prior: bool = False  # Glow's learned prior at the splits (flows.layers)
     first_level_steps: int = -1  # flow steps of level 0; -1: steps_per_level (App. B)
     squeeze_first: bool = False  # squeeze at the start of each level (Glow) instead of the end
+    pad_noise: str = "uniform"  # padding channels: "uniform" (App. B) or "gaussian" (flows.layers)
 
     def __post_init__(self) -> None:
+        if self.pad_noise not in PAD_NOISES:
+            raise ValueError(f"unknown padding noise {self.pad_noise!r}; expected one of "
+                             f"{', '.join(PAD_NOISES)}")
         if self.first_level_steps == 0:  # x is the first half of the padded, squeezed channels
             raise ValueError("first_level_steps 0 would factor out the image's pixels untouched "
                              "after the first squeeze; use -1 (steps_per_level) or >= 1")
@@ -48,16 +53,20 @@ class Preset:
     note: str = ""
     first_level_steps: int = -1  # -1: steps_per_level at every level
     squeeze_first: bool = False  # False: Appendix B (squeeze at the end of each level)
+    pad_noise: str = "uniform"  # "uniform": Appendix B; "gaussian": see flows.layers.PadChannels
 
 
 # The paper presets are Appendix B. The cpu-* presets are sized for this project's CPU budget
-# (docs/flows.md: one model trains in <= 90 min wall on 2 cores with bf16 autocast); small-* and
+# (docs/flows.md: one model trains in <= 90 min wall on 2 cores with bf16 autocast) and pad with
+# Gaussianised noise (flows.layers.PadChannels; docs/flows.md, "Padding noise"); small-* and
 # tiny are kept for the old CPU-scale results and fast tests.
 PRESETS: dict[str, Preset] = {
     "paper-mnist": Preset(128, 12, note="Appendix B, 150 epochs on a GPU"),
     "paper-cifar": Preset(256, 16, note="Appendix B, 150 epochs on a GPU"),
-    "cpu-mnist": Preset(64, 4, True, note="MNIST-like, 90 min budget on 2 CPU cores (bf16)"),
-    "cpu-cifar": Preset(96, 4, True, note="CIFAR-10, 90 min budget on 2 CPU cores (bf16)"),
+    "cpu-mnist": Preset(64, 4, True, note="MNIST-like, 90 min budget on 2 CPU cores (bf16)",
+                        pad_noise="gaussian"),
+    "cpu-cifar": Preset(96, 4, True, note="CIFAR-10, 90 min budget on 2 CPU cores (bf16)",
+                        pad_noise="gaussian"),
     "small-mnist": Preset(32, 2, note="superseded CPU-scale preset (2-epoch runs)"),
     "small-cifar": Preset(48, 3, note="superseded CPU-scale preset (2-epoch runs)"),
     "tiny": Preset(8, 1, note="tests only"),
@@ -81,4 +90,5 @@ def model_config(
     return ModelConfig(in_channels=in_channels, num_classes=num_classes, hidden=pr.hidden,
                        steps_per_level=pr.steps_per_level, prior=prior_for(objective),
                        factor_out_prior=pr.factor_out_prior,
-                       first_level_steps=pr.first_level_steps, squeeze_first=pr.squeeze_first)
+                       first_level_steps=pr.first_level_steps, squeeze_first=pr.squeeze_first,
+                       pad_noise=pr.pad_noise)

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from flows.config import PAD_NOISES
+
 
 class ActNorm(nn.Module):
     """Per-channel affine ``y = x * exp(s) + b``; ``logdet = H*W*sum(s)``.
@@ -255,29 +257,57 @@ def unsqueeze(x: torch.Tensor) -> torch.Tensor:
 
 
 class PadChannels(nn.Module):
-    """Channel doubling of Appendix B: ``(x, e) -> cat(x, scale * e)`` with ``e ~ U[0, 1)^D``.
+    """Channel doubling of Appendix B: ``(x, e) -> cat(x, t(e))`` with ``e ~ U[0, 1)^D``.
 
-    ``scale = 2/256``, so the padded channels lie in ``[0, 2/256]``. The flow models the density of
-    ``(x, scale*e)``; the Jacobian of ``e -> scale*e`` adds ``logdet = C*H*W*log(scale)``, which
-    makes the result a density of ``(x, e)``. As ``e`` has unit density on ``[0,1)^D``, this is a
-    (stochastic, lower-bound-in-expectation) estimate of ``log p(x)`` (Appendix A.3).
+    ``noise="uniform"`` (Appendix B): ``t(e) = scale * e`` with ``scale = 2/256``, so the padded
+    channels lie in ``[0, 2/256]``; ``logdet = D log(scale)``.
 
-    The layer has two inputs, so its output in the inverse direction is the pair (FrEIA's
-    convention): ``inverse(y) -> ((x, e), logdet_inv)`` with ``e = y_pad / scale`` and
-    ``logdet_inv = -C*H*W*log(scale)``.
+    ``noise="gaussian"``: ``t(e) = sigma * Phi^-1(d + (1 - 2d) e)`` with ``Phi^-1`` the standard
+    normal quantile, ``sigma = scale / sqrt(12)`` (the standard deviation of the uniform padding)
+    and ``d = 2^-25`` (keeps the argument inside ``(0, 1)`` for ``e = 0``), so the padded channels
+    are ``N(0, sigma^2)`` (truncated beyond 5.4 sigma, mass 2d) and a flow can model them exactly
+    by leaving them alone, where uniform padding must be bent into the prior's Gaussian shape;
+    ``logdet = sum_i [log((1 - 2d) sigma) + log(2 pi)/2 + Phi^-1(.)_i^2 / 2]``, computed in
+    float64.
+
+    Either way ``e`` has unit density on ``[0, 1)^D``, so the flow's density of ``(x, t(e))``
+    times ``|det dt/de|`` is a density of ``(x, e)``: a (stochastic, lower-bound-in-expectation)
+    estimate of ``log p(x)`` (Appendix A.3), and the noise never enters a reported number in any
+    other way. The layer has two inputs, so its output in the inverse direction is the pair
+    (FrEIA's convention): ``inverse(y) -> ((x, e), logdet_inv)``.
     """
 
-    def __init__(self, scale: float = 2.0 / 256.0) -> None:
+    EDGE = 2.0**-25
+
+    def __init__(self, scale: float = 2.0 / 256.0, noise: str = "uniform") -> None:
         super().__init__()
+        if noise not in PAD_NOISES:
+            raise ValueError(f"unknown padding noise {noise!r}; expected one of {PAD_NOISES}")
         self.scale = scale
+        self.noise = noise
+
+    def _gauss_logdet(self, g0: torch.Tensor) -> torch.Tensor:
+        """``log|dt/de|`` summed per sample, from ``g0 = Phi^-1(d + (1 - 2d) e)`` (float64)."""
+        sigma = self.scale / math.sqrt(12.0)
+        const = math.log((1.0 - 2.0 * self.EDGE) * sigma) + 0.5 * math.log(2.0 * math.pi)
+        return (const + 0.5 * g0 * g0).flatten(1).sum(1)
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        d = noise[0].numel()
-        logdet = x.new_full((x.shape[0],), d * math.log(self.scale))
-        return torch.cat([x, noise * self.scale], 1), logdet
+        if self.noise == "uniform":
+            d = noise[0].numel()
+            logdet = x.new_full((x.shape[0],), d * math.log(self.scale))
+            return torch.cat([x, noise * self.scale], 1), logdet
+        g0 = torch.special.ndtri(self.EDGE + (1.0 - 2.0 * self.EDGE) * noise.double())
+        sigma = self.scale / math.sqrt(12.0)
+        padded = (sigma * g0).to(x.dtype)
+        return torch.cat([x, padded], 1), self._gauss_logdet(g0).to(x.dtype)
 
     def inverse(self, y: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
         c = y.shape[1] // 2
-        noise = y[:, c:]
-        logdet = y.new_full((y.shape[0],), -noise[0].numel() * math.log(self.scale))
-        return (y[:, :c], noise / self.scale), logdet
+        if self.noise == "uniform":
+            noise = y[:, c:]
+            logdet = y.new_full((y.shape[0],), -noise[0].numel() * math.log(self.scale))
+            return (y[:, :c], noise / self.scale), logdet
+        g0 = y[:, c:].double() / (self.scale / math.sqrt(12.0))
+        e = (torch.special.ndtr(g0) - self.EDGE) / (1.0 - 2.0 * self.EDGE)
+        return (y[:, :c], e.to(y.dtype)), -self._gauss_logdet(g0).to(y.dtype)

@@ -1,7 +1,8 @@
 """GlowClassifier: a multi-scale Glow with a class-conditional prior (Fetaya et al., App. A, B).
 
 Architecture (Appendix B): input ``x`` ``[N, C, 32, 32]`` in [-0.5, 0.5] -> channel doubling with
-uniform noise scaled to [0, 2/256] (:class:`flows.layers.PadChannels`) -> ``levels`` levels, each
+uniform noise scaled to [0, 2/256] (``pad_noise="gaussian"``, the cpu presets: the same noise
+through the normal quantile; :class:`flows.layers.PadChannels`) -> ``levels`` levels, each
 ``steps_per_level`` Glow steps (actnorm, LU 1x1 conv, affine coupling) followed by the squeeze at
 the END of the level (``squeeze_first``: before the steps, as in Glow, so the steps run at half
 the resolution); after every level but the last, half of the squeezed channels are factored out
@@ -47,7 +48,7 @@ class GlowClassifier(nn.Module):
         self.in_channels = config.in_channels
         self.image_size = config.image_size
         self.data_dims = config.in_channels * config.image_size * config.image_size
-        self.pad = PadChannels()
+        self.pad = PadChannels(noise=config.pad_noise)
         self.levels = nn.ModuleList()
         self.shapes: list[tuple[int, int, int]] = []  # shape of each factored-out / final part
         self.factor_out = nn.ModuleList()  # learned priors at the splits (empty when disabled)

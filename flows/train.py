@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from flows import budget, devices
 from flows import data as fdata
-from flows.config import OBJECTIVES, PRESETS, ModelConfig, model_config
+from flows.config import OBJECTIVES, PAD_NOISES, PRESETS, ModelConfig, model_config
 from flows.layout import CHECKPOINT_NAME, CONFIG_NAME, LAST_GOOD_NAME, SUMMARY_NAME
 from flows.pixels import bits_per_dim, dequantize
 from flows.precision import choose_fast_path
@@ -91,6 +91,7 @@ class TrainSettings:
     max_grad_norm: float = 500.0
     factor_out_prior: str = "preset"
     squeeze_first: str = "preset"
+    pad_noise: str = "preset"
     beta: float = 1.0
     ce_ramp_steps: int = 0
     train_subset: int = 0
@@ -138,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--squeeze-first", choices=("preset", "on", "off"), default="preset",
                    help="squeeze at the start of each level (Glow) instead of its end "
                         "(Appendix B); default: as the preset says")
+    p.add_argument("--pad-noise", choices=("preset", *PAD_NOISES), default="preset",
+                   help="distribution of the padding channels: uniform (Appendix B) or gaussian "
+                        "(the same noise through the normal quantile; flows.layers.PadChannels); "
+                        "default: as the preset says")
     p.add_argument("--beta", type=cli.non_negative_float, default=1.0,
                    help="IB weight of L_Y (objective ib)")
     p.add_argument("--ce-ramp-steps", type=cli.non_negative_int, default=0,
@@ -220,6 +225,8 @@ def make_config(opts: TrainSettings, world: int, fast_path: dict) -> dict:
         mc = dataclasses.replace(mc, factor_out_prior=opts.factor_out_prior == "on")
     if opts.squeeze_first != "preset":
         mc = dataclasses.replace(mc, squeeze_first=opts.squeeze_first == "on")
+    if opts.pad_noise != "preset":
+        mc = dataclasses.replace(mc, pad_noise=opts.pad_noise)
     return {
         "dataset": opts.dataset,
         "objective": opts.objective,
@@ -309,6 +316,15 @@ def _with_model_defaults(model: object) -> object:
         return model
 
 
+def _model_fields_differing(old: object, new: dict) -> str:
+    """`` (model.F: checkpoint A, now B; ...)`` for the model fields that differ, or ``""``."""
+    if not isinstance(old, dict):
+        return ""
+    fields = [f"model.{k}: checkpoint {old.get(k)!r}, now {v!r}" for k, v in new.items()
+              if old.get(k) != v]
+    return f" ({'; '.join(fields)})" if fields else ""
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
@@ -345,7 +361,8 @@ def _restore_or_initialise(opts: TrainSettings, config: dict, model: torch.nn.Mo
                                                         images.shape[0], world):
             diff = []  # the lr of every step done so far is the same under both totals
         if diff:
-            raise _fail(f"--resume with different settings than the checkpoint: {', '.join(diff)}")
+            raise _fail(f"--resume with different settings than the checkpoint: {', '.join(diff)}"
+                        + _model_fields_differing(old.get("model"), config["model"]))
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])

@@ -102,22 +102,48 @@ def test_squeeze_roundtrip_is_permutation() -> None:
     assert sorted(z.flatten().tolist()) == sorted(x.flatten().tolist())
 
 
-def test_pad_channels_logdet_matches_jacobian() -> None:
-    pad = PadChannels()
+@pytest.mark.parametrize("noise", ["uniform", "gaussian"])
+def test_pad_channels_logdet_matches_jacobian(noise: str) -> None:
+    pad = PadChannels(noise=noise)
     x = torch.rand(2, 1, 3, 3, dtype=torch.float64) - 0.5
     e = torch.rand(2, 1, 3, 3, dtype=torch.float64)
     y, logdet = pad(x, e)
-    assert y.shape == (2, 2, 3, 3) and float(y[:, 1:].max()) <= 2 / 256
+    assert y.shape == (2, 2, 3, 3)
     xe = torch.cat([x, e], 1)
     expected = _jacobian_logdet(lambda v: pad(v[:, :1], v[:, 1:])[0], xe)
     torch.testing.assert_close(logdet, expected)
-    torch.testing.assert_close(logdet, torch.full((2,), 9 * math.log(2 / 256), dtype=torch.float64))
+    if noise == "uniform":
+        assert float(y[:, 1:].max()) <= 2 / 256
+        torch.testing.assert_close(logdet,
+                                   torch.full((2,), 9 * math.log(2 / 256), dtype=torch.float64))
     (xr, er), logdet_inv = pad.inverse(y)
     torch.testing.assert_close(xr, x)
     torch.testing.assert_close(er, e)
     torch.testing.assert_close(logdet_inv, -logdet)
     expected_inv = _jacobian_logdet(lambda v: torch.cat(pad.inverse(v)[0], 1), y)
     torch.testing.assert_close(logdet_inv, expected_inv)
+
+
+def test_gaussian_padding_is_the_normal_quantile_of_the_uniform_noise() -> None:
+    """``t(e) = sigma Phi^-1(d + (1 - 2d) e)``: the median maps to 0, ``Phi(1)`` to about one
+    ``sigma = (2/256)/sqrt(12)``; ``e = 0`` and the largest float32 below 1 stay finite (the
+    float32 noise of training hits 0 about once per 2^24 draws), and the inverse returns them."""
+    pad = PadChannels(noise="gaussian")
+    sigma = (2 / 256) / math.sqrt(12)
+    below_one = 1.0 - 2.0**-24
+    e = torch.tensor([0.5, 0.8413447460685429, 0.0, below_one]).view(1, 1, 2, 2)
+    y, logdet = pad(torch.zeros_like(e), e)
+    g = y[0, 1].flatten().double() / sigma
+    assert g[0] == 0.0 and abs(float(g[1]) - 1.0) < 1e-6
+    assert bool(torch.isfinite(y).all()) and bool(torch.isfinite(logdet).all())
+    assert -5.6 < float(g[2]) < -5.2 and 5.0 < float(g[3]) < 5.6
+    (_, er), logdet_inv = pad.inverse(y)
+    torch.testing.assert_close(er, e, atol=1e-6, rtol=0)
+    torch.testing.assert_close(logdet_inv, -logdet, atol=1e-4, rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown padding noise"):
+        PadChannels(noise="laplace")
+    with pytest.raises(ValueError, match="unknown padding noise"):
+        ModelConfig(pad_noise="laplace")
 
 
 def test_pixel_scale_logdet_matches_jacobian() -> None:
@@ -159,16 +185,19 @@ def test_actnorm_ready_flag_follows_state_dict() -> None:
     assert b.ready
 
 
-@pytest.mark.parametrize("prior,factor_out,first,squeeze_first", [
-    ("gmm", False, -1, False), ("split", False, -1, False), ("gmm", True, -1, False),
-    ("split", True, -1, False), ("gmm", True, 1, False), ("split", False, 2, False),
-    ("gmm", True, -1, True), ("split", True, 2, True), ("gmm", False, -1, True)])
+@pytest.mark.parametrize("prior,factor_out,first,squeeze_first,pad_noise", [
+    ("gmm", False, -1, False, "uniform"), ("split", False, -1, False, "uniform"),
+    ("gmm", True, -1, False, "uniform"), ("split", True, -1, False, "uniform"),
+    ("gmm", True, 1, False, "uniform"), ("split", False, 2, False, "uniform"),
+    ("gmm", True, -1, True, "uniform"), ("split", True, 2, True, "uniform"),
+    ("gmm", False, -1, True, "uniform"), ("gmm", True, -1, False, "gaussian"),
+    ("split", True, 2, True, "gaussian")])
 def test_whole_flow_inverse_and_logdet(prior: str, factor_out: bool, first: int,
-                                       squeeze_first: bool) -> None:
+                                       squeeze_first: bool, pad_noise: str) -> None:
     torch.manual_seed(0)
     cfg = ModelConfig(in_channels=1, hidden=4, steps_per_level=1, levels=2, image_size=8,
                       prior=prior, factor_out_prior=factor_out, first_level_steps=first,
-                      squeeze_first=squeeze_first)
+                      squeeze_first=squeeze_first, pad_noise=pad_noise)
     model = GlowClassifier(cfg).double()
     assert [len(steps) for steps in model.levels] == [1 if first < 0 else first, 1]
     # the first level's steps act on 8 padded channels at 4x4 (squeeze first) or 2 at 8x8

@@ -221,8 +221,9 @@ def test_squeeze_first_is_recorded_and_old_model_sections_resume(tiny_data_dir: 
                                                                  tmp_path: Path) -> None:
     """``--squeeze-first on`` builds (and records) the Glow-ordered model, which trains to a
     different result and loads back from its run folder; a checkpoint whose model section
-    predates ``squeeze_first`` and ``first_level_steps`` resumes as the Appendix-B model it
-    was, and is refused with ``--squeeze-first on``."""
+    predates ``squeeze_first``, ``first_level_steps`` and ``pad_noise`` resumes as the
+    Appendix-B model it was, and is refused with ``--squeeze-first on`` or ``--pad-noise
+    gaussian``."""
     glow, plain = tmp_path / "glow", tmp_path / "plain"
     assert ftrain.main(_args(tiny_data_dir, glow, "--squeeze-first", "on")) == 0
     assert ftrain.main(_args(tiny_data_dir, plain)) == 0
@@ -236,10 +237,33 @@ def test_squeeze_first_is_recorded_and_old_model_sections_resume(tiny_data_dir: 
     old = tmp_path / "old"
     assert ftrain.main(_args(tiny_data_dir, old, "--stop-after", "1")) == 0
     state = torch.load(old / "checkpoint.pt", weights_only=True)
-    for key in ("squeeze_first", "first_level_steps"):
+    for key in ("squeeze_first", "first_level_steps", "pad_noise"):
         del state["config"]["model"][key]
     torch.save(state, old / "checkpoint.pt")
-    with pytest.raises(SystemExit) as exc:
-        ftrain.main(_args(tiny_data_dir, old, "--resume", "--squeeze-first", "on"))
-    assert str(exc.value.code).endswith("different settings than the checkpoint: model")
+    for flag, field in ((("--squeeze-first", "on"), "squeeze_first: checkpoint False, now True"),
+                        (("--pad-noise", "gaussian"),
+                         "pad_noise: checkpoint 'uniform', now 'gaussian'")):
+        with pytest.raises(SystemExit) as exc:
+            ftrain.main(_args(tiny_data_dir, old, "--resume", *flag))
+        assert str(exc.value.code).endswith(
+            f"different settings than the checkpoint: model (model.{field})"), exc.value.code
     assert ftrain.main(_args(tiny_data_dir, old, "--resume")) == 0
+
+
+def test_gaussian_padding_is_recorded_trains_and_loads_back(tiny_data_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """``--pad-noise gaussian`` is recorded in the model section, trains to another result than
+    the preset's uniform padding, and its run folder loads back with it (and evaluates)."""
+    gauss, plain = tmp_path / "gauss", tmp_path / "plain"
+    assert ftrain.main(_args(tiny_data_dir, gauss, "--pad-noise", "gaussian")) == 0
+    assert ftrain.main(_args(tiny_data_dir, plain)) == 0
+    assert json.loads((gauss / "config.json").read_text())["model"]["pad_noise"] == "gaussian"
+    assert json.loads((plain / "config.json").read_text())["model"]["pad_noise"] == "uniform"
+    a = torch.load(gauss / "checkpoint.pt", weights_only=True)["history"][-1]["loss"]
+    b = torch.load(plain / "checkpoint.pt", weights_only=True)["history"][-1]["loss"]
+    assert a != b
+    model, _ = load_run(gauss)
+    assert model.pad.noise == "gaussian"
+    out_json = tmp_path / "gauss-eval.json"
+    assert feval.main(["--run", str(gauss), "--out", str(out_json), "--device", "cpu"]) == 0
+    assert json.loads(out_json.read_text())["metrics"]["bits_per_dim"] > 0
