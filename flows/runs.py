@@ -312,7 +312,8 @@ def init_from_run(model: GlowClassifier, source: str | Path) -> dict[str, Any]:
     """Load the flow (and, when of the same kind, the prior) of ``source`` into ``model``.
 
     The likelihood warm start of the training recipe: ``source`` is a run directory or a model
-    folder of the same architecture; every flow tensor must match in name and shape. A prior of
+    folder of the same architecture; every flow tensor must match in name and shape, and the
+    padding noise must be the same (its flow was fitted to that distribution). A prior of
     another kind (a ``gmm`` source for a ``split`` model) stays as initialised. Returns what was
     done: ``{"path", "weights", "prior"}`` (``prior``: ``"loaded"`` or ``"fresh"``).
     """
@@ -328,6 +329,11 @@ def init_from_run(model: GlowClassifier, source: str | Path) -> dict[str, Any]:
         raise RunError(f"{source}: --init-from needs a model of the same architecture "
                        f"(preset {src_config.get('preset', '?')!r}; differs in "
                        f"{', '.join(diff[:3])})")
+    src_pad = src_config["model"].get("pad_noise", "uniform")  # older runs: Appendix B's
+    if src_pad != model.config.pad_noise:
+        raise RunError(f"{source}: --init-from needs the same padding noise (the source was "
+                       f"trained with {src_pad!r}, this run pads with "
+                       f"{model.config.pad_noise!r}; pass --pad-noise {src_pad})")
     same_prior = src_config["model"].get("prior") == model.config.prior
     load = {k: v for k, v in src.items() if same_prior or not k.startswith("prior.")}
     model.load_state_dict(load, strict=same_prior)

@@ -3,6 +3,7 @@ and the likelihood warm start (``--init-from``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -148,6 +149,11 @@ def test_init_from_loads_the_flow_and_a_prior_of_the_same_kind(folder: Path) -> 
     other = GlowClassifier(model_config("small-mnist", 1, "base"))
     with pytest.raises(RunError, match="same architecture"):
         init_from_run(other, folder)
+    # same tensors, other padding noise: its flow was fitted to the source's padding
+    gauss = GlowClassifier(dataclasses.replace(model_config("tiny", 1, "reweighted"),
+                                               pad_noise="gaussian"))
+    with pytest.raises(RunError, match="trained with 'uniform'.*pass --pad-noise uniform"):
+        init_from_run(gauss, folder)
 
 
 def test_train_init_from_records_its_source_and_resumes(folder: Path, tiny_data_dir: Path,
