@@ -285,11 +285,11 @@ class PadChannels(nn.Module):
             raise ValueError(f"unknown padding noise {noise!r}; expected one of {PAD_NOISES}")
         self.scale = scale
         self.noise = noise
+        self.sigma = scale / math.sqrt(12.0)  # gaussian: the uniform padding's std
 
     def _gauss_logdet(self, g0: torch.Tensor) -> torch.Tensor:
         """``log|dt/de|`` summed per sample, from ``g0 = Phi^-1(d + (1 - 2d) e)`` (float64)."""
-        sigma = self.scale / math.sqrt(12.0)
-        const = math.log((1.0 - 2.0 * self.EDGE) * sigma) + 0.5 * math.log(2.0 * math.pi)
+        const = math.log((1.0 - 2.0 * self.EDGE) * self.sigma) + 0.5 * math.log(2.0 * math.pi)
         return (const + 0.5 * g0 * g0).flatten(1).sum(1)
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -298,8 +298,7 @@ class PadChannels(nn.Module):
             logdet = x.new_full((x.shape[0],), d * math.log(self.scale))
             return torch.cat([x, noise * self.scale], 1), logdet
         g0 = torch.special.ndtri(self.EDGE + (1.0 - 2.0 * self.EDGE) * noise.double())
-        sigma = self.scale / math.sqrt(12.0)
-        padded = (sigma * g0).to(x.dtype)
+        padded = (self.sigma * g0).to(x.dtype)
         return torch.cat([x, padded], 1), self._gauss_logdet(g0).to(x.dtype)
 
     def inverse(self, y: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -308,6 +307,6 @@ class PadChannels(nn.Module):
             noise = y[:, c:]
             logdet = y.new_full((y.shape[0],), -noise[0].numel() * math.log(self.scale))
             return (y[:, :c], noise / self.scale), logdet
-        g0 = y[:, c:].double() / (self.scale / math.sqrt(12.0))
+        g0 = y[:, c:].double() / self.sigma
         e = (torch.special.ndtr(g0) - self.EDGE) / (1.0 - 2.0 * self.EDGE)
         return (y[:, :c], e.to(y.dtype)), -self._gauss_logdet(g0).to(y.dtype)
