@@ -30,6 +30,7 @@ import torch
 from flows import data as fdata
 from flows.pixels import NUM_BINS, bin_point, bits_per_dim
 from flows.preprocess import pad_to_32
+from flows.priors import LOG_2PI
 from flows.provenance import provenance
 from flows.scoring import mean_and_se
 from foundation import cli, errors, runlock
@@ -38,8 +39,6 @@ from foundation.intervals import logmeanexp
 from foundation.provenance import portable_command
 
 PROG = "python -m flows.baselines"
-
-LOG_2PI = math.log(2 * math.pi)
 
 
 def flat_images(images_uint8: torch.Tensor) -> np.ndarray:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from flows.config import PAD_NOISES
+from flows.priors import LOG_2PI
 
 
 class ActNorm(nn.Module):
@@ -289,7 +290,7 @@ class PadChannels(nn.Module):
 
     def _gauss_logdet(self, g0: torch.Tensor) -> torch.Tensor:
         """``log|dt/de|`` summed per sample, from ``g0 = Phi^-1(d + (1 - 2d) e)`` (float64)."""
-        const = math.log((1.0 - 2.0 * self.EDGE) * self.sigma) + 0.5 * math.log(2.0 * math.pi)
+        const = math.log((1.0 - 2.0 * self.EDGE) * self.sigma) + 0.5 * LOG_2PI
         return (const + 0.5 * g0 * g0).flatten(1).sum(1)
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
