@@ -329,7 +329,7 @@ def init_from_run(model: GlowClassifier, source: str | Path) -> dict[str, Any]:
         raise RunError(f"{source}: --init-from needs a model of the same architecture "
                        f"(preset {src_config.get('preset', '?')!r}; differs in "
                        f"{', '.join(diff[:3])})")
-    src_pad = src_config["model"].get("pad_noise", "uniform")  # older runs: Appendix B's
+    src_pad = ModelConfig(**src_config["model"]).pad_noise  # older runs: the dataclass default
     if src_pad != model.config.pad_noise:
         raise RunError(f"{source}: --init-from needs the same padding noise (the source was "
                        f"trained with {src_pad!r}, this run pads with "
