@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 OBJECTIVES = ("base", "reweighted", "split", "ib")
 PAD_NOISES = ("uniform", "gaussian")  # distribution of the padding channels (flows.layers)
+GMM_SCALES = ("per-class", "shared")  # scales of the Gaussian mixture prior (flows.priors)
 
 
 @dataclass(frozen=True)
@@ -24,11 +25,18 @@ class ModelConfig:
     first_level_steps: int = -1  # flow steps of level 0; -1: steps_per_level (App. B)
     squeeze_first: bool = False  # squeeze at the start of each level (Glow) instead of the end
     pad_noise: str = "uniform"  # padding channels: "uniform" (App. B) or "gaussian" (flows.layers)
+    gmm_scale: str = "per-class"  # "per-class" sigma_y (App. A.1) or one "shared" sigma (priors)
 
     def __post_init__(self) -> None:
         if self.pad_noise not in PAD_NOISES:
             raise ValueError(f"unknown padding noise {self.pad_noise!r}; expected one of "
                              f"{', '.join(PAD_NOISES)}")
+        if self.gmm_scale not in GMM_SCALES:
+            raise ValueError(f"unknown mixture scale {self.gmm_scale!r}; expected one of "
+                             f"{', '.join(GMM_SCALES)}")
+        if self.gmm_scale != "per-class" and self.prior != "gmm":
+            raise ValueError(f"a {self.gmm_scale} mixture scale needs the gmm prior (objectives "
+                             f"base, reweighted, ib), not {self.prior!r}")
         if self.first_level_steps == 0:  # x is the first half of the padded, squeezed channels
             raise ValueError("first_level_steps 0 would factor out the image's pixels untouched "
                              "after the first squeeze; use -1 (steps_per_level) or >= 1")
@@ -54,6 +62,7 @@ class Preset:
     first_level_steps: int = -1  # -1: steps_per_level at every level
     squeeze_first: bool = False  # False: Appendix B (squeeze at the end of each level)
     pad_noise: str = "uniform"  # "uniform": Appendix B; "gaussian": see flows.layers.PadChannels
+    gmm_scale: str = "per-class"  # "per-class": Appendix A.1; "shared": see flows.priors
 
 
 # The paper presets are Appendix B. The cpu-* presets are sized for this project's CPU budget
@@ -91,4 +100,4 @@ def model_config(
                        steps_per_level=pr.steps_per_level, prior=prior_for(objective),
                        factor_out_prior=pr.factor_out_prior,
                        first_level_steps=pr.first_level_steps, squeeze_first=pr.squeeze_first,
-                       pad_noise=pr.pad_noise)
+                       pad_noise=pr.pad_noise, gmm_scale=pr.gmm_scale)

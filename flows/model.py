@@ -72,7 +72,8 @@ class GlowClassifier(nn.Module):
         self.shapes.append((c, s, s))
         self.latent_dims = 2 * self.data_dims
         if config.prior == "gmm":
-            self.prior: nn.Module = GaussianMixturePrior(self.latent_dims, self.num_classes)
+            self.prior: nn.Module = GaussianMixturePrior(
+                self.latent_dims, self.num_classes, shared_scale=config.gmm_scale == "shared")
         elif config.prior == "split":
             self.prior = SplitPrior(self.latent_dims, self.num_classes, config.split_sigma)
         else:

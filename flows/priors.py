@@ -1,7 +1,10 @@
 """Class-conditional latent priors ``log p(z|y)`` evaluated for every class at once (``[N, K]``).
 
 * :class:`GaussianMixturePrior` -- Section 4.1 / Appendix A.1: ``p(z|y) = N(mu_y, diag(sigma_y^2))``
-  with learned means and log standard deviations (zero-initialised: standard normal).
+  with learned means and log standard deviations (zero-initialised: standard normal). With
+  ``shared_scale`` one ``sigma`` serves every class, ``p(z|y) = N(mu_y, diag(sigma^2))`` (as the
+  unit-variance components of Mackowiak et al. 2021, with a learned scale): the class
+  log-likelihood ratios ``log p(z|y) - log p(z|y')`` are then linear in ``z`` (LDA).
 * :class:`SplitPrior` -- Appendix A.4: ``z = (z_s, z_n)`` with ``z_s`` the first K latent dims,
   ``p(z_s|y) = N(e_y, sigma_s^2 I)`` (one-hot mean, fixed scale ``sigma_s``) and
   ``p(z_n|z_s, y) = N(mu(z_s, y), diag(exp(2 rho(z_s, y))))`` with ``mu``, ``rho`` affine in
@@ -46,21 +49,47 @@ def diag_gaussian_logpdf_all_classes(
     return lp.to(z.dtype)
 
 
-class GaussianMixturePrior(nn.Module):
-    """``log p(z|y) = log N(z; mu_y, diag(exp(2 log_sigma_y)))`` for all K classes."""
+def pooled_log_std(log_std: torch.Tensor) -> torch.Tensor:
+    """``[K, D] -> [1, D]``: the log of the pooled within-class standard deviation,
+    ``0.5 log(mean_k sigma_k^2)`` (the shared scale that LDA fits to equally likely classes)."""
+    k = log_std.shape[0]
+    return 0.5 * (torch.logsumexp(2.0 * log_std, 0, keepdim=True) - math.log(k))
 
-    def __init__(self, dim: int, num_classes: int) -> None:
+
+class GaussianMixturePrior(nn.Module):
+    """``log p(z|y) = log N(z; mu_y, diag(exp(2 log_sigma_y)))`` for all K classes.
+
+    ``log_std`` is ``[K, D]``, or ``[1, D]`` with ``shared_scale`` (one scale for every class).
+    """
+
+    def __init__(self, dim: int, num_classes: int, shared_scale: bool = False) -> None:
         super().__init__()
+        self.shared_scale = shared_scale
         self.mean = nn.Parameter(torch.zeros(num_classes, dim))
-        self.log_std = nn.Parameter(torch.zeros(num_classes, dim))
+        self.log_std = nn.Parameter(torch.zeros(1 if shared_scale else num_classes, dim))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """``[N, D] -> [N, K]`` class-conditional log densities."""
-        return diag_gaussian_logpdf_all_classes(z, self.mean, self.log_std)
+        return diag_gaussian_logpdf_all_classes(z, self.mean, self.log_std.expand_as(self.mean))
 
     def sample(self, y: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         eps = torch.randn(y.shape[0], self.mean.shape[1], device=y.device)
-        return self.mean[y] + temperature * torch.exp(self.log_std[y]) * eps
+        log_std = self.log_std[0].expand_as(eps) if self.shared_scale else self.log_std[y]
+        return self.mean[y] + temperature * torch.exp(log_std) * eps
+
+    def state_from(self, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:
+        """Map the ``mean`` / ``log_std`` of another mixture prior onto this one's shapes.
+
+        Returns ``(state, how)``: ``"loaded"`` when the shapes agree; ``"pooled"`` for per-class
+        scales into a shared one (:func:`pooled_log_std`); ``"broadcast"`` for a shared scale
+        into per-class ones (every class starts from it). The means are always copied.
+        """
+        log_std = state["log_std"]
+        if log_std.shape == self.log_std.shape:
+            return dict(state), "loaded"
+        if self.shared_scale:
+            return {**state, "log_std": pooled_log_std(log_std)}, "pooled"
+        return {**state, "log_std": log_std.expand_as(self.mean).clone()}, "broadcast"
 
 
 class SplitPrior(nn.Module):

@@ -32,6 +32,7 @@ from flows.layout import (
     WEIGHTS_NAME,
 )
 from flows.model import GlowClassifier
+from flows.priors import GaussianMixturePrior
 from flows.schedule import SCHEDULES
 from flows.weights import (
     load_weights,
@@ -120,6 +121,9 @@ def _fast_path_ok(v: Any) -> bool:
         isinstance(x, bool) for x in v.values())
 
 
+INIT_PRIORS = ("loaded", "pooled", "broadcast", "fresh")  # how init_from_run set the prior
+
+
 def _init_from_ok(v: Any) -> bool:
     if v is None:
         return True
@@ -129,7 +133,7 @@ def _init_from_ok(v: Any) -> bool:
     return (isinstance(w, dict) and isinstance(w.get("file"), str)
             and isinstance(w.get("sha256"), str) and len(w["sha256"]) == 64
             and all(c in "0123456789abcdef" for c in w["sha256"])
-            and v.get("prior") in ("loaded", "fresh"))
+            and v.get("prior") in INIT_PRIORS)
 
 
 FAST_PATH_KEYS = {"bf16_coupling", "channels_last", "compile"}
@@ -156,7 +160,7 @@ CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "fast_path": (_fast_path_ok, f"an object of true/false {', '.join(sorted(FAST_PATH_KEYS))}"),
     "data_dir": (lambda v: v is None or isinstance(v, str), "null or a path (string)"),
     "init_from": (_init_from_ok, "null or an object with path, weights {file, sha256} and "
-                  "prior (loaded or fresh)"),
+                  f"prior ({', '.join(INIT_PRIORS)})"),
     # fields of older versions
     "amp": (lambda v: v in ("auto", "none", "bf16"), "auto, none or bf16"),
     "compile": (lambda v: isinstance(v, bool) or v in ("auto", "on", "off"),
@@ -314,8 +318,11 @@ def init_from_run(model: GlowClassifier, source: str | Path) -> dict[str, Any]:
     The likelihood warm start of the training recipe: ``source`` is a run directory or a model
     folder of the same architecture; every flow tensor must match in name and shape, and the
     padding noise must be the same (its flow was fitted to that distribution). A prior of
-    another kind (a ``gmm`` source for a ``split`` model) stays as initialised. Returns what was
-    done: ``{"path", "weights", "prior"}`` (``prior``: ``"loaded"`` or ``"fresh"``).
+    another kind (a ``gmm`` source for a ``split`` model) stays as initialised; a mixture prior
+    with per-class scales enters one with a shared scale pooled, and the reverse broadcast
+    (:meth:`flows.priors.GaussianMixturePrior.state_from`). Returns what was done:
+    ``{"path", "weights", "prior"}`` (``prior``: ``"loaded"``, ``"pooled"``, ``"broadcast"`` or
+    ``"fresh"``).
     """
     _, src_config, src_state = load_run_state(source)
     src, dst = src_state["model"], model.state_dict()
@@ -334,11 +341,16 @@ def init_from_run(model: GlowClassifier, source: str | Path) -> dict[str, Any]:
         raise RunError(f"{source}: --init-from needs the same padding noise (the source was "
                        f"trained with {src_pad!r}, this run pads with "
                        f"{model.config.pad_noise!r}; pass --pad-noise {src_pad})")
-    same_prior = src_config["model"].get("prior") == model.config.prior
-    load = {k: v for k, v in src.items() if same_prior or not k.startswith("prior.")}
-    model.load_state_dict(load, strict=same_prior)
-    return {"path": str(source), "weights": src_state["weights"],
-            "prior": "loaded" if same_prior else "fresh"}
+    load = {k: v for k, v in src.items() if not k.startswith("prior.")}
+    how = "fresh"
+    if src_config["model"].get("prior") == model.config.prior:
+        prior = {k.removeprefix("prior."): v for k, v in src.items() if k.startswith("prior.")}
+        how = "loaded"
+        if isinstance(model.prior, GaussianMixturePrior):  # per-class / shared scales
+            prior, how = model.prior.state_from(prior)
+        load.update({f"prior.{k}": v for k, v in prior.items()})
+    model.load_state_dict(load, strict=how != "fresh")
+    return {"path": str(source), "weights": src_state["weights"], "prior": how}
 
 
 def load_run(run_dir: str | Path, map_location: str | torch.device = "cpu"

@@ -35,7 +35,15 @@ from tqdm import tqdm
 
 from flows import budget, devices
 from flows import data as fdata
-from flows.config import OBJECTIVES, PAD_NOISES, PRESETS, ModelConfig, model_config
+from flows.config import (
+    GMM_SCALES,
+    OBJECTIVES,
+    PAD_NOISES,
+    PRESETS,
+    ModelConfig,
+    model_config,
+    prior_for,
+)
 from flows.layout import CHECKPOINT_NAME, CONFIG_NAME, LAST_GOOD_NAME, SUMMARY_NAME
 from flows.pixels import bits_per_dim, dequantize
 from flows.precision import choose_fast_path
@@ -92,6 +100,7 @@ class TrainSettings:
     factor_out_prior: str = "preset"
     squeeze_first: str = "preset"
     pad_noise: str = "preset"
+    gmm_scale: str = "preset"
     beta: float = 1.0
     ce_ramp_steps: int = 0
     train_subset: int = 0
@@ -143,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="distribution of the padding channels: uniform (Appendix B) or gaussian "
                         "(the same noise through the normal quantile; flows.layers.PadChannels); "
                         "default: as the preset says")
+    p.add_argument("--gmm-scale", choices=("preset", *GMM_SCALES), default="preset",
+                   help="scales of the Gaussian mixture prior: per-class (Appendix A.1) or one "
+                        "shared by every class (flows.priors); default: as the preset says")
     p.add_argument("--beta", type=cli.non_negative_float, default=1.0,
                    help="IB weight of L_Y (objective ib)")
     p.add_argument("--ce-ramp-steps", type=cli.non_negative_int, default=0,
@@ -227,6 +239,8 @@ def make_config(opts: TrainSettings, world: int, fast_path: dict) -> dict:
         mc = dataclasses.replace(mc, squeeze_first=opts.squeeze_first == "on")
     if opts.pad_noise != "preset":
         mc = dataclasses.replace(mc, pad_noise=opts.pad_noise)
+    if opts.gmm_scale != "preset":
+        mc = dataclasses.replace(mc, gmm_scale=opts.gmm_scale)
     return {
         "dataset": opts.dataset,
         "objective": opts.objective,
@@ -424,6 +438,9 @@ def _train(opts: TrainSettings) -> dict:
     if opts.ce_ramp_steps and opts.objective not in ("reweighted", "split"):
         raise errors.UsageError(f"--ce-ramp-steps ramps Eq. (6)'s -log p(y|x); objective "
                                 f"{opts.objective!r} has none to ramp (reweighted, split)")
+    if opts.gmm_scale == "shared" and prior_for(opts.objective) != "gmm":
+        raise errors.UsageError(f"--gmm-scale shared sets the scales of the Gaussian mixture "
+                                f"prior; objective {opts.objective!r} uses the split prior")
     try:
         fast = choose_fast_path(device, opts.amp, opts.channels_last, opts.compile, opts.fast)
     except ValueError as exc:

@@ -83,6 +83,49 @@ def test_gmm_prior_matches_torch_distributions() -> None:
         torch.testing.assert_close(lp[:, k], ref)
 
 
+def test_shared_scale_gmm_prior_matches_torch_distributions_and_samples_its_scale() -> None:
+    """One scale for every class: each column is ``N(mu_k, diag(sigma^2))``, the class
+    log-ratios are affine in ``z`` (LDA), and samples of every class have that scale."""
+    torch.manual_seed(0)
+    prior = GaussianMixturePrior(6, 3, shared_scale=True)
+    assert prior.log_std.shape == (1, 6)
+    with torch.no_grad():
+        prior.mean.normal_()
+        prior.log_std.normal_(0, 0.3)
+    z = torch.randn(4, 6, dtype=torch.float64)
+    lp = prior.double()(z)
+    for k in range(3):
+        ref = torch.distributions.Normal(prior.mean[k], prior.log_std[0].exp()).log_prob(z).sum(1)
+        torch.testing.assert_close(lp[:, k], ref)
+    ratio = lambda z: prior(z)[:, 1] - prior(z)[:, 0]  # noqa: E731
+    z2 = torch.randn(4, 6, dtype=torch.float64)
+    torch.testing.assert_close(ratio(0.5 * (z + z2)), 0.5 * (ratio(z) + ratio(z2)))
+    y = torch.tensor([0, 2] * 4000)
+    draws = prior.float().sample(y) - prior.mean[y].float()
+    torch.testing.assert_close(draws.std(0), prior.log_std[0].exp().float(), rtol=0.05, atol=0)
+
+
+def test_mixture_state_from_pools_and_broadcasts_scales() -> None:
+    """Per-class scales enter a shared-scale prior as the pooled within-class variance
+    ``mean_k sigma_k^2``; a shared scale enters a per-class prior as every class's scale."""
+    per_class = GaussianMixturePrior(5, 4)
+    with torch.no_grad():
+        per_class.mean.normal_()
+        per_class.log_std.normal_(0, 0.7)
+    state = {k: v.detach().clone() for k, v in per_class.state_dict().items()}
+    shared = GaussianMixturePrior(5, 4, shared_scale=True)
+    pooled, how = shared.state_from(state)
+    assert how == "pooled"
+    var = per_class.log_std.detach().double().mul(2).exp().mean(0)
+    torch.testing.assert_close(pooled["log_std"][0].double(), 0.5 * var.log())
+    assert torch.equal(pooled["mean"], state["mean"])
+    shared.load_state_dict(pooled)
+    back, how = GaussianMixturePrior(5, 4).state_from(shared.state_dict())
+    assert how == "broadcast" and back["log_std"].shape == (4, 5)
+    assert torch.equal(back["log_std"], shared.log_std.detach().expand(4, 5))
+    assert shared.state_from(shared.state_dict())[1] == "loaded"
+
+
 def test_gmm_prior_is_exact_far_from_the_mean_and_at_large_dimension() -> None:
     """The expanded quadratic form (float64) against the float64 broadcast, where float32
     cancellation between its terms would show: 6144 dimensions, means of size 10, z near and far

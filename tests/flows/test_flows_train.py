@@ -208,7 +208,9 @@ def test_ce_ramp_resumes_bit_identically_and_is_refused_where_it_cannot_apply(
         assert torch.equal(value, d["model"][key]), key
     capsys.readouterr()
     for extra, why in ((("--ce-ramp-steps", "4"), "must end before the last of the 4 steps"),
-                       (("--ce-ramp-steps", "1", "--objective", "base"), "has none to ramp")):
+                       (("--ce-ramp-steps", "1", "--objective", "base"), "has none to ramp"),
+                       (("--gmm-scale", "shared", "--objective", "split"),
+                        "uses the split prior")):
         args = _args(tiny_data_dir, tmp_path / f"bad{len(why)}", *extra)
         with pytest.raises(SystemExit) as exc:
             ftrain.main(args)
@@ -221,9 +223,9 @@ def test_squeeze_first_is_recorded_and_old_model_sections_resume(tiny_data_dir: 
                                                                  tmp_path: Path) -> None:
     """``--squeeze-first on`` builds (and records) the Glow-ordered model, which trains to a
     different result and loads back from its run folder; a checkpoint whose model section
-    predates ``squeeze_first``, ``first_level_steps`` and ``pad_noise`` resumes as the
-    Appendix-B model it was, and is refused with ``--squeeze-first on`` or ``--pad-noise
-    gaussian``."""
+    predates ``squeeze_first``, ``first_level_steps``, ``pad_noise`` and ``gmm_scale`` resumes as
+    the Appendix-B model it was, and is refused with ``--squeeze-first on``, ``--pad-noise
+    gaussian`` or ``--gmm-scale shared``."""
     glow, plain = tmp_path / "glow", tmp_path / "plain"
     assert ftrain.main(_args(tiny_data_dir, glow, "--squeeze-first", "on")) == 0
     assert ftrain.main(_args(tiny_data_dir, plain)) == 0
@@ -237,12 +239,14 @@ def test_squeeze_first_is_recorded_and_old_model_sections_resume(tiny_data_dir: 
     old = tmp_path / "old"
     assert ftrain.main(_args(tiny_data_dir, old, "--stop-after", "1")) == 0
     state = torch.load(old / "checkpoint.pt", weights_only=True)
-    for key in ("squeeze_first", "first_level_steps", "pad_noise"):
+    for key in ("squeeze_first", "first_level_steps", "pad_noise", "gmm_scale"):
         del state["config"]["model"][key]
     torch.save(state, old / "checkpoint.pt")
     for flag, field in ((("--squeeze-first", "on"), "squeeze_first: checkpoint False, now True"),
                         (("--pad-noise", "gaussian"),
-                         "pad_noise: checkpoint 'uniform', now 'gaussian'")):
+                         "pad_noise: checkpoint 'uniform', now 'gaussian'"),
+                        (("--gmm-scale", "shared"),
+                         "gmm_scale: checkpoint 'per-class', now 'shared'")):
         with pytest.raises(SystemExit) as exc:
             ftrain.main(_args(tiny_data_dir, old, "--resume", *flag))
         assert str(exc.value.code).endswith(

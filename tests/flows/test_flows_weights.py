@@ -146,6 +146,14 @@ def test_init_from_loads_the_flow_and_a_prior_of_the_same_kind(folder: Path) -> 
         ref = fresh[k] if k.startswith("prior.") else src.state_dict()[k]
         assert torch.equal(v, ref), k
 
+    shared = GlowClassifier(dataclasses.replace(model_config("tiny", 1, "reweighted"),
+                                                gmm_scale="shared"))
+    assert init_from_run(shared, folder)["prior"] == "pooled"
+    log_std = src.state_dict()["prior.log_std"]
+    torch.testing.assert_close(shared.prior.log_std.detach(),
+                               0.5 * (2 * log_std).exp().mean(0, keepdim=True).log())
+    assert torch.equal(shared.prior.mean, src.prior.mean)
+
     other = GlowClassifier(model_config("small-mnist", 1, "base"))
     with pytest.raises(RunError, match="same architecture"):
         init_from_run(other, folder)
@@ -166,6 +174,13 @@ def test_train_init_from_records_its_source_and_resumes(folder: Path, tiny_data_
     assert init["prior"] == "loaded"
     assert init["weights"]["sha256"] == (folder / SHA_NAME).read_text().split()[0]
     assert ftrain.main([*args, "--resume"]) == 0
+    shared = tmp_path / "shared"
+    assert ftrain.main([*_train_args(tiny_data_dir, shared, "reweighted", "--init-from",
+                                     str(folder), "--gmm-scale", "shared")]) == 0
+    config = json.loads((shared / "config.json").read_text())
+    assert config["init_from"]["prior"] == "pooled" and config["model"]["gmm_scale"] == "shared"
+    model, _ = load_run(shared)
+    assert model.prior.log_std.shape == (1, model.latent_dims)
     other = tmp_path / "other"
     shutil.copytree(folder, other)
     save_weights({k: v + 1 for k, v in load_weights(folder)[0].items()
