@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 OBJECTIVES = ("base", "reweighted", "split", "ib")
 PAD_NOISES = ("uniform", "gaussian")  # distribution of the padding channels (flows.layers)
 GMM_SCALES = ("per-class", "shared")  # scales of the Gaussian mixture prior (flows.priors)
+GMM_CLASS_LATENTS = ("all", "top")  # latent dims with class-specific mixture parameters
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class ModelConfig:
     squeeze_first: bool = False  # squeeze at the start of each level (Glow) instead of the end
     pad_noise: str = "uniform"  # padding channels: "uniform" (App. B) or "gaussian" (flows.layers)
     gmm_scale: str = "per-class"  # "per-class" sigma_y (App. A.1) or one "shared" sigma (priors)
+    gmm_class_latent: str = "all"  # class-specific mixture parameters on "all" dims or the "top"
 
     def __post_init__(self) -> None:
         if self.pad_noise not in PAD_NOISES:
@@ -34,9 +36,12 @@ class ModelConfig:
         if self.gmm_scale not in GMM_SCALES:
             raise ValueError(f"unknown mixture scale {self.gmm_scale!r}; expected one of "
                              f"{', '.join(GMM_SCALES)}")
-        if self.gmm_scale != "per-class" and self.prior != "gmm":
-            raise ValueError(f"a {self.gmm_scale} mixture scale needs the gmm prior (objectives "
-                             f"base, reweighted, ib), not {self.prior!r}")
+        if self.gmm_class_latent not in GMM_CLASS_LATENTS:
+            raise ValueError(f"unknown class latent {self.gmm_class_latent!r}; expected one of "
+                             f"{', '.join(GMM_CLASS_LATENTS)}")
+        if (self.gmm_scale, self.gmm_class_latent) != ("per-class", "all") and self.prior != "gmm":
+            raise ValueError(f"mixture options need the gmm prior (objectives base, reweighted, "
+                             f"ib), not {self.prior!r}")
         if self.first_level_steps == 0:  # x is the first half of the padded, squeezed channels
             raise ValueError("first_level_steps 0 would factor out the image's pixels untouched "
                              "after the first squeeze; use -1 (steps_per_level) or >= 1")
@@ -63,6 +68,7 @@ class Preset:
     squeeze_first: bool = False  # False: Appendix B (squeeze at the end of each level)
     pad_noise: str = "uniform"  # "uniform": Appendix B; "gaussian": see flows.layers.PadChannels
     gmm_scale: str = "per-class"  # "per-class": Appendix A.1; "shared": see flows.priors
+    gmm_class_latent: str = "all"  # "all": Appendix A.1; "top": see flows.priors
 
 
 # The paper presets are Appendix B. The cpu-* presets are sized for this project's CPU budget
@@ -100,4 +106,5 @@ def model_config(
                        steps_per_level=pr.steps_per_level, prior=prior_for(objective),
                        factor_out_prior=pr.factor_out_prior,
                        first_level_steps=pr.first_level_steps, squeeze_first=pr.squeeze_first,
-                       pad_noise=pr.pad_noise, gmm_scale=pr.gmm_scale)
+                       pad_noise=pr.pad_noise, gmm_scale=pr.gmm_scale,
+                       gmm_class_latent=pr.gmm_class_latent)

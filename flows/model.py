@@ -72,8 +72,10 @@ class GlowClassifier(nn.Module):
         self.shapes.append((c, s, s))
         self.latent_dims = 2 * self.data_dims
         if config.prior == "gmm":
+            top = self.shapes[-1][0] * self.shapes[-1][1] * self.shapes[-1][2]  # first in z
             self.prior: nn.Module = GaussianMixturePrior(
-                self.latent_dims, self.num_classes, shared_scale=config.gmm_scale == "shared")
+                self.latent_dims, self.num_classes, shared_scale=config.gmm_scale == "shared",
+                class_dims=top if config.gmm_class_latent == "top" else None)
         elif config.prior == "split":
             self.prior = SplitPrior(self.latent_dims, self.num_classes, config.split_sigma)
         else:

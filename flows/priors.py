@@ -60,22 +60,39 @@ class GaussianMixturePrior(nn.Module):
     """``log p(z|y) = log N(z; mu_y, diag(exp(2 log_sigma_y)))`` for all K classes.
 
     ``log_std`` is ``[K, D]``, or ``[1, D]`` with ``shared_scale`` (one scale for every class).
+    With ``class_dims = c < D`` only the first ``c`` latent dimensions (the model puts its top
+    level there) have class-specific parameters: on the others every class uses the class mean
+    of ``mean`` and ``log_std``, so they add the same ``log N`` to every class and leave
+    ``p(y|z)`` to the first ``c`` (as Glow's class-conditional top prior).
     """
 
-    def __init__(self, dim: int, num_classes: int, shared_scale: bool = False) -> None:
+    def __init__(self, dim: int, num_classes: int, shared_scale: bool = False,
+                 class_dims: int | None = None) -> None:
         super().__init__()
+        if class_dims is not None and not 0 < class_dims <= dim:
+            raise ValueError(f"class_dims must be in [1, {dim}], got {class_dims}")
         self.shared_scale = shared_scale
+        self.class_dims = dim if class_dims is None else class_dims
         self.mean = nn.Parameter(torch.zeros(num_classes, dim))
         self.log_std = nn.Parameter(torch.zeros(1 if shared_scale else num_classes, dim))
 
+    def effective_params(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, log_std)``, both ``[K, D]``: per-class scales or the shared one, and past
+        ``class_dims`` the class means of both."""
+        mean, log_std = self.mean, self.log_std.expand_as(self.mean)
+        c = self.class_dims
+        if c < mean.shape[1]:
+            mean, log_std = (torch.cat([t[:, :c], t[:, c:].mean(0, keepdim=True).expand(
+                t.shape[0], -1)], 1) for t in (mean, log_std))
+        return mean, log_std
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """``[N, D] -> [N, K]`` class-conditional log densities."""
-        return diag_gaussian_logpdf_all_classes(z, self.mean, self.log_std.expand_as(self.mean))
+        return diag_gaussian_logpdf_all_classes(z, *self.effective_params())
 
     def sample(self, y: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-        eps = torch.randn(y.shape[0], self.mean.shape[1], device=y.device)
-        log_std = self.log_std[0].expand_as(eps) if self.shared_scale else self.log_std[y]
-        return self.mean[y] + temperature * torch.exp(log_std) * eps
+        mean, log_std = (t[y] for t in self.effective_params())
+        return mean + temperature * torch.exp(log_std) * torch.randn_like(mean)
 
     def state_from(self, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:
         """Map the ``mean`` / ``log_std`` of another mixture prior onto this one's shapes.

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from flows import budget, devices
 from flows import data as fdata
 from flows.config import (
+    GMM_CLASS_LATENTS,
     GMM_SCALES,
     OBJECTIVES,
     PAD_NOISES,
@@ -101,6 +102,7 @@ class TrainSettings:
     squeeze_first: str = "preset"
     pad_noise: str = "preset"
     gmm_scale: str = "preset"
+    gmm_class_latent: str = "preset"
     beta: float = 1.0
     ce_ramp_steps: int = 0
     train_subset: int = 0
@@ -155,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gmm-scale", choices=("preset", *GMM_SCALES), default="preset",
                    help="scales of the Gaussian mixture prior: per-class (Appendix A.1) or one "
                         "shared by every class (flows.priors); default: as the preset says")
+    p.add_argument("--gmm-class-latent", choices=("preset", *GMM_CLASS_LATENTS),
+                   default="preset",
+                   help="latent dimensions with class-specific mixture parameters: all "
+                        "(Appendix A.1) or the top level's only (flows.priors); default: as the "
+                        "preset says")
     p.add_argument("--beta", type=cli.non_negative_float, default=1.0,
                    help="IB weight of L_Y (objective ib)")
     p.add_argument("--ce-ramp-steps", type=cli.non_negative_int, default=0,
@@ -241,6 +248,8 @@ def make_config(opts: TrainSettings, world: int, fast_path: dict) -> dict:
         mc = dataclasses.replace(mc, pad_noise=opts.pad_noise)
     if opts.gmm_scale != "preset":
         mc = dataclasses.replace(mc, gmm_scale=opts.gmm_scale)
+    if opts.gmm_class_latent != "preset":
+        mc = dataclasses.replace(mc, gmm_class_latent=opts.gmm_class_latent)
     return {
         "dataset": opts.dataset,
         "objective": opts.objective,
@@ -438,8 +447,9 @@ def _train(opts: TrainSettings) -> dict:
     if opts.ce_ramp_steps and opts.objective not in ("reweighted", "split"):
         raise errors.UsageError(f"--ce-ramp-steps ramps Eq. (6)'s -log p(y|x); objective "
                                 f"{opts.objective!r} has none to ramp (reweighted, split)")
-    if opts.gmm_scale == "shared" and prior_for(opts.objective) != "gmm":
-        raise errors.UsageError(f"--gmm-scale shared sets the scales of the Gaussian mixture "
+    if ((opts.gmm_scale == "shared" or opts.gmm_class_latent == "top")
+            and prior_for(opts.objective) != "gmm"):
+        raise errors.UsageError(f"--gmm-scale and --gmm-class-latent shape the Gaussian mixture "
                                 f"prior; objective {opts.objective!r} uses the split prior")
     try:
         fast = choose_fast_path(device, opts.amp, opts.channels_last, opts.compile, opts.fast)

@@ -105,6 +105,58 @@ def test_shared_scale_gmm_prior_matches_torch_distributions_and_samples_its_scal
     torch.testing.assert_close(draws.std(0), prior.log_std[0].exp().float(), rtol=0.05, atol=0)
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_class_dims_leave_the_posterior_to_the_first_dims(shared: bool) -> None:
+    """With ``class_dims = c`` every class has the class mean of the parameters past ``c``:
+    each column is ``N`` of those effective parameters, moving ``z[:, c:]`` shifts every class's
+    log-density by the same amount, and samples past ``c`` do not depend on the class."""
+    torch.manual_seed(1)
+    prior = GaussianMixturePrior(7, 3, shared_scale=shared, class_dims=3).double()
+    with torch.no_grad():
+        prior.mean.normal_()
+        prior.log_std.normal_(0, 0.3)
+    z = torch.randn(5, 7, dtype=torch.float64)
+    lp = prior(z)
+    log_std = prior.log_std.expand(3, 7)
+    for k in range(3):
+        m = torch.cat([prior.mean[k, :3], prior.mean[:, 3:].mean(0)])
+        s = torch.cat([log_std[k, :3], log_std[:, 3:].mean(0)])
+        torch.testing.assert_close(lp[:, k], torch.distributions.Normal(m, s.exp()).log_prob(z)
+                                   .sum(1))
+    moved = z.clone()
+    moved[:, 3:] += torch.randn(5, 4, dtype=torch.float64)
+    shift = prior(moved) - lp
+    torch.testing.assert_close(shift, shift[:, :1].expand(5, 3))
+    torch.manual_seed(2)
+    a = prior.sample(torch.zeros(4, dtype=torch.long))
+    torch.manual_seed(2)
+    b = prior.sample(torch.full((4,), 2))
+    torch.testing.assert_close(a[:, 3:], b[:, 3:])
+    assert not torch.allclose(a[:, :3], b[:, :3])
+    with pytest.raises(ValueError, match="class_dims"):
+        GaussianMixturePrior(7, 3, class_dims=8)
+
+
+def test_top_class_latent_puts_the_class_in_the_top_level() -> None:
+    """``gmm_class_latent="top"``: the class parameters cover exactly the top level's latent
+    (first in ``z``); the posterior of an image does not change when only the factored-out
+    parts of its latent move."""
+    cfg = ModelConfig(hidden=8, steps_per_level=1, levels=2, image_size=8,
+                      gmm_class_latent="top", gmm_scale="shared")
+    model = GlowClassifier(cfg)
+    c, s, _ = model.shapes[-1]
+    assert model.prior.class_dims == c * s * s < model.latent_dims
+    with torch.no_grad():
+        model.prior.mean.normal_()
+    z = torch.randn(3, model.latent_dims)
+    moved = z.clone()
+    moved[:, c * s * s:] += 1.0
+    torch.testing.assert_close(torch.log_softmax(model.prior(z), 1),
+                               torch.log_softmax(model.prior(moved), 1))
+    with pytest.raises(ValueError, match="need the gmm prior"):
+        ModelConfig(prior="split", gmm_class_latent="top")
+
+
 def test_mixture_state_from_pools_and_broadcasts_scales() -> None:
     """Per-class scales enter a shared-scale prior as the pooled within-class variance
     ``mean_k sigma_k^2``; a shared scale enters a per-class prior as every class's scale."""

@@ -210,6 +210,8 @@ def test_ce_ramp_resumes_bit_identically_and_is_refused_where_it_cannot_apply(
     for extra, why in ((("--ce-ramp-steps", "4"), "must end before the last of the 4 steps"),
                        (("--ce-ramp-steps", "1", "--objective", "base"), "has none to ramp"),
                        (("--gmm-scale", "shared", "--objective", "split"),
+                        "uses the split prior"),
+                       (("--gmm-class-latent", "top", "--objective", "split"),
                         "uses the split prior")):
         args = _args(tiny_data_dir, tmp_path / f"bad{len(why)}", *extra)
         with pytest.raises(SystemExit) as exc:
@@ -239,14 +241,17 @@ def test_squeeze_first_is_recorded_and_old_model_sections_resume(tiny_data_dir: 
     old = tmp_path / "old"
     assert ftrain.main(_args(tiny_data_dir, old, "--stop-after", "1")) == 0
     state = torch.load(old / "checkpoint.pt", weights_only=True)
-    for key in ("squeeze_first", "first_level_steps", "pad_noise", "gmm_scale"):
+    for key in ("squeeze_first", "first_level_steps", "pad_noise", "gmm_scale",
+                "gmm_class_latent"):
         del state["config"]["model"][key]
     torch.save(state, old / "checkpoint.pt")
     for flag, field in ((("--squeeze-first", "on"), "squeeze_first: checkpoint False, now True"),
                         (("--pad-noise", "gaussian"),
                          "pad_noise: checkpoint 'uniform', now 'gaussian'"),
                         (("--gmm-scale", "shared"),
-                         "gmm_scale: checkpoint 'per-class', now 'shared'")):
+                         "gmm_scale: checkpoint 'per-class', now 'shared'"),
+                        (("--gmm-class-latent", "top"),
+                         "gmm_class_latent: checkpoint 'all', now 'top'")):
         with pytest.raises(SystemExit) as exc:
             ftrain.main(_args(tiny_data_dir, old, "--resume", *flag))
         assert str(exc.value.code).endswith(
