@@ -63,7 +63,8 @@ class GaussianMixturePrior(nn.Module):
     With ``class_dims = c < D`` only the first ``c`` latent dimensions (the model puts its top
     level there) have class-specific parameters: on the others every class uses the class mean
     of ``mean`` and ``log_std``, so they add the same ``log N`` to every class and leave
-    ``p(y|z)`` to the first ``c`` (as Glow's class-conditional top prior).
+    ``p(y|z)`` to the first ``c`` (as Glow's class-conditional top prior). The ``K`` stored rows
+    past ``c`` enter only through that mean (and all receive the same gradient).
     """
 
     def __init__(self, dim: int, num_classes: int, shared_scale: bool = False,
