@@ -101,6 +101,34 @@ def test_every_stored_result_has_a_rule_with_its_recorded_command(tmp_path: Path
     assert "--resume; else" in train["shell"] and "--out ~/annulus-runs/" in train["shell"]
 
 
+def test_every_shipped_model_was_trained_as_its_rule_says(tmp_path: Path) -> None:
+    """The training command the Snakefile declares for each shipped model (its last phase)
+    agrees with the model's recorded config: dataset, objective, preset, epochs, batch, seed,
+    padding, mixture prior and the model it started from (its folder name)."""
+    shipped = sorted(p.parent.name for p in (REPO / "models").glob("*/config.json"))
+    assert len(shipped) == 9
+    targets = [f"models/{m}/model.safetensors" for m in shipped]
+    text = snakemake(tmp_path, "-n", "-p", "--forceall", "--", *targets)
+    for job in (j for j in planned_jobs(text) if j["rule"] == "train"):
+        cmd = shlex.split(job["shell"].split("; else ", 1)[1].removesuffix("; fi"))
+        name = Path(cmd[cmd.index("--out") + 1]).name
+        if name not in shipped:
+            continue  # a BG-MNIST likelihood warm start (not shipped)
+        args = dict(zip(cmd[3::2], cmd[4::2], strict=False))
+        config = json.loads((REPO / "models" / name / "config.json").read_text())
+        model = {"gmm_scale": "per-class", "gmm_class_latent": "all", **config["model"]}
+        assert (config["dataset"], config["objective"], config["preset"], config["epochs"],
+                config["batch_size"], config["seed"]) == (
+            args["--dataset"], args["--objective"], args["--preset"], int(args["--epochs"]),
+            int(args["--batch-size"]), int(args["--seed"])), name
+        assert model["pad_noise"] == args["--pad-noise"], name
+        assert model["gmm_scale"] == args.get("--gmm-scale", "per-class"), name
+        assert model["gmm_class_latent"] == args.get("--gmm-class-latent", "all"), name
+        init = config["init_from"]
+        assert (Path(init["path"]).name if init else None) == (
+            Path(args["--init-from"]).name if "--init-from" in args else None), name
+
+
 def _clone(tmp: Path, git: bool) -> Path:
     """models/ and results/ of the repository with arbitrary times, as a clone has them
     (committed to a new git repository when ``git``)."""
