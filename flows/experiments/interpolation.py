@@ -10,8 +10,9 @@ we record ``bits/dim(k_a)``, ``p(y0|k_a)`` and ``p(y1|k_a)``, all from
 
 The paper's findings to check: MNIST - the likelihood drops between the images (0.5% of paths stay
 accepted); CIFAR-10 and BG-MNIST-0 - interpolants are *more* likely than the endpoints (100% of
-paths stay accepted).  ``finding`` states what our model shows: ``"drops"`` when the mean
-mid-path bits/dim is above the mean endpoint bits/dim (less likely), ``"rises"`` otherwise.
+paths stay accepted).  ``finding`` states what our model shows: ``"drops"`` when the 95%
+interval of the mean ``bpd(mid) - bpd(endpoints)`` over pairs lies above 0 (mid-path less
+likely), ``"rises"`` when it lies below, ``"no clear change"`` otherwise.
 
 CLI::
 

@@ -74,6 +74,23 @@ def interpolate(
             "p_y0": post[r, :, y0], "p_y1": post[r, :, y1]}
 
 
+FINDINGS = ("drops", "rises", "no clear change")
+Z95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+def mid_path_finding(diff_mean: float, diff_se: float | None) -> str:
+    """``"drops"`` (mid-path less likely) when the 95% interval ``mean +- 1.96 se`` of the mean
+    ``bpd(mid) - bpd(endpoints)`` lies above 0, ``"rises"`` when it lies below, else ``"no clear
+    change"``. Without a standard error (one pair) the interval is unknown: no clear change."""
+    if diff_se is None or not np.isfinite(diff_se):
+        return FINDINGS[2]
+    if diff_mean - Z95 * diff_se > 0:
+        return FINDINGS[0]
+    if diff_mean + Z95 * diff_se < 0:
+        return FINDINGS[1]
+    return FINDINGS[2]
+
+
 def analyse(
     curves: dict[str, np.ndarray],
     alphas: np.ndarray,
@@ -96,6 +113,7 @@ def analyse(
         ci_paths[name] = detection.pct_ci(int(acc.all(axis=1).sum()), len(bpd))
     diff = mid - ends
     n = len(bpd)
+    diff_se = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else None
     mid_better = (mid < bpd[:, 0]) & (mid < bpd[:, -1])
     return {
         "alphas": alphas,
@@ -109,7 +127,7 @@ def analyse(
         "endpoint_bpd_mean": float(ends.mean()),
         "mid_bpd_mean": float(mid.mean()),
         "mid_minus_endpoints_bpd": float(diff.mean()),
-        "mid_minus_endpoints_bpd_se": float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else None,
+        "mid_minus_endpoints_bpd_se": diff_se,
         "share_mid_more_likely_than_both": float(np.mean(mid_better)),
         "mid_more_likely_than_both": detection.pct_ci(int(mid_better.sum()), n),
         "mid_less_likely_than_both": detection.pct_ci(
@@ -117,7 +135,7 @@ def analyse(
         "share_paths_all_accepted": share_paths,
         "paths_all_accepted": ci_paths,
         "share_points_accepted": share_points,
-        "finding": "drops" if diff.mean() > 0 else "rises",
+        "finding": mid_path_finding(float(diff.mean()), diff_se),
     }
 
 

@@ -49,7 +49,7 @@ def test_cli_writes_documented_json(tiny_run, data_dir, tmp_path) -> None:
     assert set(keys) <= set(res)
     assert len(res["alphas"]) == 7 and res["alphas"][0] == 0.0 and res["alphas"][-1] == 1.0
     assert len(res["bpd_mean"]) == 7 and res["n_pairs"] == 5
-    assert res["finding"] in ("drops", "rises")
+    assert res["finding"] in ("drops", "rises", "no clear change")
     assert 0.0 <= res["share_paths_all_accepted"]["quantile"] <= 1.0
     assert [p.name for p in (tmp_path / "png").glob("*.png")] == ["fig1_strips_mnist.png"]
     # Figure 4 is drawn from the stored JSON alone, by paper_figures
@@ -66,3 +66,13 @@ def test_bad_numbers_are_usage_errors(tiny_run, data_dir, tmp_path, run_cli) -> 
                         ("--n-pairs", "nan"), ("--draws", "-1")):
         rc, err = run_cli(interpolation.main, [*base, flag, value])
         assert rc == 2 and len(err) == 1 and flag in err[0], (flag, value, err)
+
+
+def test_mid_path_finding_needs_its_interval_to_exclude_zero() -> None:
+    from flows.experiments.interpolation_paths import mid_path_finding
+
+    assert mid_path_finding(0.934, 0.024) == "drops"
+    assert mid_path_finding(-0.112, 0.010) == "rises"
+    assert mid_path_finding(0.002, 0.008) == "no clear change"  # sign alone would say "drops"
+    assert mid_path_finding(-0.015, 0.008) == "no clear change"  # 1.96 s.e. = 0.0157
+    assert mid_path_finding(0.5, None) == "no clear change"  # one pair: no interval
