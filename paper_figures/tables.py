@@ -130,6 +130,16 @@ def _warm_start(cfg: dict[str, Any]) -> str:
     return f"from {Path(init['path']).name} + "
 
 
+def _prior_note(cfg: dict[str, Any]) -> str:
+    """``", prior: shared scale, top level"`` for a mixture prior narrower than Appendix A.1's
+    (``--gmm-scale shared`` / ``--gmm-class-latent top``), else ``""``."""
+    model = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
+    parts = [text for key, default, text in (("gmm_scale", "per-class", "shared scale"),
+                                             ("gmm_class_latent", "all", "top level"))
+             if model.get(key, default) != default]
+    return f", prior: {', '.join(parts)}" if parts else ""
+
+
 def table1(results: list[dict[str, Any]],
            baselines: dict[str, dict[str, Any]] | None = None) -> Table:
     """Accuracy and bits/dim of Base / Reweighted / Split (``flows.evaluate`` JSON), with the
@@ -153,7 +163,8 @@ def table1(results: list[dict[str, Any]],
             _warm_start(cfg)
             + f"{cfg.get('preset', '?')}, {r.get('epochs_trained', cfg.get('epochs', '?'))} ep x "
             f"{cfg.get('train_subset') or 'all'}"
-            + (f", {_f(hours / 60, '.0f')} min" if isinstance(hours, (int, float)) else ""),
+            + (f", {_f(hours / 60, '.0f')} min" if isinstance(hours, (int, float)) else "")
+            + _prior_note(cfg),
         ])
     rows += baseline_rows(baselines or {}, ("mnist", "cifar10"), 8, 5)
     return Table(

@@ -62,6 +62,24 @@ def test_figs_table_values_beside_paper(results_dir: Path) -> None:
     assert t3.rows[3][4:] == ["4.50", "4.58"]
 
 
+def test_table1_names_a_narrower_mixture_prior(results_dir: Path) -> None:
+    """A model trained with --gmm-scale shared / --gmm-class-latent top says so in its scale
+    cell; Appendix A.1's prior (recorded or absent) adds nothing."""
+    from paper_figures.empirical import load
+
+    results = [load(p) for p in sorted((results_dir / "table1").glob("*.json"))]
+    plain = tables.table1(results).markdown()
+    assert "prior:" not in plain
+    for r in results:
+        if r["config"]["objective"] == "reweighted":
+            r["config"]["model"] = {**r["config"].get("model", {}), "gmm_scale": "shared",
+                                    "gmm_class_latent": "top"}
+    md = tables.table1(results).markdown()
+    rows = [ln for ln in md.splitlines() if "| reweighted |" in ln]
+    assert rows and all(ln.endswith(", prior: shared scale, top level |") for ln in rows)
+    assert not [ln for ln in md.splitlines() if "| split |" in ln and "prior:" in ln]
+
+
 def test_figs_partial_inputs(results_dir: Path, tmp_path: Path, capsys) -> None:
     (results_dir / "likelihood_gap" / "cifar10-reweighted-cpu.json").unlink()
     out = run_item(BY_NAME["fig3"], Context(results_dir, tmp_path / "out"))
