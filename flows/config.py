@@ -8,6 +8,7 @@ OBJECTIVES = ("base", "reweighted", "split", "ib")
 PAD_NOISES = ("uniform", "gaussian")  # distribution of the padding channels (flows.layers)
 GMM_SCALES = ("per-class", "shared")  # scales of the Gaussian mixture prior (flows.priors)
 GMM_CLASS_LATENTS = ("all", "top")  # latent dims with class-specific mixture parameters
+SPLIT_CLASS_LATENTS = ("all", "top")  # z_n dims with class-specific split-prior terms
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class ModelConfig:
     pad_noise: str = "uniform"  # padding channels: "uniform" (App. B) or "gaussian" (flows.layers)
     gmm_scale: str = "per-class"  # "per-class" sigma_y (App. A.1) or one "shared" sigma (priors)
     gmm_class_latent: str = "all"  # class-specific mixture parameters on "all" dims or the "top"
+    split_class_latent: str = "all"  # split prior's class terms on "all" z_n dims or the "top"
 
     def __post_init__(self) -> None:
         if self.pad_noise not in PAD_NOISES:
@@ -42,6 +44,12 @@ class ModelConfig:
         if (self.gmm_scale, self.gmm_class_latent) != ("per-class", "all") and self.prior != "gmm":
             raise ValueError(f"mixture options need the gmm prior (objectives base, reweighted, "
                              f"ib), not {self.prior!r}")
+        if self.split_class_latent not in SPLIT_CLASS_LATENTS:
+            raise ValueError(f"unknown class latent {self.split_class_latent!r}; expected one of "
+                             f"{', '.join(SPLIT_CLASS_LATENTS)}")
+        if self.split_class_latent != "all" and self.prior != "split":
+            raise ValueError(f"split_class_latent needs the split prior (objective split), not "
+                             f"{self.prior!r}")
         if self.first_level_steps == 0:  # x is the first half of the padded, squeezed channels
             raise ValueError("first_level_steps 0 would factor out the image's pixels untouched "
                              "after the first squeeze; use -1 (steps_per_level) or >= 1")

@@ -71,13 +71,15 @@ class GlowClassifier(nn.Module):
                 c = c // 2
         self.shapes.append((c, s, s))
         self.latent_dims = 2 * self.data_dims
+        top = self.shapes[-1][0] * self.shapes[-1][1] * self.shapes[-1][2]  # first in z
         if config.prior == "gmm":
-            top = self.shapes[-1][0] * self.shapes[-1][1] * self.shapes[-1][2]  # first in z
             self.prior: nn.Module = GaussianMixturePrior(
                 self.latent_dims, self.num_classes, shared_scale=config.gmm_scale == "shared",
                 class_dims=top if config.gmm_class_latent == "top" else None)
         elif config.prior == "split":
-            self.prior = SplitPrior(self.latent_dims, self.num_classes, config.split_sigma)
+            self.prior = SplitPrior(
+                self.latent_dims, self.num_classes, config.split_sigma,
+                class_dims=top if config.split_class_latent == "top" else None)
         else:
             raise ValueError(f"unknown prior {config.prior!r}")
         self.register_buffer("log_py", torch.full((self.num_classes,), -math.log(self.num_classes)))

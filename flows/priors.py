@@ -113,12 +113,18 @@ class GaussianMixturePrior(nn.Module):
 class SplitPrior(nn.Module):
     """Conditional split prior of Appendix A.4: ``p(z|y) = p(z_s|y) p(z_n|z_s, y)``."""
 
-    def __init__(self, dim: int, num_classes: int, sigma_s: float = 1.0) -> None:
+    def __init__(self, dim: int, num_classes: int, sigma_s: float = 1.0,
+                 class_dims: int | None = None) -> None:
         super().__init__()
         if dim <= num_classes:
             raise ValueError("latent dimension must exceed the number of classes")
+        if class_dims is not None and not num_classes < class_dims <= dim:
+            raise ValueError(f"class_dims must be in [{num_classes + 1}, {dim}], got {class_dims}")
         self.k = num_classes
         self.sigma_s = sigma_s
+        # z_n dims with class-specific mean_y / logstd_y; past them every class uses the class
+        # mean of both, so those dims leave p(y|z) alone (as GaussianMixturePrior's class_dims)
+        self.class_dims_n = (dim if class_dims is None else class_dims) - num_classes
         dn = dim - num_classes
         # mu / rho = z_s @ W_s + W_y[y] + b  (W_y absorbs the bias per class)
         self.mean_zs = nn.Parameter(torch.zeros(num_classes, dn))
@@ -126,10 +132,19 @@ class SplitPrior(nn.Module):
         self.logstd_zs = nn.Parameter(torch.zeros(num_classes, dn))
         self.logstd_y = nn.Parameter(torch.zeros(num_classes, dn))
 
+    def _class_terms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mean_y``, ``logstd_y`` ``[K, D_n]``, tied to their class mean past ``class_dims``."""
+        c = self.class_dims_n
+        if c == self.mean_y.shape[1]:
+            return self.mean_y, self.logstd_y
+        return tuple(torch.cat([t[:, :c], t[:, c:].mean(0, keepdim=True).expand(
+            t.shape[0], -1)], 1) for t in (self.mean_y, self.logstd_y))
+
     def _zn_params(self, zs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-std of ``z_n`` for every class: ``[N, K, D_n]`` each."""
-        mean = (zs @ self.mean_zs)[:, None, :] + self.mean_y[None]
-        log_std = (zs @ self.logstd_zs)[:, None, :] + self.logstd_y[None]
+        mean_y, logstd_y = self._class_terms()
+        mean = (zs @ self.mean_zs)[:, None, :] + mean_y[None]
+        log_std = (zs @ self.logstd_zs)[:, None, :] + logstd_y[None]
         return mean, log_std
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

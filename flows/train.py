@@ -41,6 +41,7 @@ from flows.config import (
     OBJECTIVES,
     PAD_NOISES,
     PRESETS,
+    SPLIT_CLASS_LATENTS,
     ModelConfig,
     model_config,
     prior_for,
@@ -103,6 +104,7 @@ class TrainSettings:
     pad_noise: str = "preset"
     gmm_scale: str = "preset"
     gmm_class_latent: str = "preset"
+    split_class_latent: str = "all"
     beta: float = 1.0
     ce_ramp_steps: int = 0
     train_subset: int = 0
@@ -162,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="latent dimensions with class-specific mixture parameters: all "
                         "(Appendix A.1) or the top level's only (flows.priors); default: as the "
                         "preset says")
+    p.add_argument("--split-class-latent", choices=SPLIT_CLASS_LATENTS, default="all",
+                   help="z_n dimensions with class-specific terms in the split prior: all "
+                        "(Appendix A.4) or the top level's only (flows.priors)")
     p.add_argument("--beta", type=cli.non_negative_float, default=1.0,
                    help="IB weight of L_Y (objective ib)")
     p.add_argument("--ce-ramp-steps", type=cli.non_negative_int, default=0,
@@ -250,6 +255,8 @@ def make_config(opts: TrainSettings, world: int, fast_path: dict) -> dict:
         mc = dataclasses.replace(mc, gmm_scale=opts.gmm_scale)
     if opts.gmm_class_latent != "preset":
         mc = dataclasses.replace(mc, gmm_class_latent=opts.gmm_class_latent)
+    if opts.split_class_latent != "all":
+        mc = dataclasses.replace(mc, split_class_latent=opts.split_class_latent)
     return {
         "dataset": opts.dataset,
         "objective": opts.objective,
@@ -451,6 +458,9 @@ def _train(opts: TrainSettings) -> dict:
             and prior_for(opts.objective) != "gmm"):
         raise errors.UsageError(f"--gmm-scale and --gmm-class-latent shape the Gaussian mixture "
                                 f"prior; objective {opts.objective!r} uses the split prior")
+    if opts.split_class_latent != "all" and prior_for(opts.objective) != "split":
+        raise errors.UsageError(f"--split-class-latent shapes the split prior; objective "
+                                f"{opts.objective!r} uses the Gaussian mixture prior")
     try:
         fast = choose_fast_path(device, opts.amp, opts.channels_last, opts.compile, opts.fast)
     except ValueError as exc:

@@ -224,6 +224,40 @@ def test_split_prior_matches_factorisation() -> None:
     torch.testing.assert_close(lp[:, 0] - lp[:, 1], (zs[:, 0] - zs[:, 1]) / 0.25)
 
 
+def test_split_prior_class_dims_leave_the_posterior_to_the_top_level() -> None:
+    """With ``class_dims = c`` the split prior's class terms past ``c`` are their class mean:
+    each column is the factorisation with those tied terms, and moving ``z[:, c:]`` shifts every
+    class's log-density by the same amount (``p(y|z)`` unchanged)."""
+    torch.manual_seed(4)
+    prior = SplitPrior(9, 3, sigma_s=0.5, class_dims=5).double()
+    with torch.no_grad():
+        for p in prior.parameters():
+            p.normal_(0, 0.3)
+    z = torch.randn(4, 9, dtype=torch.float64)
+    lp = prior(z)
+    zs, zn = z[:, :3], z[:, 3:]
+    for k in range(3):
+        m_y = torch.cat([prior.mean_y[k, :2], prior.mean_y[:, 2:].mean(0)])
+        s_y = torch.cat([prior.logstd_y[k, :2], prior.logstd_y[:, 2:].mean(0)])
+        ref_s = torch.distributions.Normal(
+            torch.nn.functional.one_hot(torch.tensor(k), 3).double(), 0.5).log_prob(zs).sum(1)
+        ref_n = torch.distributions.Normal(zs @ prior.mean_zs + m_y,
+                                           (zs @ prior.logstd_zs + s_y).exp()).log_prob(zn).sum(1)
+        torch.testing.assert_close(lp[:, k], ref_s + ref_n)
+    moved = z.clone()
+    moved[:, 5:] += torch.randn(4, 4, dtype=torch.float64)
+    shift = prior(moved) - lp
+    torch.testing.assert_close(shift, shift[:, :1].expand(4, 3))
+    with pytest.raises(ValueError, match="class_dims"):
+        SplitPrior(9, 3, class_dims=3)
+    with pytest.raises(ValueError, match="needs the split prior"):
+        ModelConfig(prior="gmm", split_class_latent="top")
+    model = GlowClassifier(ModelConfig(hidden=8, steps_per_level=1, levels=2, image_size=8,
+                                       prior="split", split_class_latent="top"))
+    c, s_, _ = model.shapes[-1]
+    assert model.prior.class_dims_n == c * s_ * s_ - model.num_classes
+
+
 def test_objectives_match_equations() -> None:
     torch.manual_seed(0)
     lp = torch.randn(6, 10) * 5 - 700

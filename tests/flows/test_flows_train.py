@@ -212,7 +212,9 @@ def test_ce_ramp_resumes_bit_identically_and_is_refused_where_it_cannot_apply(
                        (("--gmm-scale", "shared", "--objective", "split"),
                         "uses the split prior"),
                        (("--gmm-class-latent", "top", "--objective", "split"),
-                        "uses the split prior")):
+                        "uses the split prior"),
+                       (("--split-class-latent", "top", "--objective", "reweighted"),
+                        "uses the Gaussian mixture prior")):
         args = _args(tiny_data_dir, tmp_path / f"bad{len(why)}", *extra)
         with pytest.raises(SystemExit) as exc:
             ftrain.main(args)
@@ -242,7 +244,7 @@ def test_squeeze_first_is_recorded_and_old_model_sections_resume(tiny_data_dir: 
     assert ftrain.main(_args(tiny_data_dir, old, "--stop-after", "1")) == 0
     state = torch.load(old / "checkpoint.pt", weights_only=True)
     for key in ("squeeze_first", "first_level_steps", "pad_noise", "gmm_scale",
-                "gmm_class_latent"):
+                "gmm_class_latent", "split_class_latent"):
         del state["config"]["model"][key]
     torch.save(state, old / "checkpoint.pt")
     for flag, field in ((("--squeeze-first", "on"), "squeeze_first: checkpoint False, now True"),
