@@ -32,24 +32,20 @@ class ModelConfig:
     split_class_latent: str = "all"  # split prior's class terms on "all" z_n dims or the "top"
 
     def __post_init__(self) -> None:
-        if self.pad_noise not in PAD_NOISES:
-            raise ValueError(f"unknown padding noise {self.pad_noise!r}; expected one of "
-                             f"{', '.join(PAD_NOISES)}")
-        if self.gmm_scale not in GMM_SCALES:
-            raise ValueError(f"unknown mixture scale {self.gmm_scale!r}; expected one of "
-                             f"{', '.join(GMM_SCALES)}")
-        if self.gmm_class_latent not in GMM_CLASS_LATENTS:
-            raise ValueError(f"unknown class latent {self.gmm_class_latent!r}; expected one of "
-                             f"{', '.join(GMM_CLASS_LATENTS)}")
+        for name, what, choices in (("pad_noise", "padding noise", PAD_NOISES),
+                                    ("gmm_scale", "mixture scale", GMM_SCALES),
+                                    ("gmm_class_latent", "class latent", GMM_CLASS_LATENTS),
+                                    ("split_class_latent", "class latent", SPLIT_CLASS_LATENTS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"unknown {what} {getattr(self, name)!r}; expected one of "
+                                 f"{', '.join(choices)}")
         if (self.gmm_scale, self.gmm_class_latent) != ("per-class", "all") and self.prior != "gmm":
-            raise ValueError(f"mixture options need the gmm prior (objectives base, reweighted, "
-                             f"ib), not {self.prior!r}")
-        if self.split_class_latent not in SPLIT_CLASS_LATENTS:
-            raise ValueError(f"unknown class latent {self.split_class_latent!r}; expected one of "
-                             f"{', '.join(SPLIT_CLASS_LATENTS)}")
+            raise ValueError("the mixture options (--gmm-scale, --gmm-class-latent) need the gmm "
+                             "prior (objectives base, reweighted, ib); this model uses the split "
+                             "prior")
         if self.split_class_latent != "all" and self.prior != "split":
-            raise ValueError(f"split_class_latent needs the split prior (objective split), not "
-                             f"{self.prior!r}")
+            raise ValueError("--split-class-latent needs the split prior (objective split); this "
+                             "model uses the Gaussian mixture prior")
         if self.first_level_steps == 0:  # x is the first half of the padded, squeezed channels
             raise ValueError("first_level_steps 0 would factor out the image's pixels untouched "
                              "after the first squeeze; use -1 (steps_per_level) or >= 1")

@@ -49,6 +49,14 @@ def diag_gaussian_logpdf_all_classes(
     return lp.to(z.dtype)
 
 
+def tie_past(t: torch.Tensor, c: int) -> torch.Tensor:
+    """``[K, D] -> [K, D]``: columns ``>= c`` replaced by their mean over the K rows (class
+    parameters tied past the first ``c`` dimensions); ``t`` itself when ``c >= D``."""
+    if c >= t.shape[1]:
+        return t
+    return torch.cat([t[:, :c], t[:, c:].mean(0, keepdim=True).expand(t.shape[0], -1)], 1)
+
+
 def pooled_log_std(log_std: torch.Tensor) -> torch.Tensor:
     """``[K, D] -> [1, D]``: the log of the pooled within-class standard deviation,
     ``0.5 log(mean_k sigma_k^2)`` (the shared scale that LDA fits to equally likely classes)."""
@@ -80,12 +88,8 @@ class GaussianMixturePrior(nn.Module):
     def effective_params(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mean, log_std)``, both ``[K, D]``: per-class scales or the shared one, and past
         ``class_dims`` the class means of both."""
-        mean, log_std = self.mean, self.log_std.expand_as(self.mean)
-        c = self.class_dims
-        if c < mean.shape[1]:
-            mean, log_std = (torch.cat([t[:, :c], t[:, c:].mean(0, keepdim=True).expand(
-                t.shape[0], -1)], 1) for t in (mean, log_std))
-        return mean, log_std
+        return (tie_past(self.mean, self.class_dims),
+                tie_past(self.log_std.expand_as(self.mean), self.class_dims))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """``[N, D] -> [N, K]`` class-conditional log densities."""
@@ -134,11 +138,7 @@ class SplitPrior(nn.Module):
 
     def _class_terms(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``mean_y``, ``logstd_y`` ``[K, D_n]``, tied to their class mean past ``class_dims``."""
-        c = self.class_dims_n
-        if c == self.mean_y.shape[1]:
-            return self.mean_y, self.logstd_y
-        return tuple(torch.cat([t[:, :c], t[:, c:].mean(0, keepdim=True).expand(
-            t.shape[0], -1)], 1) for t in (self.mean_y, self.logstd_y))
+        return tie_past(self.mean_y, self.class_dims_n), tie_past(self.logstd_y, self.class_dims_n)
 
     def _zn_params(self, zs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-std of ``z_n`` for every class: ``[N, K, D_n]`` each."""

@@ -44,7 +44,6 @@ from flows.config import (
     SPLIT_CLASS_LATENTS,
     ModelConfig,
     model_config,
-    prior_for,
 )
 from flows.layout import CHECKPOINT_NAME, CONFIG_NAME, LAST_GOOD_NAME, SUMMARY_NAME
 from flows.pixels import bits_per_dim, dequantize
@@ -243,20 +242,25 @@ def setup_distributed(device_arg: str) -> tuple[int, int, torch.device]:
     return dist.get_rank(), world, torch.device("cpu")
 
 
-def make_config(opts: TrainSettings, world: int, fast_path: dict) -> dict:
+def make_model_config(opts: TrainSettings) -> ModelConfig:
+    """The preset's :class:`ModelConfig` with the architecture flags applied (``ValueError`` for
+    a combination the model cannot have, e.g. a mixture option with the split prior)."""
     mc = model_config(opts.preset, fdata.num_channels(opts.dataset), opts.objective)
     if opts.factor_out_prior != "preset":
         mc = dataclasses.replace(mc, factor_out_prior=opts.factor_out_prior == "on")
     if opts.squeeze_first != "preset":
         mc = dataclasses.replace(mc, squeeze_first=opts.squeeze_first == "on")
-    if opts.pad_noise != "preset":
-        mc = dataclasses.replace(mc, pad_noise=opts.pad_noise)
-    if opts.gmm_scale != "preset":
-        mc = dataclasses.replace(mc, gmm_scale=opts.gmm_scale)
-    if opts.gmm_class_latent != "preset":
-        mc = dataclasses.replace(mc, gmm_class_latent=opts.gmm_class_latent)
+    chosen = {f: v for f in ("pad_noise", "gmm_scale", "gmm_class_latent")
+              if (v := getattr(opts, f)) != "preset"}
     if opts.split_class_latent != "all":
-        mc = dataclasses.replace(mc, split_class_latent=opts.split_class_latent)
+        chosen["split_class_latent"] = opts.split_class_latent
+    return dataclasses.replace(mc, **chosen)
+
+
+def make_config(opts: TrainSettings, world: int, fast_path: dict,
+                mc: ModelConfig | None = None) -> dict:
+    """The run's ``config.json`` (``mc``: :func:`make_model_config`, made here when omitted)."""
+    mc = make_model_config(opts) if mc is None else mc
     return {
         "dataset": opts.dataset,
         "objective": opts.objective,
@@ -454,19 +458,16 @@ def _train(opts: TrainSettings) -> dict:
     if opts.ce_ramp_steps and opts.objective not in ("reweighted", "split"):
         raise errors.UsageError(f"--ce-ramp-steps ramps Eq. (6)'s -log p(y|x); objective "
                                 f"{opts.objective!r} has none to ramp (reweighted, split)")
-    if ((opts.gmm_scale == "shared" or opts.gmm_class_latent == "top")
-            and prior_for(opts.objective) != "gmm"):
-        raise errors.UsageError(f"--gmm-scale and --gmm-class-latent shape the Gaussian mixture "
-                                f"prior; objective {opts.objective!r} uses the split prior")
-    if opts.split_class_latent != "all" and prior_for(opts.objective) != "split":
-        raise errors.UsageError(f"--split-class-latent shapes the split prior; objective "
-                                f"{opts.objective!r} uses the Gaussian mixture prior")
     try:
         fast = choose_fast_path(device, opts.amp, opts.channels_last, opts.compile, opts.fast)
     except ValueError as exc:
         raise _fail(str(exc)) from None
+    try:  # flag combinations the model cannot have (ModelConfig says which)
+        model_cfg = make_model_config(opts)
+    except ValueError as exc:
+        raise errors.UsageError(f"objective {opts.objective!r}: {exc}") from None
     try:
-        config = make_config(opts, world, fast.describe())
+        config = make_config(opts, world, fast.describe(), model_cfg)
         images, labels = fdata.load_split(opts.dataset, "train", opts.data_dir,
                                           bg_seed=opts.bg_seed)
     except fdata.DataFileError as exc:

@@ -17,6 +17,7 @@ from flows import pixels
 from flows.experiments import detection, png_files, scored_runs
 from flows.scoring import Scores
 from foundation import errors
+from foundation.intervals import Z95
 
 
 def select_pairs(
@@ -75,7 +76,6 @@ def interpolate(
 
 
 FINDINGS = ("drops", "rises", "no clear change")
-Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
 def mid_path_finding(diff_mean: float, diff_se: float | None) -> str:
