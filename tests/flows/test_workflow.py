@@ -116,7 +116,8 @@ def test_every_shipped_model_was_trained_as_its_rule_says(tmp_path: Path) -> Non
             continue  # a BG-MNIST likelihood warm start (not shipped)
         args = dict(zip(cmd[3::2], cmd[4::2], strict=False))
         config = json.loads((REPO / "models" / name / "config.json").read_text())
-        model = {"gmm_scale": "per-class", "gmm_class_latent": "all", **config["model"]}
+        model = {"gmm_scale": "per-class", "gmm_class_latent": "all", "split_class_latent": "all",
+                 **config["model"]}
         assert (config["dataset"], config["objective"], config["preset"], config["epochs"],
                 config["batch_size"], config["seed"]) == (
             args["--dataset"], args["--objective"], args["--preset"], int(args["--epochs"]),
@@ -124,6 +125,7 @@ def test_every_shipped_model_was_trained_as_its_rule_says(tmp_path: Path) -> Non
         assert model["pad_noise"] == args["--pad-noise"], name
         assert model["gmm_scale"] == args.get("--gmm-scale", "per-class"), name
         assert model["gmm_class_latent"] == args.get("--gmm-class-latent", "all"), name
+        assert model["split_class_latent"] == args.get("--split-class-latent", "all"), name
         init = config["init_from"]
         assert (Path(init["path"]).name if init else None) == (
             Path(args["--init-from"]).name if "--init-from" in args else None), name
