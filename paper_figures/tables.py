@@ -132,10 +132,12 @@ def _warm_start(cfg: dict[str, Any]) -> str:
 
 def _prior_note(cfg: dict[str, Any]) -> str:
     """``", prior: shared scale, top level"`` for a mixture prior narrower than Appendix A.1's
-    (``--gmm-scale shared`` / ``--gmm-class-latent top``), else ``""``."""
+    (``--gmm-scale shared`` / ``--gmm-class-latent top``), ``", prior: top level"`` for a split
+    prior narrower than Appendix A.4's (``--split-class-latent top``), else ``""``."""
     model = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
     parts = [text for key, default, text in (("gmm_scale", "per-class", "shared scale"),
-                                             ("gmm_class_latent", "all", "top level"))
+                                             ("gmm_class_latent", "all", "top level"),
+                                             ("split_class_latent", "all", "top level"))
              if model.get(key, default) != default]
     return f", prior: {', '.join(parts)}" if parts else ""
 
@@ -179,7 +181,10 @@ def table1(results: list[dict[str, Any]],
          "of a 2-core CPU shared with another training run.",
          "Baselines (results/baselines, python -m flows.baselines): per-pixel histogram and "
          "full-covariance Gaussian in the same convention; a model above them has learnt less "
-         "than the pixel statistics."],
+         "than the pixel statistics.",
+         "prior: a class-conditional prior narrower than the paper's (shared scale: one scale "
+         "for every class; top level: class terms on the top level's latent only; "
+         "docs/flows.md, \"Class-conditional priors of the shipped models\")."],
     )
 
 
