@@ -103,7 +103,7 @@ class TrainSettings:
     pad_noise: str = "preset"
     gmm_scale: str = "preset"
     gmm_class_latent: str = "preset"
-    split_class_latent: str = "all"
+    split_class_latent: str = "preset"
     beta: float = 1.0
     ce_ramp_steps: int = 0
     train_subset: int = 0
@@ -163,9 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="latent dimensions with class-specific mixture parameters: all "
                         "(Appendix A.1) or the top level's only (flows.priors); default: as the "
                         "preset says")
-    p.add_argument("--split-class-latent", choices=SPLIT_CLASS_LATENTS, default="all",
+    p.add_argument("--split-class-latent", choices=("preset", *SPLIT_CLASS_LATENTS),
+                   default="preset",
                    help="z_n dimensions with class-specific terms in the split prior: all "
-                        "(Appendix A.4) or the top level's only (flows.priors)")
+                        "(Appendix A.4) or the top level's only (flows.priors); default: as the "
+                        "preset says")
     p.add_argument("--beta", type=cli.non_negative_float, default=1.0,
                    help="IB weight of L_Y (objective ib)")
     p.add_argument("--ce-ramp-steps", type=cli.non_negative_int, default=0,
@@ -250,10 +252,8 @@ def make_model_config(opts: TrainSettings) -> ModelConfig:
         mc = dataclasses.replace(mc, factor_out_prior=opts.factor_out_prior == "on")
     if opts.squeeze_first != "preset":
         mc = dataclasses.replace(mc, squeeze_first=opts.squeeze_first == "on")
-    chosen = {f: v for f in ("pad_noise", "gmm_scale", "gmm_class_latent")
+    chosen = {f: v for f in ("pad_noise", "gmm_scale", "gmm_class_latent", "split_class_latent")
               if (v := getattr(opts, f)) != "preset"}
-    if opts.split_class_latent != "all":
-        chosen["split_class_latent"] = opts.split_class_latent
     return dataclasses.replace(mc, **chosen)
 
 

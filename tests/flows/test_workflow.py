@@ -104,7 +104,7 @@ def test_every_stored_result_has_a_rule_with_its_recorded_command(tmp_path: Path
 def test_every_shipped_model_was_trained_as_its_rule_says(tmp_path: Path) -> None:
     """The training command the Snakefile declares for each shipped model (its last phase)
     agrees with the model's recorded config: dataset, objective, preset, epochs, batch, seed,
-    padding, mixture prior and the model it started from (its folder name)."""
+    padding, mixture and split prior options and the model it started from (its folder name)."""
     shipped = sorted(p.parent.name for p in (REPO / "models").glob("*/config.json"))
     assert len(shipped) == 9
     targets = [f"models/{m}/model.safetensors" for m in shipped]
