@@ -2,6 +2,7 @@
 
     python benchmarks/bench_conv_work.py [--presets cpu-mnist cpu-cifar] [--threads 1]
         [--peer ../shared/peer/y0ast] [--data-dir ../shared/data] [--steps 8] [--repeats 3]
+        [--compile]
 
 The two models differ (we pad the channels and use four levels; y0ast uses three), so images/s
 alone does not compare them. What does: the multiply-adds of the *coupling networks' convolutions*
@@ -13,6 +14,8 @@ that work per second for
   ``base``, with its guards) on the path :func:`flows.precision.choose_fast_path` picks here;
 * ``float32``  the same step on the float32 eager reference path;
 * ``float32-cl`` float32 with channels_last (what ``--channels-last on --amp none`` trains with);
+* ``compiled`` (with ``--compile``) the default path with ``torch.compile`` (``--compile on``);
+  its compilation runs in the untimed warm-up steps of the first repeat and is reported;
 * ``y0ast``    y0ast/Glow-PyTorch's float32 Glow at the same hidden width and steps per level,
   3 levels, affine coupling, LU 1x1 convolutions, learned top prior (as
   ``../shared/peer/peer_quality.py`` trains it): forward, mean NLL, backward, Adam;
@@ -79,8 +82,9 @@ def ours(preset: str, channels: int, fast: FastPath, init: torch.Tensor
     convs = [m for c in model.modules() if isinstance(c, AffineCoupling)
              for m in c.net.modules() if isinstance(m, nn.Conv2d)]
     flops = conv_flops_per_image(convs, init[:8].to(memory_format=fmt), model)
+    net = torch.compile(model) if fast.compile else model  # as flows.train does
     step = TrainStep(model, torch.optim.Adam(model.parameters(), lr=1e-4), "base",
-                     max_grad_norm=500.0)
+                     max_grad_norm=500.0, net=net)
 
     def run(x: torch.Tensor, y: torch.Tensor) -> None:
         step(x.to(memory_format=fmt), y)
@@ -127,12 +131,16 @@ def main() -> int:
     p.add_argument("--peer", default=str(Path(__file__).resolve().parents[2] / "shared" / "peer"
                                           / "y0ast"), help="folder with y0ast's model.py")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--compile", action="store_true",
+                   help="also time the default path under torch.compile (compiles for minutes)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
     paths = {"default": choose_fast_path(cpu, "auto", "auto", "off"),
              "float32": choose_fast_path(cpu, "auto", "auto", "off", fast=False),
              "float32-cl": FastPath(False, True, False)}
+    if args.compile:
+        paths["compiled"] = choose_fast_path(cpu, "auto", "auto", "on")
     peer_dir = Path(args.peer)
     have_peer = (peer_dir / "model.py").is_file()
     print(f"{device_description(cpu)}; torch {torch.__version__}; default path "
@@ -147,10 +155,14 @@ def main() -> int:
         if have_peer:
             arms["y0ast"] = peer(peer_dir, preset, channels, init)
         best = dict.fromkeys(arms, 0.0)
-        for _ in range(args.repeats):  # interleaved: a load change hits every arm alike
+        warmup = dict.fromkeys(arms, 0.0)  # the first repeat's untimed steps (compilation)
+        for r in range(args.repeats):  # interleaved: a load change hits every arm alike
             for name, (run, _) in arms.items():
+                t0 = time.perf_counter()
                 for x, y in data[:2]:
                     run(x, y)
+                if r == 0:
+                    warmup[name] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 for x, y in data[2:n]:
                     run(x, y)
@@ -162,7 +174,8 @@ def main() -> int:
             work = best[name] * flops / 1e9
             ratio = f"{work * 1e9 / ref:5.2f}x y0ast" if ref else ""
             print(f"  {name:10s} {best[name]:7.1f} images/s x {flops / 1e9:6.3f} GFLOP/image "
-                  f"(coupling convs, forward) = {work:6.2f} GFLOP/s  {ratio}", flush=True)
+                  f"(coupling convs, forward) = {work:6.2f} GFLOP/s  {ratio}  "
+                  f"(first 2 steps {warmup[name]:.1f} s)", flush=True)
     return 0
 
 
