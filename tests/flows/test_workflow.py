@@ -104,7 +104,8 @@ def test_every_stored_result_has_a_rule_with_its_recorded_command(tmp_path: Path
 def test_every_shipped_model_was_trained_as_its_rule_says(tmp_path: Path) -> None:
     """The training command the Snakefile declares for each shipped model (its last phase)
     agrees with the model's recorded config: dataset, objective, preset, epochs, batch, seed,
-    padding, mixture and split prior options and the model it started from (its folder name)."""
+    padding, mixture and split prior options and the model it started from (its folder name, and
+    for a shipped warm start the sha256 of the weights it ships)."""
     shipped = sorted(p.parent.name for p in (REPO / "models").glob("*/config.json"))
     assert len(shipped) == 9
     targets = [f"models/{m}/model.safetensors" for m in shipped]
@@ -129,6 +130,10 @@ def test_every_shipped_model_was_trained_as_its_rule_says(tmp_path: Path) -> Non
         init = config["init_from"]
         assert (Path(init["path"]).name if init else None) == (
             Path(args["--init-from"]).name if "--init-from" in args else None), name
+        if init and init["path"].startswith("models/"):  # a shipped warm start: the same weights
+            shipped_sha = (REPO / init["path"] / "model.sha256").read_text().split()[0]
+            assert init["weights"]["sha256"] == shipped_sha, (
+                f"{name} started from other weights than {init['path']} ships now")
 
 
 def _clone(tmp: Path, git: bool) -> Path:
