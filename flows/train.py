@@ -220,6 +220,36 @@ def check_out_dir(out: Path, resume: bool, rank: int) -> None:
         clean_stale_tmp(out)
 
 
+class InvocationLog:
+    """This invocation's entry in ``train_summary.json`` (``{"invocations": [...]}``, one entry
+    per call of ``flows.train`` on the run directory), rewritten atomically at the start and
+    after every epoch's checkpoint, so that an invocation that is killed stays recorded (its
+    command, provenance, wall time and the epochs it completed) with ``finished: false``."""
+
+    def __init__(self, path: Path, command: str, prov: dict, enabled: bool = True) -> None:
+        self.path, self.command, self.prov, self.enabled = path, command, prov, enabled
+        self.t_start = time.time()
+        self.index: int | None = None
+
+    def update(self, epochs_done: int, step: int, history: list[dict], finished: bool,
+               steady_images_per_s: float | None = None) -> dict:
+        entry = {"epochs_done": epochs_done, "step": step,
+                 "wall_time_s": time.time() - self.t_start, "finished": finished,
+                 "steady_images_per_s": steady_images_per_s, "history": history,
+                 "command": self.command, "provenance": self.prov}
+        if not self.enabled:
+            return entry
+        log = (json.loads(self.path.read_text()) if self.path.exists()
+               else {"invocations": []})
+        if self.index is None:
+            self.index = len(log["invocations"])
+            log["invocations"].append(entry)
+        else:
+            log["invocations"][self.index] = entry
+        write_json(self.path, log)
+        return entry
+
+
 def stop_non_finite(what: str, epoch: int, step: int, out: Path, rank: int, good: dict) -> NoReturn:
     """Save ``good`` (the last state known to be finite) to ``last_good.pt`` and stop."""
     if rank == 0:
@@ -363,15 +393,17 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
-def train(opts: TrainSettings) -> dict:
+def train(opts: TrainSettings, argv: list[str] | None = None) -> dict:
     """Run (or resume) training; returns the final state summary. One writer per run: the
     process of rank 0 holds ``OUT/.lock`` (:mod:`foundation.runlock`) throughout, so a second
-    ``flows.train`` with the same ``--out`` is refused at start, naming the holder's PID."""
+    ``flows.train`` with the same ``--out`` is refused at start, naming the holder's PID.
+    ``argv``: the command-line arguments to record (default ``sys.argv[1:]``)."""
+    command = portable_command("flows.train", list(sys.argv[1:] if argv is None else argv))
     if int(os.environ.get("RANK", "0")) != 0:
-        return _train(opts)
+        return _train(opts, command)
     out = Path(opts.out)
     with runlock.hold(runlock.dir_lock_path(out), out):
-        return _train(opts)
+        return _train(opts, command)
 
 
 def _restore_or_initialise(opts: TrainSettings, config: dict, model: torch.nn.Module,
@@ -446,7 +478,7 @@ class EpochStats:
         return {k: v / max(self.n, 1) for k, v in self.sums.items()}
 
 
-def _train(opts: TrainSettings) -> dict:
+def _train(opts: TrainSettings, command: str) -> dict:
     rank, world, device = setup_distributed(opts.device)
     if opts.threads > 0:
         torch.set_num_threads(opts.threads)
@@ -511,7 +543,6 @@ def _train(opts: TrainSettings) -> dict:
     if opts.stop_after > 0:
         end_epoch = min(opts.epochs, start_epoch + opts.stop_after)
     d = model.data_dims
-    t_start = time.time()
     prov = provenance(device)
 
     def snapshot(epoch: int) -> dict:
@@ -521,6 +552,8 @@ def _train(opts: TrainSettings) -> dict:
     train_step = TrainStep(model, optimizer, opts.objective, beta=opts.beta,
                            max_grad_norm=opts.max_grad_norm, world=world, net=net)
     start_step, t_steady = step, None
+    log = InvocationLog(out / SUMMARY_NAME, command, prov, enabled=rank == 0)
+    log.update(start_epoch, step, history, finished=False)
     for epoch in range(start_epoch, end_epoch):
         model.train()
         g = torch.Generator().manual_seed(epoch_seed(opts.seed, epoch))
@@ -561,20 +594,13 @@ def _train(opts: TrainSettings) -> dict:
         history.append(record)
         if rank == 0:
             save_checkpoint(ckpt_path, snapshot(epoch + 1))
+            log.update(epoch + 1, step, history, finished=False)
             print(json.dumps({"train_epoch": record}), flush=True)
     steady = None
     if t_steady is not None and step > start_step + STEADY_SKIP:
         steady = ((step - start_step - STEADY_SKIP) * opts.batch_size * world
                   / (time.time() - t_steady))
-    summary = {"epochs_done": end_epoch, "step": step, "wall_time_s": time.time() - t_start,
-               "steady_images_per_s": steady,
-               "history": history, "command": portable_command("flows.train", sys.argv[1:]),
-               "provenance": prov}
-    if rank == 0:
-        log_path = out / SUMMARY_NAME
-        previous = json.loads(log_path.read_text()) if log_path.exists() else {"invocations": []}
-        previous["invocations"].append(summary)
-        write_json(log_path, previous)
+    summary = log.update(end_epoch, step, history, finished=True, steady_images_per_s=steady)
     if world > 1:
         dist.destroy_process_group()
     return summary
@@ -583,7 +609,7 @@ def _train(opts: TrainSettings) -> dict:
 @errors.guard(PROG)
 def main(argv: list[str] | None = None) -> int:
     """Parse (bad usage: one line, exit 2), train (expected failures: one line, exit 1)."""
-    train(TrainSettings.from_args(build_parser().parse_args(argv)))
+    train(TrainSettings.from_args(build_parser().parse_args(argv)), argv)
     return 0
 
 

@@ -49,6 +49,35 @@ def test_train_evaluate_and_bit_identical_resume(tiny_data_dir: Path, tmp_path: 
     assert torch.equal(model(x), model(x))
 
 
+def test_a_killed_invocation_stays_in_the_train_summary(tiny_data_dir: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed in its second epoch, an invocation is still recorded (finished: false, the epoch it
+    checkpointed); the resumed one is appended and finishes."""
+    out = tmp_path / "run"
+    real, calls = ftrain.training_batch, []
+
+    def batch_then_killed(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # 2 steps per epoch: the first step of epoch 2
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ftrain, "training_batch", batch_then_killed)
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        ftrain.main(_args(tiny_data_dir, out))
+    killed = json.loads((out / "train_summary.json").read_text())["invocations"]
+    assert len(killed) == 1
+    assert (killed[0]["finished"], killed[0]["epochs_done"], killed[0]["step"]) == (False, 1, 2)
+    assert len(killed[0]["history"]) == 1 and killed[0]["wall_time_s"] > 0
+    assert "--resume" not in killed[0]["command"] and "git_commit" in killed[0]["provenance"]
+    monkeypatch.setattr(ftrain, "training_batch", real)
+    assert ftrain.main(_args(tiny_data_dir, out, "--resume")) == 0
+    both = json.loads((out / "train_summary.json").read_text())["invocations"]
+    assert both[0] == killed[0]
+    assert (both[1]["finished"], both[1]["epochs_done"], len(both[1]["history"])) == (True, 2, 2)
+    assert both[1]["command"].endswith("--resume")
+
+
 def test_resume_may_change_epochs_only_while_the_lr_so_far_is_unchanged(
         tiny_data_dir: Path, tmp_path: Path) -> None:
     """Shortening 4 -> 3 epochs after epoch 1 (constant lr so far) gives exactly the 3-epoch run;
