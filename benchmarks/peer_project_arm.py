@@ -18,9 +18,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 PEER = Path(__file__).resolve().parent.parent.parent / "shared" / "peer"  # ../shared/peer
+
 
 def _pop_seed(argv: list[str]) -> int:
     """Remove ``--seed N`` from ``argv`` (the harness parses the rest positionally)."""
@@ -36,11 +39,11 @@ def _pop_seed(argv: list[str]) -> int:
     return int(value)
 
 
-def _with_seed(seed: int):
+def _with_seed(seed: int) -> Callable[..., subprocess.CompletedProcess]:
     """``subprocess.run`` with the harness's ``--seed 0`` of ``flows.train`` replaced."""
     run = subprocess.run
 
-    def seeded_run(cmd, *args, **kwargs):
+    def seeded_run(cmd: list[str], *args: Any, **kwargs: Any) -> subprocess.CompletedProcess:
         if "flows.train" in cmd and "--seed" in cmd:
             cmd = list(cmd)
             cmd[cmd.index("--seed") + 1] = str(seed)
@@ -59,7 +62,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(PEER))
     import peer_quality as pq  # parses sys.argv as the harness does
 
-    if seed:
+    if seed:  # the harness calls subprocess.run; this process runs nothing else
         pq.subprocess.run = _with_seed(seed)  # type: ignore[attr-defined]
     os.makedirs(pq.work, exist_ok=True)
     bpd, images, wall, ips = pq.run_project(pq.seconds)
