@@ -229,7 +229,7 @@ class InvocationLog:
     def __init__(self, path: Path, command: str, prov: dict, enabled: bool = True) -> None:
         self.path, self.command, self.prov, self.enabled = path, command, prov, enabled
         self.t_start = time.time()
-        self.index: int | None = None
+        self.log: dict | None = None  # the file's content, read once (one writer: the run lock)
 
     def update(self, epochs_done: int, step: int, history: list[dict], finished: bool,
                steady_images_per_s: float | None = None) -> dict:
@@ -239,14 +239,13 @@ class InvocationLog:
                  "command": self.command, "provenance": self.prov}
         if not self.enabled:
             return entry
-        log = (json.loads(self.path.read_text()) if self.path.exists()
-               else {"invocations": []})
-        if self.index is None:
-            self.index = len(log["invocations"])
-            log["invocations"].append(entry)
+        if self.log is None:
+            self.log = (json.loads(self.path.read_text()) if self.path.exists()
+                        else {"invocations": []})
+            self.log["invocations"].append(entry)
         else:
-            log["invocations"][self.index] = entry
-        write_json(self.path, log)
+            self.log["invocations"][-1] = entry
+        write_json(self.path, self.log)
         return entry
 
 
