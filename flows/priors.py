@@ -30,22 +30,35 @@ def diag_gaussian_logpdf(
 
 
 def diag_gaussian_logpdf_all_classes(
-    z: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor
+    z: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor,
+    sample_mean: torch.Tensor | None = None, sample_log_std: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``[N, D], [K, D], [K, D] -> [N, K]``: ``log N(z_n; mean_k, diag(exp(2 log_std_k)))``.
+    """``[N, D], [K, D], [K, D] -> [N, K]``: ``log N(z_n; a_n + m_k, diag(exp(2 (b_n + s_k))))``
+    with ``m = mean``, ``s = log_std`` and the optional per-sample terms ``a = sample_mean``,
+    ``b = sample_log_std`` (``[N, D]``, zero when absent; Appendix A.4's split prior has them).
 
-    The quadratic form is expanded into matrix products,
-    ``sum_d (z_d - m_kd)^2 / s_kd^2 = (z^2) @ (1/s^2)^T - 2 z @ (m/s^2)^T + sum_d m_kd^2/s_kd^2``,
-    and evaluated in float64, then returned in ``z``'s dtype: no ``[N, K, D]`` tensor (6144
-    dimensions x 10 classes per image on CIFAR-10), and the cancellation between the three terms
-    costs nothing at float64 (with random means and scales at 6144 dimensions: 1e-11 nats from
-    the float64 broadcast, where the float32 broadcast of :func:`diag_gaussian_logpdf` is off by
-    up to 1e-3).
+    The quadratic form is expanded into matrix products: with ``r = (z - a) e^-b``, ``v = e^-b``
+    and ``P = e^-2s``, ``sum_d (z_nd - a_nd - m_kd)^2 e^(-2 (b_nd + s_kd)) =
+    r^2 @ P^T - 2 (r v) @ (m P)^T + v^2 @ (m^2 P)^T`` (the last is ``sum_d m_kd^2 P_kd`` when
+    ``b = 0``). It is evaluated in float64, then returned in ``z``'s dtype: no ``[N, K, D]``
+    tensor (6144 dimensions x 10 classes per image on CIFAR-10), and the cancellation between the
+    three terms costs nothing at float64 (with random means and scales at 6144 dimensions: 1e-11
+    nats from the float64 broadcast, where the float32 broadcast of :func:`diag_gaussian_logpdf`
+    is off by up to 1e-3).
     """
     z64, m, s = z.double(), mean.double(), log_std.double()
     prec = torch.exp(-2.0 * s)  # [K, D]
-    quad = (z64 * z64) @ prec.T - 2.0 * (z64 @ (m * prec).T) + (m * m * prec).sum(1)
-    lp = -0.5 * quad - s.sum(1) - 0.5 * z.shape[1] * LOG_2PI
+    r = z64 if sample_mean is None else z64 - sample_mean.double()
+    log_det = s.sum(1)[None, :]  # [1, K]
+    if sample_log_std is None:
+        quad = (r * r) @ prec.T - 2.0 * (r @ (m * prec).T) + (m * m * prec).sum(1)
+    else:
+        b = sample_log_std.double()
+        v = torch.exp(-b)
+        r = r * v
+        quad = (r * r) @ prec.T - 2.0 * ((r * v) @ (m * prec).T) + (v * v) @ (m * m * prec).T
+        log_det = log_det + b.sum(1, keepdim=True)
+    lp = -0.5 * quad - log_det - 0.5 * z.shape[1] * LOG_2PI
     return lp.to(z.dtype)
 
 
@@ -140,27 +153,21 @@ class SplitPrior(nn.Module):
         """``mean_y``, ``logstd_y`` ``[K, D_n]``, tied to their class mean past ``class_dims``."""
         return tie_past(self.mean_y, self.class_dims_n), tie_past(self.logstd_y, self.class_dims_n)
 
-    def _zn_params(self, zs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and log-std of ``z_n`` for every class: ``[N, K, D_n]`` each."""
-        mean_y, logstd_y = self._class_terms()
-        mean = (zs @ self.mean_zs)[:, None, :] + mean_y[None]
-        log_std = (zs @ self.logstd_zs)[:, None, :] + logstd_y[None]
-        return mean, log_std
-
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         zs, zn = z[:, : self.k], z[:, self.k :]
         eye = torch.eye(self.k, device=z.device, dtype=z.dtype)
         log_std_s = z.new_full((), math.log(self.sigma_s))
         lp_s = diag_gaussian_logpdf(zs[:, None, :], eye[None], log_std_s)
-        mean, log_std = self._zn_params(zs)
-        lp_n = diag_gaussian_logpdf(zn[:, None, :], mean, log_std)
+        mean_y, logstd_y = self._class_terms()
+        zs64 = zs.double()  # the affine terms in float64 too: each sums K products per dimension
+        lp_n = diag_gaussian_logpdf_all_classes(zn, mean_y, logstd_y, zs64 @ self.mean_zs.double(),
+                                                zs64 @ self.logstd_zs.double())
         return lp_s + lp_n
 
     def sample(self, y: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         eye = torch.eye(self.k, device=y.device)
         zs = eye[y] + temperature * self.sigma_s * torch.randn(y.shape[0], self.k, device=y.device)
-        mean, log_std = self._zn_params(zs)
-        idx = torch.arange(y.shape[0], device=y.device)
-        mean, log_std = mean[idx, y], log_std[idx, y]
+        mean_y, logstd_y = self._class_terms()
+        mean, log_std = zs @ self.mean_zs + mean_y[y], zs @ self.logstd_zs + logstd_y[y]
         zn = mean + temperature * torch.exp(log_std) * torch.randn_like(mean)
         return torch.cat([zs, zn], 1)

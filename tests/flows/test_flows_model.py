@@ -224,6 +224,42 @@ def test_split_prior_matches_factorisation() -> None:
     torch.testing.assert_close(lp[:, 0] - lp[:, 1], (zs[:, 0] - zs[:, 1]) / 0.25)
 
 
+def test_split_prior_is_exact_far_from_the_mean_and_at_large_dimension() -> None:
+    """The split prior's expanded quadratic form (per-sample and per-class means and scales,
+    float64) against the float64 ``[N, K, D]`` broadcast, at CIFAR-10's 6144 latent dimensions,
+    z near and far from the class means; gradients agree with those of the broadcast form."""
+    torch.manual_seed(1)
+    prior = SplitPrior(6144, 10, sigma_s=0.5)
+    with torch.no_grad():
+        prior.mean_y.normal_(0, 10.0)
+        prior.logstd_y.normal_(0, 0.5)
+        prior.mean_zs.normal_(0, 1.0)
+        prior.logstd_zs.normal_(0, 0.05)
+    zs = torch.randn(6, 10)
+    near = zs[:3] @ prior.mean_zs.detach() + prior.mean_y[:3].detach() + 1e-3 * torch.randn(3, 6134)
+    z = torch.cat([zs, torch.cat([near, torch.randn(3, 6134)])], 1).requires_grad_(True)
+    lp = prior(z)
+    assert lp.dtype == torch.float32 and lp.shape == (6, 10)
+    params = (z, prior.mean_y, prior.logstd_y, prior.mean_zs, prior.logstd_zs)
+
+    def broadcast(z64: torch.Tensor) -> torch.Tensor:
+        zs64, zn64 = z64[:, :10], z64[:, 10:]
+        eye = torch.eye(10, dtype=torch.float64)
+        lp_s = diag_gaussian_logpdf(zs64[:, None], eye[None],
+                                    torch.tensor(math.log(0.5), dtype=torch.float64))
+        mean = (zs64 @ prior.mean_zs.double())[:, None] + prior.mean_y.double()[None]
+        log_std = (zs64 @ prior.logstd_zs.double())[:, None] + prior.logstd_y.double()[None]
+        return lp_s + diag_gaussian_logpdf(zn64[:, None], mean, log_std)
+
+    ref = broadcast(z.double())
+    torch.testing.assert_close(lp.double(), ref, atol=0, rtol=2e-7)  # float32 rounding only
+    w = torch.randn(6, 10)
+    grads = torch.autograd.grad((lp * w).sum(), params)
+    refs = torch.autograd.grad((ref * w.double()).sum(), params)
+    for g, r in zip(grads, refs, strict=True):
+        torch.testing.assert_close(g, r.float(), rtol=1e-5, atol=1e-4)
+
+
 def test_split_prior_class_dims_leave_the_posterior_to_the_top_level() -> None:
     """With ``class_dims = c`` the split prior's class terms past ``c`` are their class mean:
     each column is the factorisation with those tied terms, and moving ``z[:, c:]`` shifts every
