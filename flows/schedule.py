@@ -6,6 +6,8 @@
   constant rate (docs/flows.md, "Training recipe").
 * ``anneal`` -- the short-budget recipe: constant ``base_lr``, then a cosine decay to 0 over the
   last ``ANNEAL_FRACTION`` of the steps (the paper also keeps 1e-3 for its first 40% of training).
+* ``cosine`` -- a cosine decay from ``base_lr`` to 0 over all the steps (the anneal with
+  ``ANNEAL_FRACTION = 1``): no constant-rate phase.
 * ``constant`` -- ``base_lr`` throughout.
 
 ``auto`` resolves to ``paper`` for runs of 150 epochs or more and ``anneal`` otherwise. Resuming
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-SCHEDULES = ("auto", "paper", "step", "anneal", "constant")
+SCHEDULES = ("auto", "paper", "step", "anneal", "cosine", "constant")
 ANNEAL_FRACTION = 0.2
 
 
@@ -39,8 +41,8 @@ def lr_at(step: int, steps_per_epoch: int, epochs: int, base_lr: float, warmup_s
         factor = 0.1 ** math.floor(epoch / 60)
     elif schedule == "step":
         factor = 0.1 ** (int(epoch >= 0.4 * epochs) + int(epoch >= 0.8 * epochs))
-    elif schedule == "anneal":
-        start = (1.0 - ANNEAL_FRACTION) * total
+    elif schedule in ("anneal", "cosine"):
+        start = (1.0 - ANNEAL_FRACTION) * total if schedule == "anneal" else 0.0
         t = min(max((step - start) / (total - start), 0.0), 1.0)
         factor = 0.5 * (1.0 + math.cos(math.pi * t))
     else:

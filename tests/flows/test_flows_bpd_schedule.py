@@ -62,8 +62,14 @@ def test_lr_schedules() -> None:
     assert all(a > b for a, b in zip(tail, tail[1:], strict=False)) and anneal[total] < 1e-12
     assert math.isclose(anneal[int(0.9 * total)], 5e-4)  # half way down the cosine
     assert lr_at(123, spe, epochs, 1e-3, 0, "constant") == 1e-3
+    # cosine: the same decay over all the steps, no constant phase
+    cosine = [lr_at(s, spe, epochs, 1e-3, 0, "cosine") for s in range(total + 1)]
+    assert cosine[0] == 1e-3 and cosine[total] < 1e-12
+    assert all(a > b for a, b in zip(cosine, cosine[1:], strict=False))
+    assert math.isclose(cosine[total // 2], 5e-4)
+    assert all(c <= a for c, a in zip(cosine, anneal, strict=True))
     with pytest.raises(ValueError):
-        lr_at(0, spe, epochs, 1e-3, 0, "cosine")
+        lr_at(0, spe, epochs, 1e-3, 0, "linear")
 
 
 def test_ce_weight_ramp_ends_in_eq6() -> None:
