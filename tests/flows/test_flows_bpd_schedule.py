@@ -77,3 +77,16 @@ def test_ce_weight_ramp_ends_in_eq6() -> None:
 
     assert [ce_weight_at(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     assert ce_weight_at(0, 0) == ce_weight_at(10**6, 0) == 1.0  # no ramp: Eq. (6) throughout
+
+
+@pytest.mark.parametrize("schedule, safe", [("anneal", True), ("cosine", False)])
+def test_resume_epochs_change_follows_the_schedule(schedule: str, safe: bool) -> None:
+    """Extending a run 10 -> 12 epochs after 5: the anneal has not started, so every step so far
+    had the same rate (allowed); under the cosine every rate depends on the total (refused)."""
+    from flows.train import epochs_change_is_safe
+
+    old = {"epochs": 10, "lr": 1e-3, "warmup_steps": 0, "lr_schedule": schedule,
+           "train_subset": 0, "batch_size": 10}
+    new = {**old, "epochs": 12}
+    assert epochs_change_is_safe(old, new, steps_done=50, num_images=100, world=1) is safe
+    assert epochs_change_is_safe(old, old, steps_done=50, num_images=100, world=1)
