@@ -130,7 +130,11 @@ def load_split(
     _check_split(split)
     root = resolve_data_dir(data_dir).resolve()
     if name == "mnist":
-        return _mnist(root, split)
-    if name == "cifar10":
-        return _cifar(root, split)
-    return _bg_mnist(root, split, int(name.rsplit("-", 1)[1]), bg_seed)
+        images, labels = _mnist(root, split)
+    elif name == "cifar10":
+        images, labels = _cifar(root, split)
+    else:
+        images, labels = _bg_mnist(root, split, int(name.rsplit("-", 1)[1]), bg_seed)
+    if images.shape[0] == 0:
+        raise DataFileError(f"{root}: the {name} {split} split holds no images")
+    return images, labels

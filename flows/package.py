@@ -66,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def package(run: Path, out: Path, data_dir: Path | None = None) -> str:
-    """Write the model folder ``out`` from the finished run ``run``; return the weights' sha256."""
+    """Write the model folder ``out`` from the finished run ``run``; return the weights' sha256.
+
+    Everything that can fail on the run or the data (loading, the reference scores) happens
+    before ``out`` is touched, so a failed call leaves an existing model folder as it was."""
     model, config, state = load_run_state(run, keys=("epoch",))
     if state["epoch"] != config.get("epochs"):
         raise RunError(f"{run / CHECKPOINT_NAME}: training not finished (epoch {state['epoch']} "
@@ -76,12 +79,12 @@ def package(run: Path, out: Path, data_dir: Path | None = None) -> str:
         summary_obj = json.loads(summary.read_text())
     except (OSError, ValueError) as exc:
         raise RunError(f"{summary}: cannot read: {errors.one_line(exc)}") from None
+    log_p, labels = reference_scores(model, config, data_dir)  # before out is touched
     if (out / EVAL_NAME).exists():
         (out / EVAL_NAME).unlink()  # it described other weights
     digest = save_weights(model.state_dict(), out)
     write_json(out / CONFIG_NAME, {**config, "data_dir": None})
     write_json(out / SUMMARY_NAME, summary_obj)
-    log_p, labels = reference_scores(model, config, data_dir)
     write_json(out / REFERENCE_NAME, {
         "images": "the first n test images", "n": len(labels), "draws": REFERENCE_DRAWS,
         "seed": 0, "batch_size": REFERENCE_BATCH, "labels": labels.tolist(),

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from flows.config import OBJECTIVES, PRESETS, ModelConfig
-from flows.data import DATASETS
+from flows.data import DATASETS, num_channels
 from flows.layout import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
@@ -101,10 +101,23 @@ def read_config(run_dir: str | Path) -> dict:
     problem = model_section_problem(model)
     if problem:
         raise RunError(f"{path}: 'model' does not describe a flows model: {problem}")
-    problem = config_field_problem(config)
+    problem = config_field_problem(config) or channels_problem(config.get("dataset"), model)
     if problem:
         raise RunError(f"{path}: {problem}")
     return config
+
+
+def channels_problem(dataset: Any, model: dict) -> str | None:
+    """A dataset whose images have other channels than the model takes (``None``: they fit,
+    or the dataset is not named)."""
+    if dataset not in DATASETS:
+        return None
+    wanted = num_channels(dataset)
+    has = model.get("in_channels", ModelConfig.in_channels)
+    if has != wanted:
+        return (f"dataset {dataset!r} has {wanted} image channel(s), but the model takes "
+                f"{has} (model.in_channels)")
+    return None
 
 
 def _is_int(v: Any, lo: int, hi: int = MAX_INT) -> bool:
@@ -291,7 +304,8 @@ def load_run_state(run_dir: str | Path, map_location: str | torch.device = "cpu"
         ckpt_path = run_dir / WEIGHTS_NAME
         state = _model_folder_state(run_dir)
     elif not ckpt_path.exists():
-        raise RunNotFoundError(f"{ckpt_path}: no checkpoint in run directory")
+        raise RunNotFoundError(f"{run_dir}: neither {CHECKPOINT_NAME} (a run directory) nor "
+                               f"{WEIGHTS_NAME} (a model folder)")
     else:
         state = load_checkpoint(ckpt_path, map_location, keys=("model", *keys))
         bad = non_finite_tensors(state["model"])

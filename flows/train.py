@@ -45,7 +45,7 @@ from flows.config import (
     ModelConfig,
     model_config,
 )
-from flows.layout import CHECKPOINT_NAME, CONFIG_NAME, LAST_GOOD_NAME, SUMMARY_NAME
+from flows.layout import CHECKPOINT_NAME, CONFIG_NAME, LAST_GOOD_NAME, SUMMARY_NAME, WEIGHTS_NAME
 from flows.pixels import bits_per_dim, dequantize
 from flows.precision import choose_fast_path
 from flows.provenance import provenance
@@ -116,10 +116,14 @@ class TrainSettings:
     fast: bool = True
     threads: int = 0
     stop_after: int = 0
+    epochs_given: bool = True  # False where --epochs was left to its default
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainSettings:
-        return cls(**vars(args))  # every flag is a field: a new flag without one fails here
+        values = vars(args)  # every flag is a field: a new flag without one fails here
+        given = values["epochs"] is not None
+        return cls(**{**values, "epochs": values["epochs"] if given else cls.epochs},
+                   epochs_given=given)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, choices=fdata.DATASETS)
     p.add_argument("--objective", required=True, choices=OBJECTIVES)
     p.add_argument("--preset", required=True, choices=sorted(PRESETS))
-    p.add_argument("--epochs", type=cli.positive_int, default=150)
+    p.add_argument("--epochs", type=cli.positive_int, default=None, help="default: 150")
     p.add_argument("--batch-size", type=cli.positive_int, default=64, help="per-process batch size")
     p.add_argument("--seed", type=cli.seed, default=0)
     p.add_argument("--data-dir", type=cli.existing_dir_of("data directory"), default=None,
@@ -194,8 +198,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fail(msg: str) -> SystemExit:
-    return SystemExit(f"{PROG}: error: {errors.one_line(msg)}")
+def check_flags(opts: TrainSettings) -> None:
+    """Flags that contradict each other, refused before any work (exit 2)."""
+    if opts.ce_ramp_steps and opts.objective not in ("reweighted", "split"):
+        raise errors.UsageError(f"--ce-ramp-steps ramps Eq. (6)'s -log p(y|x); objective "
+                                f"{opts.objective!r} has none to ramp (reweighted, split)")
+    if opts.beta != 1.0 and opts.objective != "ib":
+        raise errors.UsageError(f"--beta weighs L_Y of objective ib; objective "
+                                f"{opts.objective!r} has no such term")
+    if not opts.fast:
+        chosen = [f"--{flag.replace('_', '-')} {value}" for flag, value, off in (
+            ("amp", opts.amp, "none"), ("channels_last", opts.channels_last, "off"),
+            ("compile", opts.compile, "off")) if value not in ("auto", off)]
+        if chosen:
+            raise errors.UsageError(f"--no-fast is the float32 eager reference path; it "
+                                    f"contradicts {', '.join(chosen)}")
+    if opts.budget_minutes is not None and (opts.epochs_given or opts.train_subset):
+        raise errors.UsageError("--budget-minutes sizes --epochs and --train-subset itself; "
+                                "pass either the budget or those")
+    out = Path(opts.out)
+    if (out / WEIGHTS_NAME).exists():
+        raise errors.UsageError(f"--out {out}: a model folder ({WEIGHTS_NAME}); training "
+                                f"writes a run directory, choose another --out")
 
 
 def check_out_dir(out: Path, resume: bool, rank: int) -> None:
@@ -342,11 +366,13 @@ def _check_same_init(path: Path, recorded: dict | None) -> None:
     from flows.weights import sha256_file
 
     if recorded is None:
-        raise _fail("--resume --init-from: the checkpoint's run did not start from other weights")
+        raise errors.UsageError("--resume --init-from: the checkpoint's run did not start from "
+                                "other weights")
     file = Path(path) / recorded["weights"]["file"]
     if not file.is_file() or sha256_file(file) != recorded["weights"]["sha256"]:
-        raise _fail(f"--resume --init-from {path}: not the weights this run started from "
-                    f"({recorded['path']}, sha256 {recorded['weights']['sha256'][:12]}...)")
+        raise errors.UsageError(
+            f"--resume --init-from {path}: not the weights this run started from "
+            f"({recorded['path']}, sha256 {recorded['weights']['sha256'][:12]}...)")
 
 
 def _set_schedule(opts: TrainSettings, config: dict, resolved: budget.BudgetPlan) -> None:
@@ -361,9 +387,10 @@ def _resume_budget(opts: TrainSettings, config: dict, old: dict) -> None:
     """``--resume --budget-minutes M`` continues the schedule the run resolved for ``M``."""
     recorded = old.get("budget")
     if not isinstance(recorded, dict) or recorded.get("minutes") != opts.budget_minutes:
-        raise _fail(f"--resume --budget-minutes {opts.budget_minutes:g}: the checkpoint's run "
-                    f"was not sized for that budget (its budget: "
-                    f"{recorded.get('minutes') if isinstance(recorded, dict) else None})")
+        raise errors.UsageError(
+            f"--resume --budget-minutes {opts.budget_minutes:g}: the checkpoint's run was not "
+            f"sized for that budget (its budget: "
+            f"{recorded.get('minutes') if isinstance(recorded, dict) else None})")
     _set_schedule(opts, config, budget.BudgetPlan(**recorded))
 
 
@@ -426,8 +453,9 @@ def _restore_or_initialise(opts: TrainSettings, config: dict, model: torch.nn.Mo
                                                         images.shape[0], world):
             diff = []  # the lr of every step done so far is the same under both totals
         if diff:
-            raise _fail(f"--resume with different settings than the checkpoint: {', '.join(diff)}"
-                        + _model_fields_differing(old.get("model"), config["model"]))
+            raise errors.UsageError(
+                f"--resume with different settings than the checkpoint: {', '.join(diff)}"
+                + _model_fields_differing(old.get("model"), config["model"]))
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -486,23 +514,21 @@ def _train(opts: TrainSettings, command: str) -> dict:
     check_out_dir(out, opts.resume, rank)
     if opts.epochs < 1 or opts.batch_size < 1:
         raise errors.UsageError("--epochs and --batch-size must be positive")
-    if opts.ce_ramp_steps and opts.objective not in ("reweighted", "split"):
-        raise errors.UsageError(f"--ce-ramp-steps ramps Eq. (6)'s -log p(y|x); objective "
-                                f"{opts.objective!r} has none to ramp (reweighted, split)")
+    check_flags(opts)
     try:
         fast = choose_fast_path(device, opts.amp, opts.channels_last, opts.compile, opts.fast)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise errors.UsageError(str(exc)) from None
     try:  # flag combinations the model cannot have (ModelConfig says which)
         model_cfg = make_model_config(opts)
     except ValueError as exc:
         raise errors.UsageError(f"objective {opts.objective!r}: {exc}") from None
-    try:
-        config = make_config(opts, world, fast.describe(), model_cfg)
-        images, labels = fdata.load_split(opts.dataset, "train", opts.data_dir,
-                                          bg_seed=opts.bg_seed)
-    except fdata.DataFileError as exc:
-        raise _fail(str(exc)) from None
+    config = make_config(opts, world, fast.describe(), model_cfg)
+    images, labels = fdata.load_split(opts.dataset, "train", opts.data_dir, bg_seed=opts.bg_seed)
+    n_epoch = opts.train_subset if 0 < opts.train_subset < images.shape[0] else images.shape[0]
+    if opts.budget_minutes is None and (n_epoch // world) // opts.batch_size == 0:
+        raise errors.UsageError(f"--batch-size {opts.batch_size} x {world} process(es) exceeds "
+                                f"the {n_epoch} images of an epoch")
     flip = fdata.is_cifar(opts.dataset)
 
     torch.manual_seed(opts.seed)
@@ -536,8 +562,10 @@ def _train(opts: TrainSettings, command: str) -> dict:
 
     n_epoch = opts.train_subset if 0 < opts.train_subset < images.shape[0] else images.shape[0]
     steps_per_epoch = (n_epoch // world) // opts.batch_size
-    if steps_per_epoch == 0:
-        raise _fail(f"batch size {opts.batch_size} x {world} process(es) exceeds {n_epoch} images")
+    if steps_per_epoch == 0:  # only a budget can size an epoch below one batch
+        raise errors.UsageError(f"--budget-minutes {opts.budget_minutes:g}: an epoch of "
+                                f"{n_epoch} images is shorter than one batch of "
+                                f"{opts.batch_size} x {world}")
     end_epoch = opts.epochs
     if opts.stop_after > 0:
         end_epoch = min(opts.epochs, start_epoch + opts.stop_after)

@@ -31,6 +31,7 @@ argument types need torch and live in ``flows.devices``; exit statuses and the e
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import tempfile
@@ -172,7 +173,7 @@ def _nearest_existing(path: Path, target: Path) -> Path:
                 raise argparse.ArgumentTypeError(f"{a} is not a directory (cannot write {target})")
             return a
         if a.is_symlink():
-            raise argparse.ArgumentTypeError(f"{a} is a dangling symbolic link")
+            raise argparse.ArgumentTypeError(f"{a} is {_why_missing(a)}")
     return Path("/")
 
 
@@ -197,6 +198,18 @@ def output_dir(value: str) -> Path:
     return path
 
 
+def _why_missing(path: Path) -> str:
+    """Why ``path`` does not exist: not found, a dangling symbolic link, or a link loop."""
+    if not path.is_symlink():
+        return "not found"
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop"
+    return "a dangling symbolic link"
+
+
 def existing_dir_of(what: str) -> Callable[[str], Path]:
     """Argument type factory: an existing, readable directory; messages call it ``what``
     (e.g. ``"run directory"``)."""
@@ -207,8 +220,8 @@ def existing_dir_of(what: str) -> Callable[[str], Path]:
         except OSError as exc:
             raise argparse.ArgumentTypeError(f"{what} {path}: {exc.strerror or exc}") from None
         if not exists:
-            kind = "a dangling symbolic link" if path.is_symlink() else "not found"
-            raise argparse.ArgumentTypeError(f"{what} {path} does not exist ({kind})")
+            raise argparse.ArgumentTypeError(f"{what} {path} does not exist "
+                                             f"({_why_missing(path)})")
         if not is_dir:
             raise argparse.ArgumentTypeError(f"{what} {path} is not a directory")
         if not os.access(path, os.R_OK | os.X_OK):

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from flows import devices, scoring
+from flows.data import DATASETS
 from flows.experiments import scored_runs
 from flows.provenance import Provenance, write_result
 from foundation import cli, errors
@@ -70,9 +71,11 @@ def experiment_parser(module: str, description: str, *, many_runs: bool = False,
     p.add_argument("--draws", type=cli.int_range(1, 1024), default=scoring.DEFAULT_DRAWS,
                    help="noise draws per image in flows.scoring (S)")
     p.add_argument("--batch-size", type=cli.int_range(1, 100000), default=250)
-    p.add_argument("--data-dir", default=None, help="dataset root (flows.data.resolve_data_dir)")
+    p.add_argument("--data-dir", type=cli.existing_dir_of("data directory"), default=None,
+                   help="dataset root (default: $ANNULUS_DATA_DIR or ../shared/data)")
     if dataset_flag:
-        p.add_argument("--dataset", default=None, help="override the dataset of the run config")
+        p.add_argument("--dataset", default=None, choices=DATASETS,
+                       help="override the dataset of the run config")
     p.add_argument("--cache-dir", type=cli.output_dir, default=None,
                    help="cache test-set scores here (.npz)")
     p.add_argument("--device", type=devices.device, default="cpu")

@@ -41,6 +41,7 @@ from foundation import errors
 def dataset_of(config: dict[str, Any] | None, override: str | None = None) -> str:
     """Dataset name of a run (``config["dataset"]``, or nested ``data.dataset``/``data.name``)."""
     from flows.data import DATASETS
+    from flows.runs import channels_problem
 
     name = override
     if name is None and config:
@@ -51,6 +52,10 @@ def dataset_of(config: dict[str, Any] | None, override: str | None = None) -> st
         raise errors.UsageError("cannot tell the run's dataset from its config; pass --dataset")
     if name not in DATASETS:
         raise errors.UsageError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    model = config.get("model") if config else None
+    problem = channels_problem(name, model) if isinstance(model, dict) else None
+    if problem:
+        raise errors.UsageError(f"--dataset {name}: {problem}")
     return str(name)
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from flows_testutils import write_idx_images, write_idx_labels
 
 from flows import evaluate as feval
 from flows import train as ftrain
@@ -118,6 +120,42 @@ def test_cli_errors_are_one_line(tiny_data_dir: Path, tmp_path: Path) -> None:
         ftrain.main(_args(tiny_data_dir, out, "--objective", "gan"))
 
 
+def test_contradictory_flags_are_refused_before_any_work(tiny_data_dir: Path,
+                                                         tmp_path: Path) -> None:
+    """Exit 2, one line, and no run directory for flags that contradict each other or the
+    data; an empty split is a data error (exit 1) naming the directory."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"")
+    cases = ((("--objective", "base", "--beta", "5"), "objective 'base' has no such term"),
+             (("--no-fast", "--amp", "none", "--compile", "on"), "contradicts --compile on"),
+             (("--no-fast", "--channels-last", "on"), "contradicts --channels-last on"),
+             (("--batch-size", "65"), "--batch-size 65 x 1 process(es) exceeds the 64 images"))
+    for i, (extra, why) in enumerate(cases):
+        out = tmp_path / f"r{i}"
+        with pytest.raises(SystemExit) as exc:
+            ftrain.main(_args(tiny_data_dir, out, *extra))
+        assert exc.value.code == 2 and why in str(exc.value), str(exc.value)
+        assert not out.exists(), extra
+    with pytest.raises(SystemExit) as exc:
+        ftrain.main(_args(tiny_data_dir, folder))
+    assert exc.value.code == 2 and "a model folder" in str(exc.value)
+    empty = tmp_path / "empty-data"
+    (empty / "mnist").mkdir(parents=True)
+    for prefix in ("train", "t10k"):
+        write_idx_images(empty / "mnist" / f"{prefix}-images-idx3-ubyte",
+                         np.zeros((0, 28, 28), np.uint8))
+        write_idx_labels(empty / "mnist" / f"{prefix}-labels-idx1-ubyte", np.zeros(0, np.uint8))
+    with pytest.raises(SystemExit) as exc:
+        ftrain.main(_args(empty, tmp_path / "r-empty"))
+    assert exc.value.code == 1 and "mnist train split holds no images" in str(exc.value)
+    run = tmp_path / "run"
+    assert ftrain.main(_args(tiny_data_dir, run, "--epochs", "1")) == 0
+    with pytest.raises(SystemExit) as exc:
+        feval.main(["--run", str(run), "--data-dir", str(empty), "--draws", "1"])
+    assert exc.value.code == 1 and "mnist test split holds no images" in str(exc.value)
+
+
 def test_non_finite_guard_saves_last_good_state(
     tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -185,8 +223,14 @@ def test_budget_run_is_reproduced_by_its_resolved_schedule(tiny_data_dir: Path,
     exactly, resuming needs the same budget."""
     a, b = tmp_path / "a", tmp_path / "b"
     base = _args(tiny_data_dir, a)
-    i = base.index("--train-subset")
-    del base[i:i + 2]
+    for flag in ("--train-subset", "--epochs"):  # the budget sizes both
+        i = base.index(flag)
+        del base[i:i + 2]
+    for flag in ("--train-subset", "--epochs"):
+        with pytest.raises(SystemExit) as exc:
+            ftrain.main([*base, flag, "2", "--budget-minutes", "0.004"])
+        assert exc.value.code == 2 and "pass either the budget or those" in str(exc.value)
+    assert not a.exists()
     assert ftrain.main([*base, "--budget-minutes", "0.004"]) == 0
     cfg = json.loads((a / "config.json").read_text())
     resolved = cfg["budget"]
@@ -285,8 +329,8 @@ def test_squeeze_first_is_recorded_and_old_model_sections_resume(tiny_data_dir: 
                          "gmm_class_latent: checkpoint 'all', now 'top'")):
         with pytest.raises(SystemExit) as exc:
             ftrain.main(_args(tiny_data_dir, old, "--resume", *flag))
-        assert str(exc.value.code).endswith(
-            f"different settings than the checkpoint: model (model.{field})"), exc.value.code
+        assert exc.value.code == 2 and str(exc.value).endswith(
+            f"different settings than the checkpoint: model (model.{field})"), str(exc.value)
     assert ftrain.main(_args(tiny_data_dir, old, "--resume")) == 0
 
 

@@ -95,6 +95,38 @@ def test_package_refuses_an_unfinished_run(tiny_data_dir: Path, tmp_path: Path) 
         fpackage.main(["--run", str(run), "--out", str(tmp_path / "m")])
 
 
+def test_a_failed_package_leaves_the_model_folder_as_it_was(base_run: Path, folder: Path,
+                                                           tmp_path: Path) -> None:
+    """Without the data (reference scores) nothing in an existing folder changes."""
+    m = tmp_path / "m"
+    shutil.copytree(folder, m)
+    (m / "eval.json").write_text("{}")
+    before = {f.name: f.read_bytes() for f in m.iterdir()}
+    with pytest.raises(SystemExit) as exc:
+        fpackage.main(["--run", str(base_run), "--out", str(m), "--data-dir", str(tmp_path)])
+    assert exc.value.code == 1 and "file not found" in str(exc.value)
+    assert {f.name: f.read_bytes() for f in m.iterdir()} == before
+
+
+def test_a_config_whose_dataset_does_not_fit_the_model_is_refused(folder: Path,
+                                                                   tiny_data_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    """config.json naming a dataset of other channels: one line naming the file, before any
+    scoring; a model folder without its weights says so."""
+    m = tmp_path / "m"
+    shutil.copytree(folder, m)
+    config = json.loads((m / "config.json").read_text())
+    (m / "config.json").write_text(json.dumps({**config, "dataset": "cifar10"}))
+    with pytest.raises(SystemExit) as exc:
+        feval.main(["--run", str(m), "--draws", "1", "--data-dir", str(tiny_data_dir)])
+    assert exc.value.code == 1 and "config.json: dataset 'cifar10' has 3 image channel(s), " \
+        "but the model takes 1" in str(exc.value)
+    (m / "config.json").write_text(json.dumps(config))
+    (m / WEIGHTS_NAME).unlink()
+    with pytest.raises(SystemExit, match="neither checkpoint.pt .* nor model.safetensors"):
+        feval.main(["--run", str(m), "--draws", "1", "--data-dir", str(tiny_data_dir)])
+
+
 def test_evaluate_a_model_folder_records_the_weights(folder: Path, tiny_data_dir: Path,
                                                      tmp_path: Path) -> None:
     m = tmp_path / "m"
