@@ -41,7 +41,7 @@ from flows.weights import (
 )
 from foundation.atomic import atomic_write_bytes
 from foundation.cli import MAX_INT, MAX_SEED
-from foundation.errors import CommandError, one_line
+from foundation.errors import CommandError, UsageError, one_line
 
 __all__ = [
     "CHECKPOINT_NAME", "CONFIG_NAME", "EVAL_NAME", "LAST_GOOD_NAME", "RunError",
@@ -347,12 +347,12 @@ def init_from_run(model: GlowClassifier, source: str | Path) -> dict[str, Any]:
     mismatched = sorted(k for k in flow(dst) & flow(src) if src[k].shape != dst[k].shape)
     if flow(src) != flow(dst) or mismatched:
         diff = sorted(flow(src) ^ flow(dst)) + mismatched
-        raise RunError(f"{source}: --init-from needs a model of the same architecture "
+        raise UsageError(f"{source}: --init-from needs a model of the same architecture "
                        f"(preset {src_config.get('preset', '?')!r}; differs in "
                        f"{', '.join(diff[:3])})")
     src_pad = ModelConfig(**src_config["model"]).pad_noise  # older runs: the dataclass default
     if src_pad != model.config.pad_noise:
-        raise RunError(f"{source}: --init-from needs the same padding noise (the source was "
+        raise UsageError(f"{source}: --init-from needs the same padding noise (the source was "
                        f"trained with {src_pad!r}, this run pads with "
                        f"{model.config.pad_noise!r}; pass --pad-noise {src_pad})")
     load = {k: v for k, v in src.items() if not k.startswith("prior.")}

@@ -14,8 +14,9 @@ import torch
 from flows import evaluate as feval
 from flows import package as fpackage
 from flows import train as ftrain
-from flows.runs import RunError, init_from_run, load_run, load_run_state
+from flows.runs import init_from_run, load_run, load_run_state
 from flows.weights import SHA_NAME, WEIGHTS_NAME, WeightsError, load_weights, save_weights
+from foundation.errors import UsageError
 
 
 def _train_args(data: Path, out: Path, objective: str = "base", *extra: str) -> list[str]:
@@ -187,12 +188,12 @@ def test_init_from_loads_the_flow_and_a_prior_of_the_same_kind(folder: Path) -> 
     assert torch.equal(shared.prior.mean, src.prior.mean)
 
     other = GlowClassifier(model_config("small-mnist", 1, "base"))
-    with pytest.raises(RunError, match="same architecture"):
+    with pytest.raises(UsageError, match="same architecture"):
         init_from_run(other, folder)
     # same tensors, other padding noise: its flow was fitted to the source's padding
     gauss = GlowClassifier(dataclasses.replace(model_config("tiny", 1, "reweighted"),
                                                pad_noise="gaussian"))
-    with pytest.raises(RunError, match="trained with 'uniform'.*pass --pad-noise uniform"):
+    with pytest.raises(UsageError, match="trained with 'uniform'.*pass --pad-noise uniform"):
         init_from_run(gauss, folder)
 
 
