@@ -558,6 +558,28 @@ def run(cfg: Config, progress: bool = False) -> dict[str, Any]:
 
 
 # -- command line ----------------------------------------------------------------------------
+SIZE_LIMITS = {"steps": 10**6, "transforms": 64, "hidden": 8192, "batch": 10**6,
+               "n-train": 10**7, "n-eval": 10**7, "n-attack": 10**7, "n-model": 10**7,
+               "pgd-steps": 10**5}
+"""Upper bounds of the size flags (each far beyond minutes of CPU; refused before any work)."""
+MAX_SAMPLE_VALUES = 5 * 10**8
+"""Largest ``draws x d`` of one sample set (4 GB in float64)."""
+
+
+def size_problem(cfg: Config) -> str | None:
+    """Sizes that cannot run here: a batch larger than the training set, a sample set that
+    would not fit in memory (``None`` when there is none)."""
+    if cfg.flow.batch > cfg.flow.n_train:
+        return f"--batch {cfg.flow.batch} exceeds --n-train {cfg.flow.n_train}"
+    d = max(cfg.dims)
+    for flag, n in (("--n-train", cfg.flow.n_train), ("--n-eval", cfg.eval.n_eval),
+                    ("--n-attack", cfg.eval.n_attack), ("--n-model", cfg.eval.n_model)):
+        if n * d > MAX_SAMPLE_VALUES:
+            return (f"{flag} {n} at d = {d}: {n * d:.3g} values, more than "
+                    f"{MAX_SAMPLE_VALUES:.0e} (about 4 GB)")
+    return None
+
+
 def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog=PROG, description="Train a conditional flow (zuko MAF) on the "
                            "Appendix-D data and measure it against the exact p and the "
@@ -567,9 +589,11 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--seed", type=cli.seed, default=0)
     p.add_argument("--quick", action="store_true", help="tiny sizes (seconds; for tests)")
     for name in ("steps", "transforms", "hidden", "batch", "n-train"):
-        p.add_argument(f"--{name}", type=cli.positive_int, help="flow: " + name)
+        p.add_argument(f"--{name}", type=cli.int_range(1, SIZE_LIMITS[name]),
+                       help="flow: " + name)
     for name in ("n-eval", "n-attack", "n-model", "pgd-steps"):
-        p.add_argument(f"--{name}", type=cli.positive_int, help="evaluation: " + name)
+        p.add_argument(f"--{name}", type=cli.int_range(1, SIZE_LIMITS[name]),
+                       help="evaluation: " + name)
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -595,6 +619,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dims and max(args.dims) > 4096:
         raise errors.UsageError("--dims: at most 4096 (the flow would not train in minutes)")
     cfg = config_from_args(args)
+    problem = size_problem(cfg)
+    if problem:
+        raise errors.UsageError(problem)
     torch.set_num_threads(1)
     prov = Provenance(seed=cfg.seed, run_dir=None, run_config=None, device="cpu",
                       argv=list(sys.argv[1:] if argv is None else argv), module=MODULE)

@@ -419,9 +419,14 @@ def parse_attacks(text: str) -> list[str]:
     """``"cw,boundary"`` -> ``["cw", "boundary"]``; unknown names are a usage error."""
     names = [a.strip() for a in text.split(",") if a.strip()]
     bad = [a for a in names if a not in ATTACKS]
-    if bad or not names:
+    if bad:
         raise errors.UsageError(
-            f"--attacks: unknown attack(s) {bad}; choose from {', '.join(ATTACKS)}")
+            f"--attacks: unknown attack(s) {', '.join(bad)}; choose from {', '.join(ATTACKS)}")
+    if not names:
+        raise errors.UsageError(f"--attacks: no attack named; choose from {', '.join(ATTACKS)}")
+    twice = sorted({a for a in names if names.count(a) > 1})
+    if twice:
+        raise errors.UsageError(f"--attacks: {', '.join(twice)} named more than once")
     return names
 
 

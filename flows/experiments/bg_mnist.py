@@ -53,15 +53,30 @@ PAPER_TABLE3 = paper_numbers.TABLE3
 """Paper Table 3 (Reweighted models): accuracy in %, test bits/dim."""
 
 
+def read_run_eval(path: Path) -> dict | None:
+    """The run's own ``eval.json`` (``None`` where it has none); an unreadable one is an error
+    naming the file."""
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise errors.CommandError(f"{path}: not a readable evaluation: {errors.one_line(exc)}"
+                                  ) from None
+    if not isinstance(value, dict):
+        raise errors.CommandError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
 def table_row(
     run_dir: str, settings: scored_runs.ScoringSettings
 ) -> tuple[dict[str, Any], Any, dict, torch.Tensor, torch.Tensor, Scores]:
     """One Table-3 row: accuracy (95% Wilson, n) and bits/dim (mean +- s.e.) of the test set."""
+    run_eval = read_run_eval(Path(run_dir) / EVAL_NAME)  # before the minutes of scoring
     run = scored_runs.load_scored_run(run_dir, settings)
     model, config, dataset, x, y, sc = (run.model, run.config, run.dataset, run.images, run.y,
                                         run.scores)
     bpd = sc.bpd
-    ev_path = Path(run_dir) / EVAL_NAME
     paper = PAPER_TABLE3.get(dataset)
     row = {
         "run_dir": portable_path(str(run_dir)),
@@ -74,7 +89,7 @@ def table_row(
         "bits_per_dim": float(bpd.mean()),
         "bits_per_dim_std": float(bpd.std()),
         "bits_per_dim_se": float(bpd.std(ddof=1) / np.sqrt(len(bpd))) if len(bpd) > 1 else None,
-        "run_eval": json.loads(ev_path.read_text()) if ev_path.is_file() else None,
+        "run_eval": run_eval,
         "paper_accuracy_pct": None if paper is None else paper[0],
         "paper_bits_per_dim": None if paper is None else paper[1],
     }
@@ -110,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Table 3 / Figures 5-6: BG-MNIST accuracy, bits/dim, samples, interpolations.",
         many_runs=True, dataset_flag=False,
         images="the class-conditional samples and the example interpolation paths")
-    p.add_argument("--samples-run", default=None, help="default: the bg-mnist-0 run, if any")
+    p.add_argument("--samples-run", type=cli.existing_dir_of("run directory"), default=None,
+                   help="default: the bg-mnist-0 run, if any")
     p.add_argument("--samples-per-class", type=cli.int_range(1, 10000), default=8)
     p.add_argument("--temperature", type=cli.positive_float, default=0.7)
     p.add_argument("--n-pairs", type=runner.count0, default=200, help="0 skips the interpolation")
@@ -126,6 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     runner.set_seed(args.seed)
     if not args.run:
         raise errors.UsageError("--run: give at least one run directory")
+    seen: dict[Path, Path] = {}
+    for run in args.run:
+        if Path(run).resolve() in seen:
+            raise errors.UsageError(f"--run {run}: given twice (as {seen[Path(run).resolve()]})")
+        seen[Path(run).resolve()] = run
+        read_run_eval(Path(run) / EVAL_NAME)  # every run's, before the minutes of scoring
     prov = Provenance(seed=args.seed, run_dir=None, run_config=None, device=args.device,
                       argv=argv, module=MODULE)
     rows, configs = [], []
@@ -144,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     samples_info = None
     interp = None
     if samples_run is not None:
-        key = next((d for d, v in by_dataset.items() if v[0] == samples_run), None)
+        key = next((d for d, v in by_dataset.items()
+                    if Path(v[0]).resolve() == Path(samples_run).resolve()), None)
         if key is None:
             row, model, config, x, y, sc = table_row(samples_run, scoring)
             key = row["dataset"]

@@ -124,7 +124,10 @@ def test_quick_end_to_end(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("argv", [["--dims", "0"], ["--steps", "-1"], ["--dims", "2", "2"],
-                                  ["--seed", "x"]])
+                                  ["--seed", "x"], ["--quick", "--hidden", "1000000000000"],
+                                  ["--quick", "--n-train", "1000000000000"],
+                                  ["--quick", "--batch", "257"],
+                                  ["--quick", "--dims", "4096", "--n-eval", "1000000"]])
 def test_bad_usage_is_one_line_exit_2(tmp_path, argv, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         af.main([*argv, "--out", str(tmp_path / "o.json")])

@@ -215,7 +215,7 @@ def test_no_usable_start_image_is_recorded_not_a_crash(tiny_run, data_dir, tmp_p
     ("--eps", "nan"), ("--eps", "-1"), ("--n-images", "1e12"), ("--n-images", "0"),
     ("--cw-stepsize", "nan"), ("--det-weight", "nan"), ("--cw-steps", "-3"),
     ("--boundary-rtol", "inf"), ("--margin-nats", "-1"), ("--draws", "0"), ("--seed", "-1"),
-    ("--attacks", "fgsm"),
+    ("--attacks", "fgsm"), ("--attacks", ","), ("--attacks", "cw,cw"),
 ])
 def test_bad_numbers_are_one_line_usage_errors(tiny_run, data_dir, tmp_path, run_cli, flag,
                                                value) -> None:

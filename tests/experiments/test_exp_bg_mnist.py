@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 
-from flows.experiments import bg_mnist
+from flows.experiments import bg_mnist, likelihood_gap
 
 
 def test_cli_writes_documented_json(
@@ -45,3 +46,22 @@ def test_no_runs_is_a_user_error(tmp_path, run_cli) -> None:
     rc, err = run_cli(bg_mnist.main, ["--out", str(tmp_path / "o.json"), "--run", str(tmp_path),
                                       "--temperature", "nan"])
     assert rc == 2 and len(err) == 1 and "--temperature" in err[0]
+
+
+def test_runs_are_checked_before_any_scoring(tiny_run, data_dir, tmp_path, run_cli) -> None:
+    """A run given twice, a missing --samples-run, a dataset that does not fit the run and a
+    corrupt eval.json of a run: one line each (usage: 2, the file: 1)."""
+    base = ["--out", str(tmp_path / "o.json"), "--data-dir", str(data_dir), "--draws", "1"]
+    rc, err = run_cli(bg_mnist.main, [*base, "--run", str(tiny_run), "--run", str(tiny_run)])
+    assert rc == 2 and len(err) == 1 and "given twice" in err[0]
+    rc, err = run_cli(bg_mnist.main, [*base, "--run", str(tiny_run),
+                                      "--samples-run", str(tmp_path / "nope")])
+    assert rc == 2 and len(err) == 1 and "--samples-run" in err[0]
+    assert not (tmp_path / "o.json").exists()
+    rc, err = run_cli(likelihood_gap.main, [*base, "--run", str(tiny_run), "--dataset", "cifar10"])
+    assert rc == 2 and len(err) == 1 and "--dataset cifar10: dataset 'cifar10' has 3" in err[0]
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "eval.json").write_text("{")
+    rc, err = run_cli(bg_mnist.main, [*base, "--run", str(run)])
+    assert rc == 1 and len(err) == 1 and f"{run / 'eval.json'}: not a readable evaluation" in err[0]
