@@ -8,9 +8,9 @@ can be regenerated and checked. Every percentage is printed with its 95% Wilson 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from foundation import atomic, cli, errors, paper_numbers, runlock
 from paper_figures import paired
@@ -32,12 +32,12 @@ def _no_nan(token: str) -> float:
     raise ValueError(f"non-finite number {token}")
 
 
-def _load(d: Path) -> list[dict[str, Any]]:
-    """Every ``*.json`` of ``d``: an experiment result (a JSON object whose ``experiment`` is
-    the folder's name, finite numbers), else a :class:`foundation.errors.CommandError` naming
+def _load(d: Path, pattern: str = "*.json") -> list[dict[str, Any]]:
+    """Every ``pattern`` file of ``d``: an experiment result (a JSON object whose ``experiment``
+    is the folder's name, finite numbers), else a :class:`foundation.errors.CommandError` naming
     the file."""
     out = []
-    for p in sorted(d.glob("*.json")):
+    for p in sorted(d.glob(pattern)):
         try:
             res = json.loads(p.read_text(), parse_constant=_no_nan)
         except (json.JSONDecodeError, ValueError, OSError) as exc:
@@ -256,41 +256,70 @@ def table3(res: dict[str, Any]) -> str:
     return _grid(header, rows)
 
 
-def build(root: Path) -> str:
-    """All tables from ``root`` (``results``); a malformed result names its file (exit 1)."""
+MALFORMED = (KeyError, TypeError, ValueError, IndexError, AttributeError)
+"""What a table builder raises on a result that lacks what it reads."""
+
+
+T = TypeVar("T")
+
+
+def _table(make: Callable[[list[dict[str, Any]]], T], results: list[dict[str, Any]]) -> T:
+    """``make(results)``; where it fails, the first result it fails on alone names the file
+    (exit 1)."""
     try:
-        return _build(root)
-    except errors.CommandError:
-        raise
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        return make(results)
+    except MALFORMED as exc:
+        bad = next((r for r in results if _fails(make, r)), None)
+        where = bad["_file"] if bad else ", ".join(r["_file"] for r in results)
         raise errors.CommandError(
-            f"{root}: a result file lacks what the tables need "
-            f"({errors.one_line(exc)}); see the experiments' docstrings") from None
+            f"{where}: lacks what the tables need ({errors.one_line(exc)}); see the "
+            "experiments' docstrings") from None
 
 
-def _build(root: Path) -> str:
+def _fails(make: Callable[[list[dict[str, Any]]], object], result: dict[str, Any]) -> bool:
+    try:
+        make([result])
+    except MALFORMED:
+        return True
+    return False
+
+
+def build(root: Path) -> str:
+    """All tables from ``root`` (``results``); a malformed result names its file, a folder
+    without any result is an error too (exit 1)."""
     parts = []
     if (root / "likelihood_gap").is_dir():
-        parts += ["### Figure 3 (likelihood gap)", gap_table(_load(root / "likelihood_gap"))]
+        parts += ["### Figure 3 (likelihood gap)",
+                  _table(gap_table, _load(root / "likelihood_gap"))]
     if (root / "attacks").is_dir():
         att = _load(root / "attacks")
         parts += ["### Table 2 (attacks on 8-bit images): U% [95% CI] (F% [95% CI])",
-                  attack_table(att), "### Table 2, per setting", attack_details(att),
+                  _table(attack_table, att), "### Table 2, per setting",
+                  _table(attack_details, att),
                   "### Table 2, paired comparisons on the same images",
-                  paired_table(att)]
+                  _table(paired_table, att)]
     if (root / "interpolation").is_dir():
         parts += ["### Figures 1/4 (interpolations of 8-bit images)",
-                  interp_table(_load(root / "interpolation"))]
-    t3 = root / "bg_mnist" / "table3.json"
-    if t3.is_file():
-        res = json.loads(t3.read_text())
+                  _table(interp_table, _load(root / "interpolation"))]
+    if (root / "bg_mnist").is_dir():
+        parts += _table(_bg_mnist_parts, _load(root / "bg_mnist", "table3.json"))
+    if not parts:
+        raise errors.CommandError(f"{root}: no results to tabulate (none of likelihood_gap/, "
+                                  "attacks/, interpolation/, bg_mnist/table3.json)")
+    return "\n\n".join(parts) + "\n"
+
+
+def _bg_mnist_parts(results: list[dict[str, Any]]) -> list[str]:
+    """Table 3 and Figure 6 from ``bg_mnist/table3.json`` (none where it is absent)."""
+    parts: list[str] = []
+    for res in results:
         parts += ["### Table 3 (BG-MNIST)", table3(res)]
         if res.get("interpolation"):
             smp = res.get("samples")
             name = f"{Path(smp['run_dir']).name} (table3.json)" if smp else "table3.json"
             parts += ["### Figure 6 (BG-MNIST-0 interpolations)",
                       interp_table([res["interpolation"] | {"_name": name}])]
-    return "\n\n".join(parts) + "\n"
+    return parts
 
 
 def build_parser() -> cli.ArgumentParser:

@@ -29,3 +29,22 @@ def test_malformed_results_are_one_line_naming_the_file(tmp_path, run_cli) -> No
         (d / "x.json").write_text(text)
         rc, err = run_cli(summarize.main, ["--results", str(tmp_path / name)])
         assert rc == 1 and len(err) == 1 and "x.json" in err[0], (name, err)
+
+
+def test_a_result_lacking_a_field_is_named_among_good_ones(tiny_run, data_dir, tmp_path,
+                                                           run_cli) -> None:
+    """Of two likelihood-gap results, the one without what the table reads is the one named;
+    a results folder with nothing to tabulate is an error, not an empty page."""
+    from flows.experiments import likelihood_gap
+
+    d = tmp_path / "results" / "likelihood_gap"
+    d.mkdir(parents=True)
+    assert likelihood_gap.main(["--run", str(tiny_run), "--out", str(d / "good.json"),
+                                "--data-dir", str(data_dir), "--draws", "1"]) == 0
+    (d / "bad.json").write_text('{"experiment": "likelihood_gap", "draws": 4}')
+    rc, err = run_cli(summarize.main, ["--results", str(tmp_path / "results")])
+    err = [e for e in err if "scoring" not in e]  # likelihood_gap's progress above
+    assert rc == 1 and len(err) == 1 and "bad.json: lacks what the tables need" in err[0], err
+    (tmp_path / "none").mkdir()
+    rc, err = run_cli(summarize.main, ["--results", str(tmp_path / "none")])
+    assert rc == 1 and len(err) == 1 and "no results to tabulate" in err[0], err
