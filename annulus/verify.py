@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 
 from annulus.numeric import to_fraction
+from foundation.cli import output_file
 from foundation.errors import RUNTIME_STATUS, USAGE_STATUS
 
 #: Largest n * d the sampling section draws (about a minute of Gaussian draws on one core).
@@ -98,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_integer("seed", 0), default=0, help="seed of the sampler")
     p.add_argument("--max-memory", type=_integer("max-memory", 1), default=2**30,
                    help="bound on the sampler's buffers, in bytes")
-    p.add_argument("--save", default=None, metavar="FILE.npz",
+    p.add_argument("--save", type=output_file, default=None, metavar="FILE.npz",
                    help="write the demonstration attacks (vectors x, xbar) to an npz file")
     return p
 

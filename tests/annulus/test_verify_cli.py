@@ -120,6 +120,7 @@ BAD = [
     ["--eps", "1e1001", "--delta", "0.1"],
     ["--eps", "0.1", "--delta", "0.1", "--sample-dim", "١٢"],
     ["--eps", "0.1"],
+    ["--eps", "0.1", "--delta", "0.1", "--save", "."],  # a directory: refused before any work
 ]
 
 
