@@ -134,7 +134,7 @@ CORRUPTIONS = {  # how -> (the file the line must name, what it must say)
     "config-model-bad": ("config.json", "unknown field(s) no_such_field"),
     "config-bad-value": ("config.json", "hidden = 'wide' is not valid"),
     "checkpoint-dir": ("checkpoint.pt", "not a regular file"),
-    "no-checkpoint": ("checkpoint.pt", "no checkpoint"),
+    "no-checkpoint": ("checkpoint.pt", "neither checkpoint.pt (a run directory) nor"),
 }
 
 
