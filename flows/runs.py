@@ -312,7 +312,10 @@ def load_run_state(run_dir: str | Path, map_location: str | torch.device = "cpu"
         if bad:
             raise RunError(f"{ckpt_path}: non-finite values in {', '.join(bad[:5])}")
         state["weights"] = {"file": CHECKPOINT_NAME, "sha256": sha256_file(ckpt_path)}
-    model = build_model(config)
+    try:
+        model = build_model(config)
+    except RunError as exc:
+        raise RunError(f"{run_dir / CONFIG_NAME}: {exc}") from None
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
