@@ -351,13 +351,13 @@ def init_from_run(model: GlowClassifier, source: str | Path) -> dict[str, Any]:
     if flow(src) != flow(dst) or mismatched:
         diff = sorted(flow(src) ^ flow(dst)) + mismatched
         raise UsageError(f"{source}: --init-from needs a model of the same architecture "
-                       f"(preset {src_config.get('preset', '?')!r}; differs in "
-                       f"{', '.join(diff[:3])})")
+                         f"(preset {src_config.get('preset', '?')!r}; differs in "
+                         f"{', '.join(diff[:3])})")
     src_pad = ModelConfig(**src_config["model"]).pad_noise  # older runs: the dataclass default
     if src_pad != model.config.pad_noise:
         raise UsageError(f"{source}: --init-from needs the same padding noise (the source was "
-                       f"trained with {src_pad!r}, this run pads with "
-                       f"{model.config.pad_noise!r}; pass --pad-noise {src_pad})")
+                         f"trained with {src_pad!r}, this run pads with "
+                         f"{model.config.pad_noise!r}; pass --pad-noise {src_pad})")
     load = {k: v for k, v in src.items() if not k.startswith("prior.")}
     how = "fresh"
     if src_config["model"].get("prior") == model.config.prior:

@@ -116,7 +116,7 @@ class TrainSettings:
     fast: bool = True
     threads: int = 0
     stop_after: int = 0
-    epochs_given: bool = True  # False where --epochs was left to its default
+    epochs_given: bool = False  # from_args: True where --epochs was on the command line
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainSettings:
