@@ -58,6 +58,10 @@ def test_runs_are_checked_before_any_scoring(tiny_run, data_dir, tmp_path, run_c
                                       "--samples-run", str(tmp_path / "nope")])
     assert rc == 2 and len(err) == 1 and "--samples-run" in err[0]
     assert not (tmp_path / "o.json").exists()
+    rc, err = run_cli(likelihood_gap.main, ["--run", str(tiny_run), "--data-dir",
+                                            str(tmp_path / "missing"), "--out",
+                                            str(tmp_path / "g.json")])
+    assert rc == 2 and len(err) == 1 and "--data-dir" in err[0] and "does not exist" in err[0]
     rc, err = run_cli(likelihood_gap.main, [*base, "--run", str(tiny_run), "--dataset", "cifar10"])
     assert rc == 2 and len(err) == 1 and "--dataset cifar10: dataset 'cifar10' has 3" in err[0]
     run = tmp_path / "run"
