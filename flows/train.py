@@ -525,10 +525,6 @@ def _train(opts: TrainSettings, command: str) -> dict:
         raise errors.UsageError(f"objective {opts.objective!r}: {exc}") from None
     config = make_config(opts, world, fast.describe(), model_cfg)
     images, labels = fdata.load_split(opts.dataset, "train", opts.data_dir, bg_seed=opts.bg_seed)
-    n_epoch = opts.train_subset if 0 < opts.train_subset < images.shape[0] else images.shape[0]
-    if opts.budget_minutes is None and (n_epoch // world) // opts.batch_size == 0:
-        raise errors.UsageError(f"--batch-size {opts.batch_size} x {world} process(es) exceeds "
-                                f"the {n_epoch} images of an epoch")
     flip = fdata.is_cifar(opts.dataset)
 
     torch.manual_seed(opts.seed)
@@ -545,7 +541,14 @@ def _train(opts: TrainSettings, command: str) -> dict:
             memory_format, device, augment_images=opts.augment, max_grad_norm=opts.max_grad_norm)
         _set_schedule(opts, config, budget.plan(opts.budget_minutes, ips, images.shape[0],
                                                 opts.batch_size * world))
-    total_steps = steps_per_epoch_of(config, images.shape[0], world) * opts.epochs
+    n_epoch = opts.train_subset if 0 < opts.train_subset < images.shape[0] else images.shape[0]
+    steps_per_epoch = steps_per_epoch_of(config, images.shape[0], world)
+    if steps_per_epoch == 0:  # before anything is written
+        sized = (f" (--budget-minutes {opts.budget_minutes:g} sized it)"
+                 if opts.budget_minutes is not None else "")
+        raise errors.UsageError(f"--batch-size {opts.batch_size} x {world} process(es) exceeds "
+                                f"the {n_epoch} images of an epoch{sized}")
+    total_steps = steps_per_epoch * opts.epochs
     if opts.ce_ramp_steps and opts.ce_ramp_steps >= total_steps:
         raise errors.UsageError(f"--ce-ramp-steps {opts.ce_ramp_steps} must end before the last "
                                 f"of the {total_steps} steps: the last phase is Eq. (6) exactly")
@@ -560,12 +563,6 @@ def _train(opts: TrainSettings, command: str) -> dict:
         net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
 
-    n_epoch = opts.train_subset if 0 < opts.train_subset < images.shape[0] else images.shape[0]
-    steps_per_epoch = (n_epoch // world) // opts.batch_size
-    if steps_per_epoch == 0:  # only a budget can size an epoch below one batch
-        raise errors.UsageError(f"--budget-minutes {opts.budget_minutes:g}: an epoch of "
-                                f"{n_epoch} images is shorter than one batch of "
-                                f"{opts.batch_size} x {world}")
     end_epoch = opts.epochs
     if opts.stop_after > 0:
         end_epoch = min(opts.epochs, start_epoch + opts.stop_after)
