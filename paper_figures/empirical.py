@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from foundation import paper_numbers as pn
+from foundation.percent import percent
 from paper_figures import style
 
 
@@ -151,7 +152,7 @@ def plot_fig3(results: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         ax.set_xlabel("conditional log-likelihood (nats)")
         ax.set_ylabel("test images per bin")
         ax.set_title(f"({chr(97 + i)}) {ds}: test accuracy "
-                     f"{100 * r['accuracy']:.1f}%, n = {r['n_test']}")
+                     f"{percent(r['accuracy'], 1, r['n_test'])}%, n = {r['n_test']}")
         ax.legend(loc="upper left")
         g = r["gap_histogram"]
         ax = axes[i, 1]

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from foundation.percent import percent
 from paper_figures import style
 
 #: Targets of the flows issue (never loosened): accuracy >= , bits/dim <= , for the reweighted
@@ -87,7 +88,8 @@ def plot_learning_curves(results: list[dict[str, Any]], baselines: dict[str, dic
         lo, hi = m["accuracy_wilson95"]
         ax.errorbar([x[-1]], [100 * m["accuracy"]],
                     yerr=[[100 * (m["accuracy"] - lo)], [100 * (hi - m["accuracy"])]], fmt="s",
-                    color="C3", label=f"test {100 * m['accuracy']:.2f}% (95% Wilson)")
+                    color="C3",
+                    label=f"test {percent(m['accuracy'], 2, m.get('n_test'))}% (95% Wilson)")
         if acc_t is not None:
             ax.axhline(100 * acc_t, color="k", ls="--", lw=1, label=f"target >= {100 * acc_t:g}%")
         ax.set(xlabel="epoch", ylabel="accuracy %", title=f"{r['run']}: accuracy")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from foundation import atomic, cli, errors, paper_numbers, runlock
+from foundation.percent import share_text
 from paper_figures import paired
 from paper_figures.tables import Table
 
@@ -62,14 +63,6 @@ def _objective(res: dict[str, Any]) -> str:
     return str(cfg.get("objective", "?"))
 
 
-def ci(c: dict[str, Any] | None, digits: int = 0) -> str:
-    """``"12% [7, 20]"`` from a ``{k, n, pct, wilson95_pct}`` dict (``-`` when missing)."""
-    if not c or c.get("pct") is None:
-        return "-"
-    lo, hi = c["wilson95_pct"]
-    return f"{c['pct']:.{digits}f}% [{lo:.{digits}f}, {hi:.{digits}f}]"
-
-
 def _is_new(res: dict[str, Any]) -> bool:
     return "draws" in res  # results of the 8-bit / flows.scoring code
 
@@ -89,13 +82,15 @@ def gap_table(results: list[dict[str, Any]]) -> str:
             continue
         th = r["thresholds"]
         tp, tq = th["paper"], th["quantile"]
-        paper = "-" if tp["T_bpd"] is None else f"{tp['T_bpd']} ({ci(tp['recall_test'], 1)})"
+        paper = ("-" if tp["T_bpd"] is None
+                 else f"{tp['T_bpd']} ({share_text(tp['recall_test'], 1)})")
         m = [c for c in r["confidence_margin"] if c["delta"] == 1e-5][0]
-        rows.append([_run_name(r), str(r["n_test"]), str(r["draws"]), ci(r["accuracy_ci"], 1),
+        rows.append([_run_name(r), str(r["n_test"]), str(r["draws"]),
+                     share_text(r["accuracy_ci"], 1),
                      f"{r['bits_per_dim']['mean']:.3f}", f"{r['gap']['p50']:.1f}",
                      f"{r['spread']['std_log_px_given_true']:.1f}",
-                     ci(m["gap_at_least_margin"], 1),
-                     f"{tq['T_bpd']:.3f} ({ci(tq['recall_test'], 1)})", paper])
+                     share_text(m["gap_at_least_margin"], 1),
+                     f"{tq['T_bpd']:.3f} ({share_text(tq['recall_test'], 1)})", paper])
     return _grid(header, rows)
 
 
@@ -120,13 +115,13 @@ def attack_table(results: list[dict[str, Any]]) -> str:
                     cells.append("n/a")  # detection-aware attacks target one threshold
                 else:
                     e = s["table2"][th]
-                    cells.append(f"{ci(e['undetected_within_eps'])} "
-                                 f"({ci(e['fooled_within_eps'])})")
+                    cells.append(f"{share_text(e['undetected_within_eps'])} "
+                                 f"({share_text(e['fooled_within_eps'])})")
             used = " (attacked)" if th == r["threshold_used"] else ""
             if not r.get("complete", True):
                 used += " PARTIAL (interrupted: only the settings shown ran)"
             rec = r["thresholds"][th]["recall_test"]
-            rows.append([_run_name(r), f"{th} T={t:.3f}{used}, recall {ci(rec, 1)}",
+            rows.append([_run_name(r), f"{th} T={t:.3f}{used}, recall {share_text(rec, 1)}",
                          str(r["n_images"]), *cells])
         p = PAPER_TABLE2.get(r["dataset"], {}).get(_objective(r))
         if p:
@@ -172,17 +167,17 @@ def attack_details(results: list[dict[str, Any]]) -> str:
                 extra.append(f"det. term active in {de['iterates_det_term_active']} of "
                              f"{de['iterates']} iterates, {de['iterates_blocked']} fooling "
                              f"iterates blocked; images with blocked iterates "
-                             f"{ci(de['images_with_blocked_iterates'])}")
+                             f"{share_text(de['images_with_blocked_iterates'])}")
             if de and "queries_blocked" in de:
                 extra.append(f"{de['queries_blocked']} fooling queries blocked; images "
-                             f"{ci(de['images_with_blocked_queries'])}")
+                             f"{share_text(de['images_with_blocked_queries'])}")
             b = s.get("boundary")
             if b:
                 extra.append(f"{b['steps_done']} steps ({b['stopped_by']}), converged "
-                             f"{ci(b['converged'])}, not attacked {s['not_attacked']}")
-            rows.append([_run_name(r), k, str(r["n_images"]), ci(s["in_loop_success"]),
+                             f"{share_text(b['converged'])}, not attacked {s['not_attacked']}")
+            rows.append([_run_name(r), k, str(r["n_images"]), share_text(s["in_loop_success"]),
                          _failures(r, k), "-" if l2 is None else f"{l2:.3f}", med_mpc,
-                         ci(s["rejected_share_of_fooled_T_used"]), "; ".join(extra) or "-",
+                         share_text(s["rejected_share_of_fooled_T_used"]), "; ".join(extra) or "-",
                          f"{s['wall_time_s']:.0f}"])
     return _grid(header, rows)
 
@@ -241,8 +236,10 @@ def interp_table(results: list[dict[str, Any]]) -> str:
         rows.append([_run_name(r), str(r["n_pairs"]), str(r["draws"]),
                      f"{r['endpoint_bpd_mean']:.3f}", f"{r['mid_bpd_mean']:.3f}",
                      f"{r['mid_minus_endpoints_bpd']:+.3f} (+- {se:.3f})",
-                     ci(r["mid_more_likely_than_both"], 1), ci(r["mid_less_likely_than_both"], 1),
-                     ci(pa.get("quantile"), 1), ci(pa.get("paper"), 1), r["finding"],
+                     share_text(r["mid_more_likely_than_both"], 1),
+                     share_text(r["mid_less_likely_than_both"], 1),
+                     share_text(pa.get("quantile"), 1), share_text(pa.get("paper"), 1),
+                     r["finding"],
                      PAPER_FIG4.get(r["dataset"], "-")])
     return _grid(header, rows)
 
@@ -250,7 +247,8 @@ def interp_table(results: list[dict[str, Any]]) -> str:
 def table3(res: dict[str, Any]) -> str:
     header = ["dataset", "run", "n test", "acc (ours) [95% CI]", "bits/dim (ours)",
               "acc (paper)", "bits/dim (paper)"]
-    rows = [[r["dataset"], Path(r["run_dir"]).name, str(r["n_test"]), ci(r.get("accuracy_ci"), 1),
+    rows = [[r["dataset"], Path(r["run_dir"]).name, str(r["n_test"]),
+             share_text(r.get("accuracy_ci"), 1),
              f"{r['bits_per_dim']:.3f}", f"{r['paper_accuracy_pct']}%",
              str(r["paper_bits_per_dim"])] for r in res["rows"]]
     return _grid(header, rows)

@@ -9,6 +9,7 @@ from typing import Any
 
 from foundation import atomic
 from foundation import paper_numbers as pn
+from foundation.percent import percent
 from paper_figures.empirical import label, run_config, scale_text
 
 MISSING = "-"
@@ -81,11 +82,16 @@ def _f(v: Any, fmt: str) -> str:
     return format(v, fmt)
 
 
+def _pct(share: Any, n: Any) -> str:
+    """A share as a percentage cell, one decimal (:func:`foundation.percent.percent`)."""
+    return MISSING if share is None else percent(share, 1, n)
+
+
 # -- Table 1 -------------------------------------------------------------------------------
 def _acc_cell(m: dict[str, Any]) -> str:
     """``92.1 [91.6, 92.6]``: accuracy % with its 95% Wilson interval when recorded."""
     acc = m.get("accuracy")
-    cell = _f(None if acc is None else 100 * acc, ".1f")
+    cell = _pct(acc, m.get("n_test"))
     ci = m.get("accuracy_wilson95")
     if acc is not None and isinstance(ci, list) and len(ci) == 2:
         cell += f" [{_f(100 * ci[0], '.1f')}, {_f(100 * ci[1], '.1f')}]"
@@ -242,7 +248,7 @@ def table3(rows_in: list[dict[str, Any]], source: str, scale: str,
         paper = pn.TABLE3.get(r["dataset"])
         acc = r.get("accuracy")
         rows.append([label(r["dataset"]), str(r.get("n_test", "?")),
-                     _f(None if acc is None else 100 * acc, ".1f"), _f(paper and paper[0], ".0f"),
+                     _pct(acc, r.get("n_test")), _f(paper and paper[0], ".0f"),
                      _f(r.get("bits_per_dim"), ".2f"), _f(paper and paper[1], ".2f")])
     rows += baseline_rows(baselines or {}, DATASET_ORDER, 6, 4, with_n=True)
     return Table(

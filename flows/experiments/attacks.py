@@ -88,6 +88,7 @@ from flows.experiments import detection, png_files, runner, scored_runs
 from flows.experiments.cw import CWCriterion, CWSettings, cw_l2
 from foundation import cli, errors
 from foundation.intervals import logsumexp
+from foundation.percent import share_text
 
 ATTACKS = ("cw", "cw-det", "cw-cont", "boundary", "boundary-det")
 BOUNDS = (-0.5, 0.5)
@@ -348,9 +349,7 @@ def _fmt(entry: dict[str, Any]) -> str:
     u, f = entry["undetected_within_eps"], entry["fooled_within_eps"]
     if u["pct"] is None:
         return "- (n=0)"
-    return (f"{u['pct']:.0f}% [{u['wilson95_pct'][0]:.0f}, {u['wilson95_pct'][1]:.0f}] "
-            f"({f['pct']:.0f}% [{f['wilson95_pct'][0]:.0f}, {f['wilson95_pct'][1]:.0f}]) "
-            f"n={u['n']}")
+    return f"{share_text(u)} ({share_text(f)}) n={u['n']}"
 
 
 def _plot_examples(k: torch.Tensor, advs: dict[str, torch.Tensor], path: Path, n: int = 6) -> None:

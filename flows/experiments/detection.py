@@ -19,6 +19,7 @@ import torch
 
 from foundation import errors, paper_numbers
 from foundation.intervals import Z95, wilson_interval
+from foundation.percent import share_text
 
 PAPER_THRESHOLD_BPD: dict[str, float] = paper_numbers.THRESHOLD_BPD
 """Paper App. B detection thresholds in bits/dim."""
@@ -54,8 +55,7 @@ def fmt_ci(c: dict[str, Any]) -> str:
     """``"12% [7, 20] (n=100)"`` from :func:`pct_ci`."""
     if c.get("pct") is None:
         return "- (n=0)"
-    lo, hi = c["wilson95_pct"]
-    return f"{c['pct']:.0f}% [{lo:.0f}, {hi:.0f}] (n={c['n']})"
+    return f"{share_text(c)} (n={c['n']})"
 
 
 def quantile_share(dataset: str) -> float:
