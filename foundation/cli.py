@@ -155,8 +155,10 @@ def _probe_writable(directory: Path) -> None:
         with tempfile.TemporaryFile(dir=directory):
             pass
     except OSError as exc:
-        raise argparse.ArgumentTypeError(
-            f"cannot write in {directory}: {exc.strerror or exc}") from None
+        why = exc.strerror or str(exc)
+        if exc.errno == errno.ENOENT and directory.is_dir():  # e.g. /proc: the folder is there
+            why = "its file system does not accept new files"
+        raise argparse.ArgumentTypeError(f"cannot write in {directory}: {why}") from None
 
 
 def _nearest_existing(path: Path, target: Path) -> Path:

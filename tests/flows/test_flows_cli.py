@@ -51,6 +51,8 @@ def test_path_types(tmp_path: Path) -> None:
     cases = [(cli.output_file, "", "empty path"), (cli.output_file, str(tmp_path), "directory"),
              (cli.output_file, str(tmp_path / "f" / "x"), "is not a directory"),
              (cli.output_file, "/proc/annulus/x.json", "cannot write in /proc"),
+             *([(cli.output_dir, "/proc/x", "/proc: its file system does not accept new files")]
+               if Path("/proc").is_dir() else []),
              (cli.output_dir, str(tmp_path / "f"), "not a directory"),
              (cli.existing_dir, str(tmp_path / "nope"), "does not exist"),
              (cli.existing_dir, str(tmp_path / "f"), "not a directory"),
