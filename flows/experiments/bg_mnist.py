@@ -69,10 +69,10 @@ def read_run_eval(path: Path) -> dict | None:
 
 
 def table_row(
-    run_dir: str, settings: scored_runs.ScoringSettings
+    run_dir: str, settings: scored_runs.ScoringSettings, run_eval: dict | None
 ) -> tuple[dict[str, Any], Any, dict, torch.Tensor, torch.Tensor, Scores]:
-    """One Table-3 row: accuracy (95% Wilson, n) and bits/dim (mean +- s.e.) of the test set."""
-    run_eval = read_run_eval(Path(run_dir) / EVAL_NAME)  # before the minutes of scoring
+    """One Table-3 row: accuracy (95% Wilson, n) and bits/dim (mean +- s.e.) of the test set;
+    ``run_eval``: the run's own evaluation (:func:`read_run_eval`), recorded beside it."""
     run = scored_runs.load_scored_run(run_dir, settings)
     model, config, dataset, x, y, sc = (run.model, run.config, run.dataset, run.images, run.y,
                                         run.scores)
@@ -147,14 +147,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if Path(run).resolve() in seen:
             raise errors.UsageError(f"--run {run}: given twice (as {seen[Path(run).resolve()]})")
         seen[Path(run).resolve()] = run
-        read_run_eval(Path(run) / EVAL_NAME)  # every run's, before the minutes of scoring
+    # every run's own evaluation, read before the minutes of scoring (a bad one fails first)
+    dirs = [Path(r) for r in args.run] + ([Path(args.samples_run)] if args.samples_run else [])
+    evals = {d.resolve(): read_run_eval(d / EVAL_NAME) for d in dirs}
     prov = Provenance(seed=args.seed, run_dir=None, run_config=None, device=args.device,
                       argv=argv, module=MODULE)
     rows, configs = [], []
     by_dataset: dict[str, tuple] = {}
     scoring = scored_runs.ScoringSettings.from_args(args)
     for run in args.run:
-        row, model, config, x, y, sc = table_row(run, scoring)
+        row, model, config, x, y, sc = table_row(run, scoring, evals[Path(run).resolve()])
         rows.append(row)
         configs.append(config)
         by_dataset[row["dataset"]] = (run, model, x, y, sc)
@@ -169,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         key = next((d for d, v in by_dataset.items()
                     if Path(v[0]).resolve() == Path(samples_run).resolve()), None)
         if key is None:
-            row, model, config, x, y, sc = table_row(samples_run, scoring)
+            row, model, config, x, y, sc = table_row(samples_run, scoring,
+                                                     evals[Path(samples_run).resolve()])
             key = row["dataset"]
             by_dataset[key] = (samples_run, model, x, y, sc)
         run, model, x, y, sc = by_dataset[key]

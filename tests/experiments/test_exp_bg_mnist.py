@@ -48,7 +48,8 @@ def test_no_runs_is_a_user_error(tmp_path, run_cli) -> None:
     assert rc == 2 and len(err) == 1 and "--temperature" in err[0]
 
 
-def test_runs_are_checked_before_any_scoring(tiny_run, data_dir, tmp_path, run_cli) -> None:
+def test_runs_are_checked_before_any_scoring(tiny_run, data_dir, tmp_path, run_cli,
+                                             monkeypatch) -> None:
     """A run given twice, a missing --samples-run, a dataset that does not fit the run and a
     corrupt eval.json of a run: one line each (usage: 2, the file: 1)."""
     base = ["--out", str(tmp_path / "o.json"), "--data-dir", str(data_dir), "--draws", "1"]
@@ -69,3 +70,10 @@ def test_runs_are_checked_before_any_scoring(tiny_run, data_dir, tmp_path, run_c
     (run / "eval.json").write_text("{")
     rc, err = run_cli(bg_mnist.main, [*base, "--run", str(run)])
     assert rc == 1 and len(err) == 1 and f"{run / 'eval.json'}: not a readable evaluation" in err[0]
+    # the --samples-run's too, before any run is scored
+    scored: list[str] = []
+    real_row = bg_mnist.table_row
+    monkeypatch.setattr(bg_mnist, "table_row", lambda r, *a: scored.append(r) or real_row(r, *a))
+    rc, err = run_cli(bg_mnist.main, [*base, "--run", str(tiny_run), "--samples-run", str(run)])
+    assert rc == 1 and len(err) == 1 and f"{run / 'eval.json'}: not a readable evaluation" in err[0]
+    assert scored == []
