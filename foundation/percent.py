@@ -21,7 +21,7 @@ def exact_share(share: float, n: int | None = None) -> Fraction:
         raise ValueError(f"not a finite number: {share!r}")
     if isinstance(n, int) and not isinstance(n, bool) and n > 0:
         k = round(share * n)
-        if abs(share * n - k) <= 1e-9 * max(1, n):
+        if abs(share * n - k) <= 1e-12 * n:  # float rounding of k / n only
             return Fraction(k, n)
     return Fraction(repr(float(share)))
 
