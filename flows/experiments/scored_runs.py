@@ -62,7 +62,11 @@ def dataset_of(config: dict[str, Any] | None, override: str | None = None) -> st
 def load_run_checked(
     run_dir: str | os.PathLike[str], device: str = "cpu"
 ) -> tuple[nn.Module, dict]:
-    """:func:`flows.runs.load_run_state` of a run directory or a model folder, eval mode.
+    """:func:`flows.runs.load_run_state` of a run directory or a model folder, eval mode, in the
+    channels_last memory format that :func:`flows.scoring.score_images` puts it in: the same
+    float32 values, but other convolution kernels, whose last-bit differences can move a sampled
+    pixel across an 8-bit bin. Converted here, a model samples the same images whether its test
+    scores came from the cache or were computed first.
 
     The returned config carries ``weights`` (``file``, ``sha256``): the weights every result of
     the experiment was made from (recorded through its ``run_config``). A missing directory or
@@ -75,7 +79,8 @@ def load_run_checked(
         model, config, state = load_run_state(run_dir, map_location=device)
     except RunNotFoundError as exc:
         raise errors.UsageError(f"--run: {exc}") from None
-    return model.to(device).eval(), {**(config or {}), "weights": state["weights"]}
+    model = model.to(device, memory_format=torch.channels_last).eval()
+    return model, {**(config or {}), "weights": state["weights"]}
 
 
 def load_test_images(

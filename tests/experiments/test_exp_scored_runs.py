@@ -155,3 +155,19 @@ def test_recorded_paths_are_repo_relative_or_under_home() -> None:
     cmd = portable_command("flows.evaluate", ["--run", str(Path.home() / "a b"),
                                               f"--out={inside}"])
     assert cmd == "python -m flows.evaluate --run ~/'a b' --out=results/x.json"
+
+
+def test_a_loaded_model_samples_the_same_before_and_after_scoring(tiny_run: Path) -> None:
+    """Scoring puts the model in channels_last; a loaded model is in it already, so whether an
+    experiment's test scores come from the cache or are computed first cannot change the images
+    it samples (bg_mnist's Figure 5 did change with the cache)."""
+    def samples(model: nn.Module) -> torch.Tensor:
+        torch.manual_seed(0)
+        return torch.stack([model.sample(16, y, 0.7) for y in range(2)])
+
+    model, _ = scored_runs.load_run_checked(tiny_run)
+    convs = [p for p in model.parameters() if p.dim() == 4 and p.shape[-1] > 1]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    before = samples(model)
+    scored_runs.score(model, pixels.to_grid(before.flatten(0, 1)), draws=1, seed=1)
+    assert torch.equal(samples(model), before)
