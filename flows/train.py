@@ -339,11 +339,15 @@ def make_config(opts: TrainSettings, world: int, fast_path: dict,
     }
 
 
-def steps_per_epoch_of(config: dict, num_images: int, world: int) -> int:
-    """Optimisation steps per epoch (``--train-subset`` images, split over ``world`` ranks)."""
+def images_per_epoch_of(config: dict, num_images: int) -> int:
+    """Images per epoch: ``--train-subset`` of the ``num_images`` (all of them for 0)."""
     subset = config["train_subset"]
-    n_epoch = subset if 0 < subset < num_images else num_images
-    return (n_epoch // world) // config["batch_size"]
+    return subset if 0 < subset < num_images else num_images
+
+
+def steps_per_epoch_of(config: dict, num_images: int, world: int) -> int:
+    """Optimisation steps per epoch (:func:`images_per_epoch_of`, split over ``world`` ranks)."""
+    return (images_per_epoch_of(config, num_images) // world) // config["batch_size"]
 
 
 def epochs_change_is_safe(old: dict, new: dict, steps_done: int, num_images: int,
@@ -541,7 +545,7 @@ def _train(opts: TrainSettings, command: str) -> dict:
             memory_format, device, augment_images=opts.augment, max_grad_norm=opts.max_grad_norm)
         _set_schedule(opts, config, budget.plan(opts.budget_minutes, ips, images.shape[0],
                                                 opts.batch_size * world))
-    n_epoch = opts.train_subset if 0 < opts.train_subset < images.shape[0] else images.shape[0]
+    n_epoch = images_per_epoch_of(config, images.shape[0])
     steps_per_epoch = steps_per_epoch_of(config, images.shape[0], world)
     if steps_per_epoch == 0:  # before anything is written
         sized = (f" (--budget-minutes {opts.budget_minutes:g} sized it)"
