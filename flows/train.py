@@ -51,6 +51,7 @@ from flows.precision import choose_fast_path
 from flows.provenance import provenance
 from flows.runs import (
     CHECKPOINT_KEYS,
+    MODEL_LIMITS,
     RunError,
     build_model,
     init_from_run,
@@ -98,6 +99,9 @@ class TrainSettings:
     lr_schedule: str = "auto"
     warmup_steps: int = 200
     max_grad_norm: float = 500.0
+    hidden: int | None = None  # None: as the preset says (also the two below)
+    steps_per_level: int | None = None
+    first_level_steps: int | None = None
     factor_out_prior: str = "preset"
     squeeze_first: str = "preset"
     pad_noise: str = "preset"
@@ -150,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-steps", type=cli.non_negative_int, default=200)
     p.add_argument("--max-grad-norm", type=cli.positive_float, default=500.0,
                    help="clip the gradient norm (a loose guard: see docs/flows.md)")
+    for flag, what in (("hidden", "channels of the coupling networks' hidden layers"),
+                       ("steps-per-level", "flow steps per level"),
+                       ("first-level-steps", "flow steps of the first (32x32) level")):
+        lo, hi = MODEL_LIMITS[flag.replace("-", "_")]
+        p.add_argument(f"--{flag}", type=cli.int_range(max(lo, 1), hi), default=None,
+                       help=f"{what} (default: as the preset says)")
     p.add_argument("--factor-out-prior", choices=("preset", "on", "off"), default="preset",
                    help="Glow's learned prior at the splits (default: as the preset says)")
     p.add_argument("--squeeze-first", choices=("preset", "on", "off"), default="preset",
@@ -307,6 +317,8 @@ def make_model_config(opts: TrainSettings) -> ModelConfig:
         mc = dataclasses.replace(mc, squeeze_first=opts.squeeze_first == "on")
     chosen = {f: v for f in ("pad_noise", "gmm_scale", "gmm_class_latent", "split_class_latent")
               if (v := getattr(opts, f)) != "preset"}
+    chosen.update({f: v for f in ("hidden", "steps_per_level", "first_level_steps")
+                   if (v := getattr(opts, f)) is not None})
     return dataclasses.replace(mc, **chosen)
 
 

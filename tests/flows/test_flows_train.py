@@ -351,3 +351,33 @@ def test_gaussian_padding_is_recorded_trains_and_loads_back(tiny_data_dir: Path,
     out_json = tmp_path / "gauss-eval.json"
     assert feval.main(["--run", str(gauss), "--out", str(out_json), "--device", "cpu"]) == 0
     assert json.loads(out_json.read_text())["metrics"]["bits_per_dim"] > 0
+
+
+def test_architecture_flags_override_the_preset_and_must_match_on_resume(
+        tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--hidden``, ``--steps-per-level`` and ``--first-level-steps`` replace the preset's
+    values: recorded in the model section, built (the levels have those step counts and the
+    coupling networks that width), loaded back from the run folder; a resume with another value
+    is refused (exit 2), and an out-of-range value is a usage error before anything is written."""
+    out = tmp_path / "deep"
+    assert ftrain.main(_args(tiny_data_dir, out, "--hidden", "6", "--steps-per-level", "3",
+                             "--first-level-steps", "1", "--stop-after", "1")) == 0
+    model_section = json.loads((out / "config.json").read_text())["model"]
+    assert (model_section["hidden"], model_section["steps_per_level"],
+            model_section["first_level_steps"]) == (6, 3, 1)
+    model, _ = load_run(out)
+    assert [len(level) for level in model.levels] == [1, 3, 3, 3]
+    widths = [p.shape[0] for name, p in model.named_parameters() if name.endswith("net.0.weight")]
+    assert widths == [6] * 10  # one coupling network per flow step
+    with pytest.raises(SystemExit) as exc:
+        ftrain.main(_args(tiny_data_dir, out, "--resume", "--hidden", "6",
+                          "--steps-per-level", "2", "--first-level-steps", "1"))
+    assert exc.value.code == 2 and "model.steps_per_level: checkpoint 3, now 2" in str(exc.value)
+    assert ftrain.main(_args(tiny_data_dir, out, "--resume", "--hidden", "6",
+                             "--steps-per-level", "3", "--first-level-steps", "1")) == 0
+    for flag in ("--hidden", "--steps-per-level", "--first-level-steps"):
+        with pytest.raises(SystemExit) as exc:
+            ftrain.main(_args(tiny_data_dir, tmp_path / "bad", flag, "0"))
+        assert exc.value.code == 2
+        assert f"argument {flag}: expected an integer in [1, " in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
