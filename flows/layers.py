@@ -213,6 +213,32 @@ class FlowStep(nn.Module):
             logdet = logdet + ld
         return y, logdet
 
+    @torch.no_grad()
+    def set_identity(self) -> None:
+        """Make the step the identity map (``y = x``, log-determinant 0), trainable as usual.
+
+        The coupling's zero-initialised output gives ``t = 0`` and ``s = sigmoid(2)`` on the
+        second half of the channels; actnorm divides that half by ``sigmoid(2)`` first
+        (``logs = log(1 + e^-2)``, bias 0), and the 1x1 convolution is the identity
+        (``P = L = I``, ``U = 0``, ``log_s = 0``). Used to deepen a trained model without
+        changing its density (``flows.runs.init_from_run(..., grow=True)``).
+        """
+        actnorm, invconv, coupling = self.layers
+        actnorm.bias.zero_()
+        actnorm.logs.zero_()
+        actnorm.logs[:, coupling.ca:] = math.log1p(math.exp(-2.0))
+        actnorm.initialized.fill_(True)
+        actnorm.ready = True
+        invconv.perm.copy_(invconv.eye)
+        invconv.sign_s.fill_(1.0)
+        invconv.lower.zero_()
+        invconv.upper.zero_()
+        invconv.log_s.zero_()
+        last = coupling.net[-1]
+        last.conv.weight.zero_()
+        last.conv.bias.zero_()
+        last.logscale.zero_()
+
 
 class FactorOutPrior(LowPrecisionNet):
     """Glow's learned prior for the half factored out at a split, written as a flow layer.

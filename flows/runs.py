@@ -146,7 +146,14 @@ def _init_from_ok(v: Any) -> bool:
     return (isinstance(w, dict) and isinstance(w.get("file"), str)
             and isinstance(w.get("sha256"), str) and len(w["sha256"]) == 64
             and all(c in "0123456789abcdef" for c in w["sha256"])
-            and v.get("prior") in INIT_PRIORS)
+            and v.get("prior") in INIT_PRIORS
+            and _added_steps_ok(v.get("added_steps")))
+
+
+def _added_steps_ok(v: Any) -> bool:
+    """``init_from.added_steps``: absent, or the new flow steps per level of a grown model."""
+    return v is None or (isinstance(v, list) and 1 <= len(v) <= 8
+                         and all(_is_int(n, 0) for n in v))
 
 
 FAST_PATH_KEYS = {"bf16_coupling", "channels_last", "compile"}
@@ -329,7 +336,8 @@ def load_run_state(run_dir: str | Path, map_location: str | torch.device = "cpu"
     return model, config, state
 
 
-def init_from_run(model: GlowClassifier, source: str | Path) -> dict[str, Any]:
+def init_from_run(model: GlowClassifier, source: str | Path, grow: bool = False
+                  ) -> dict[str, Any]:
     """Load the flow (and, when of the same kind, the prior) of ``source`` into ``model``.
 
     The likelihood warm start of the training recipe: ``source`` is a run directory or a model
@@ -340,6 +348,12 @@ def init_from_run(model: GlowClassifier, source: str | Path) -> dict[str, Any]:
     (:meth:`flows.priors.GaussianMixturePrior.state_from`). Returns what was done:
     ``{"path", "weights", "prior"}`` (``prior``: ``"loaded"``, ``"pooled"``, ``"broadcast"`` or
     ``"fresh"``).
+
+    ``grow``: ``model`` may have more flow steps per level than ``source`` (the same model
+    otherwise). The source's steps are copied into the first steps of each level and the others
+    start as the identity (:meth:`flows.layers.FlowStep.set_identity`), so the grown model starts
+    with the source's density and classifier (up to float rounding); the result then also has
+    ``"added_steps"``, the new steps per level.
     """
     _, src_config, src_state = load_run_state(source)
     src, dst = src_state["model"], model.state_dict()
@@ -347,6 +361,11 @@ def init_from_run(model: GlowClassifier, source: str | Path) -> dict[str, Any]:
     def flow(keys: Iterable[str]) -> set[str]:
         return {k for k in keys if not k.startswith("prior.")}
 
+    added: list[int] = []
+    if grow:
+        added = _steps_to_add(model, source, src)
+        dst = {k: v for k, v in dst.items()
+               if not _in_added_step(k, model, added)}
     mismatched = sorted(k for k in flow(dst) & flow(src) if src[k].shape != dst[k].shape)
     if flow(src) != flow(dst) or mismatched:
         diff = sorted(flow(src) ^ flow(dst)) + mismatched
@@ -366,8 +385,45 @@ def init_from_run(model: GlowClassifier, source: str | Path) -> dict[str, Any]:
         if isinstance(model.prior, GaussianMixturePrior):  # per-class / shared scales
             prior, how = model.prior.state_from(prior)
         load.update({f"prior.{k}": v for k, v in prior.items()})
-    model.load_state_dict(load, strict=how != "fresh")
-    return {"path": str(source), "weights": src_state["weights"], "prior": how}
+    result = model.load_state_dict(load, strict=False)
+    expected_missing = set(model.state_dict()) - set(dst)
+    if how == "fresh":
+        expected_missing |= {k for k in dst if k.startswith("prior.")}
+    if set(result.missing_keys) != expected_missing or result.unexpected_keys:
+        raise UsageError(f"{source}: --init-from: the weights do not fit this model (missing "
+                         f"{sorted(set(result.missing_keys) ^ expected_missing)[:3]}, unexpected "
+                         f"{result.unexpected_keys[:3]})")
+    done = {"path": str(source), "weights": src_state["weights"], "prior": how}
+    if grow:
+        for level, n in zip(model.levels, added, strict=True):
+            for step in level[len(level) - n:]:
+                step.set_identity()
+        done["added_steps"] = added
+    return done
+
+
+def _steps_to_add(model: GlowClassifier, source: str | Path, src: dict[str, Any]) -> list[int]:
+    """New flow steps per level when ``model`` grows from the state dict ``src`` (its levels
+    hold ``levels.L.I.`` keys for steps ``I``); a source with more steps somewhere is refused."""
+    have = [0] * len(model.levels)
+    for key in src:
+        parts = key.split(".")
+        if parts[0] == "levels" and int(parts[1]) < len(have):
+            have[int(parts[1])] = max(have[int(parts[1])], int(parts[2]) + 1)
+    want = [len(level) for level in model.levels]
+    if any(h > w or h == 0 for h, w in zip(have, want, strict=True)):
+        raise UsageError(f"{source}: --grow needs a source with the same levels and at most as "
+                         f"many flow steps per level as this model (flow steps per level: "
+                         f"source {have}, this model {want})")
+    return [w - h for h, w in zip(have, want, strict=True)]
+
+
+def _in_added_step(key: str, model: GlowClassifier, added: list[int]) -> bool:
+    parts = key.split(".")
+    if parts[0] != "levels":
+        return False
+    level = int(parts[1])
+    return int(parts[2]) >= len(model.levels[level]) - added[level]
 
 
 def load_run(run_dir: str | Path, map_location: str | torch.device = "cpu"

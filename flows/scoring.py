@@ -106,7 +106,10 @@ def score_images(
     device: torch.device | str = "cpu",
     desc: str | None = None,
 ) -> Scores:
-    """Score uint8 images ``[N, C, H, W]`` (28x28 are zero-padded) with ``draws`` noise draws."""
+    """Score uint8 images ``[N, C, H, W]`` (28x28 are zero-padded) with ``draws`` noise draws.
+    Puts ``model`` in eval mode and the channels_last memory format, in place (as
+    :func:`flows.experiments.scored_runs.load_run_checked` loads it), so that what a caller does
+    with it afterwards (sampling, attacks) runs with the kernels it was scored with."""
     if draws < 1:
         raise ValueError(f"draws must be >= 1, got {draws}")
     model.eval()

@@ -94,6 +94,7 @@ class TrainSettings:
     data_dir: str | Path | None = None
     resume: bool = False
     init_from: str | Path | None = None
+    grow: bool = False
     budget_minutes: float | None = None
     lr: float = 1e-3
     lr_schedule: str = "auto"
@@ -145,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", type=cli.existing_dir_of("run or model folder"), default=None,
                    help="start from the weights of this run or model folder (likelihood warm "
                         "start); its prior is kept when of the same kind, else initialised")
+    p.add_argument("--grow", action="store_true",
+                   help="with --init-from: the source may have fewer flow steps per level; its "
+                        "steps are copied and the new ones (at the end of each level) start as "
+                        "the identity, so training starts from the source's density")
     p.add_argument("--budget-minutes", type=cli.positive_float, default=None,
                    help="size --epochs and --train-subset to M minutes of this machine (measured "
                         "throughput; see flows.budget); the resolved values are stored")
@@ -223,6 +228,8 @@ def check_flags(opts: TrainSettings) -> None:
         if chosen:
             raise errors.UsageError(f"--no-fast is the float32 eager reference path; it "
                                     f"contradicts {', '.join(chosen)}")
+    if opts.grow and opts.init_from is None:
+        raise errors.UsageError("--grow grows the model of --init-from; give --init-from")
     if opts.budget_minutes is not None and (opts.epochs_given or opts.train_subset):
         raise errors.UsageError("--budget-minutes sizes --epochs and --train-subset itself; "
                                 "pass either the budget or those")
@@ -483,7 +490,7 @@ def _restore_or_initialise(opts: TrainSettings, config: dict, model: torch.nn.Mo
             _check_same_init(opts.init_from, config["init_from"])
         return state["epoch"], state["step"], state["history"]
     if opts.init_from is not None:  # warm start: actnorm comes initialised with the weights
-        done = init_from_run(model, opts.init_from)
+        done = init_from_run(model, opts.init_from, grow=opts.grow)
         config["init_from"] = {**done, "path": portable_path(str(Path(done["path"]).absolute()))}
         model.to(memory_format=memory_format)
         return 0, 0, []

@@ -229,3 +229,24 @@ def test_no_flow_step_at_full_resolution_is_refused() -> None:
     the image itself (PadChannels puts x first), modelled by no flow at all."""
     with pytest.raises(ValueError, match="first_level_steps 0"):
         ModelConfig(first_level_steps=0)
+
+
+@pytest.mark.parametrize("channels", [2, 3, 8])
+def test_set_identity_makes_a_trained_step_the_identity(channels: int) -> None:
+    """After ``set_identity`` a (perturbed, i.e. trained-looking) step maps ``x`` to itself with
+    log-determinant 0, in both directions, float64; its parameters still get gradients."""
+    step = FlowStep(channels, 6).double()
+    _perturb(step)
+    x = torch.randn(3, channels, 4, 4, dtype=torch.float64)
+    assert not torch.allclose(step(x)[0], x)
+    step.set_identity()
+    y, logdet = step(x)
+    torch.testing.assert_close(y, x, rtol=0, atol=1e-14)
+    torch.testing.assert_close(logdet, torch.zeros(3, dtype=torch.float64), rtol=0, atol=1e-12)
+    back, logdet_inv = step.inverse(x)
+    torch.testing.assert_close(back, x, rtol=0, atol=1e-14)
+    torch.testing.assert_close(logdet_inv, torch.zeros(3, dtype=torch.float64), rtol=0, atol=1e-12)
+    step.train()  # initialised: no data-dependent initialisation overwrites it
+    (step(x)[0] ** 2).sum().backward()
+    assert step.layers[2].net[-1].conv.weight.grad.abs().sum() > 0
+    torch.testing.assert_close(step(x)[0], x, rtol=0, atol=1e-14)

@@ -221,3 +221,43 @@ def test_train_init_from_records_its_source_and_resumes(folder: Path, tiny_data_
     with pytest.raises(SystemExit, match="not the weights this run started from"):
         ftrain.main([*_train_args(tiny_data_dir, run, "reweighted", "--init-from", str(other),
                                   "--epochs", "2"), "--resume"])
+
+
+def test_grow_copies_the_steps_and_keeps_the_density(folder: Path, tiny_data_dir: Path,
+                                                     tmp_path: Path) -> None:
+    """``init_from_run(..., grow=True)`` into a model with more flow steps per level starts with
+    the source's log p(x|y) (float64: to rounding; float32: to the rounding of the identity's
+    actnorm scale) and records the steps it added; without ``grow`` the deeper model is refused,
+    and so is a source with more steps. ``flows.train --grow`` trains from it and records
+    ``added_steps``; ``--grow`` without ``--init-from`` is a usage error."""
+    from flows.config import model_config
+    from flows.model import GlowClassifier
+
+    src, _ = load_run(folder)
+    deeper = dataclasses.replace(model_config("tiny", 1, "reweighted"), steps_per_level=3,
+                                 first_level_steps=2)
+    x = torch.nn.functional.pad(torch.rand(4, 1, 28, 28, dtype=torch.float64) - 0.5, (2,) * 4)
+    noise = torch.rand(x.shape, dtype=torch.float64)
+    want = src.double()(x, noise=noise)
+    grown = GlowClassifier(deeper).double()
+    done = init_from_run(grown, folder, grow=True)
+    assert done["added_steps"] == [1, 2, 2, 2] and done["prior"] == "loaded"
+    assert [len(level) for level in grown.levels] == [2, 3, 3, 3]
+    torch.testing.assert_close(grown.eval()(x, noise=noise), want, rtol=1e-13, atol=1e-10)
+    grown32 = GlowClassifier(deeper)
+    init_from_run(grown32, folder, grow=True)
+    torch.testing.assert_close(grown32.eval().double()(x, noise=noise), want, rtol=1e-7, atol=0)
+    with pytest.raises(UsageError, match="same architecture"):
+        init_from_run(GlowClassifier(deeper), folder)
+    run = tmp_path / "grown"
+    assert ftrain.main(_train_args(tiny_data_dir, run, "reweighted", "--init-from", str(folder),
+                                   "--grow", "--steps-per-level", "3", "--first-level-steps",
+                                   "2", "--epochs", "1")) == 0
+    assert json.loads((run / "config.json").read_text())["init_from"]["added_steps"] == [1, 2, 2, 2]
+    model, _ = load_run(run)  # the grown run loads back with its recorded config
+    assert [len(level) for level in model.levels] == [2, 3, 3, 3]
+    with pytest.raises(UsageError, match=r"source \[2, 3, 3, 3\], this model \[1, 1, 1, 1\]"):
+        init_from_run(GlowClassifier(model_config("tiny", 1, "reweighted")), run, grow=True)
+    with pytest.raises(SystemExit) as exc:
+        ftrain.main(_train_args(tiny_data_dir, tmp_path / "nogrow", "reweighted", "--grow"))
+    assert exc.value.code == 2 and "--grow grows the model of --init-from" in str(exc.value)
