@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clip the gradient norm (a loose guard: see docs/flows.md)")
     for flag, what in (("hidden", "channels of the coupling networks' hidden layers"),
                        ("steps-per-level", "flow steps per level"),
-                       ("first-level-steps", "flow steps of the first (32x32) level")):
+                       ("first-level-steps",
+                        "flow steps of the first level (full resolution unless --squeeze-first)")):
         lo, hi = MODEL_LIMITS[flag.replace("-", "_")]
         p.add_argument(f"--{flag}", type=cli.int_range(max(lo, 1), hi), default=None,
                        help=f"{what} (default: as the preset says)")
