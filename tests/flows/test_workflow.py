@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from flows.config import PRESETS
+
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("snakemake") is None,
                                 reason="snakemake not installed (pip install -e '.[workflow]')")
 
@@ -101,6 +103,17 @@ def test_every_stored_result_has_a_rule_with_its_recorded_command(tmp_path: Path
     assert "--resume; else" in train["shell"] and "--out ~/annulus-runs/" in train["shell"]
 
 
+def _flags(tokens: list[str]) -> dict[str, str]:
+    """``--flag value`` pairs of a command line; a flag without a value (``--grow``) maps to
+    ``""``."""
+    out: dict[str, str] = {}
+    for i, tok in enumerate(tokens):
+        if tok.startswith("--"):
+            has_value = i + 1 < len(tokens) and not tokens[i + 1].startswith("--")
+            out[tok] = tokens[i + 1] if has_value else ""
+    return out
+
+
 def test_every_shipped_model_was_trained_as_its_rule_says(tmp_path: Path) -> None:
     """The training command the Snakefile declares for each shipped model (its last phase)
     agrees with the model's recorded config: dataset, objective, preset, epochs, batch, seed,
@@ -115,7 +128,7 @@ def test_every_shipped_model_was_trained_as_its_rule_says(tmp_path: Path) -> Non
         name = Path(cmd[cmd.index("--out") + 1]).name
         if name not in shipped:
             continue  # a BG-MNIST likelihood warm start (not shipped)
-        args = dict(zip(cmd[3::2], cmd[4::2], strict=False))
+        args = _flags(cmd[3:])
         config = json.loads((REPO / "models" / name / "config.json").read_text())
         model = {"gmm_scale": "per-class", "gmm_class_latent": "all", "split_class_latent": "all",
                  **config["model"]}
@@ -127,6 +140,12 @@ def test_every_shipped_model_was_trained_as_its_rule_says(tmp_path: Path) -> Non
         assert model["gmm_scale"] == args.get("--gmm-scale", "per-class"), name
         assert model["gmm_class_latent"] == args.get("--gmm-class-latent", "all"), name
         assert model["split_class_latent"] == args.get("--split-class-latent", "all"), name
+        preset = PRESETS[args["--preset"]]
+        assert (model["hidden"], model["steps_per_level"], model["first_level_steps"]) == (
+            int(args.get("--hidden", preset.hidden)),
+            int(args.get("--steps-per-level", preset.steps_per_level)),
+            int(args.get("--first-level-steps", preset.first_level_steps))), name
+        assert ("added_steps" in (config["init_from"] or {})) == ("--grow" in args), name
         init = config["init_from"]
         assert (Path(init["path"]).name if init else None) == (
             Path(args["--init-from"]).name if "--init-from" in args else None), name
