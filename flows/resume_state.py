@@ -3,11 +3,12 @@
 ``python -m flows.resume_state pack --run RUN --out DIR`` writes ``DIR/resume.safetensors`` (the
 checkpoint's tensors: ``model.<key>`` and ``optimizer.<index>.<name>``) and ``DIR/resume.json``
 (the rest of the checkpoint: epoch, step, history, config and the optimizer's parameter groups,
-with the sha256 of the tensor file), beside copies of the run's ``config.json`` and
-``train_summary.json``. ``python -m flows.resume_state unpack --from DIR --out RUN`` checks the
-sha256 and writes ``RUN/checkpoint.pt``, ``RUN/config.json`` and ``RUN/train_summary.json``
-again, so that ``flows.train ... --out RUN --resume`` continues the run exactly where it stopped
-(per-epoch seeds: the continued run is the uninterrupted one, tested). This is how a training
+with the sha256 of the tensor file), beside a copy of the run's ``train_summary.json``.
+``python -m flows.resume_state unpack --from DIR --out RUN`` checks the sha256 and writes
+``RUN/checkpoint.pt``, ``RUN/train_summary.json`` and ``RUN/config.json`` (the checkpoint's
+config, which is what ``flows.train`` writes there) again, so that ``flows.train ... --out RUN
+--resume`` continues the run exactly where it stopped (per-epoch seeds: the continued run is the
+uninterrupted one, tested). This is how a training
 that spans several sessions can keep its state in the repository without committing a pickle.
 """
 
@@ -84,12 +85,11 @@ def pack(run: Path, out: Path) -> str:
     """Write the resume folder ``out`` from the run directory ``run``; return the tensors'
     sha256. Everything is read before ``out`` is touched."""
     state = load_checkpoint(run / CHECKPOINT_NAME, keys=CHECKPOINT_KEYS)
-    config, summary = _read_json(run / CONFIG_NAME), _read_json(run / SUMMARY_NAME)
+    summary = _read_json(run / SUMMARY_NAME)
     tensors, rest = split_checkpoint(state)
     data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
     digest = hashlib.sha256(data).hexdigest()
     write_bytes(out / TENSORS_NAME, data)
-    write_json(out / CONFIG_NAME, config)
     write_json(out / SUMMARY_NAME, summary)
     write_json(out / STATE_NAME, {**rest, "tensors": {"file": TENSORS_NAME, "sha256": digest}})
     return digest
@@ -115,11 +115,11 @@ def unpack(folder: Path, run: Path) -> dict[str, Any]:
         state = join_checkpoint(load(data), rest)
     except (SafetensorError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise RunError(f"{folder}: not a resume state: {errors.one_line(exc)[:200]}") from None
-    config, summary = _read_json(folder / CONFIG_NAME), _read_json(folder / SUMMARY_NAME)
+    summary = _read_json(folder / SUMMARY_NAME)
     if (run / CHECKPOINT_NAME).exists():
         raise errors.UsageError(f"--out {run}: already holds {CHECKPOINT_NAME}; unpack into a "
                                 f"new run directory")
-    write_json(run / CONFIG_NAME, config)
+    write_json(run / CONFIG_NAME, state["config"])
     write_json(run / SUMMARY_NAME, summary)
     save_checkpoint(run / CHECKPOINT_NAME, state)
     return state
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             raise errors.UsageError("--out must differ from --run")
         digest = pack(Path(args.run), Path(args.out))
         print(f"{args.out}: {TENSORS_NAME} (sha256 {digest[:12]}...), {STATE_NAME}, "
-              f"{CONFIG_NAME}, {SUMMARY_NAME}")
+              f"{SUMMARY_NAME}")
     else:
         state = unpack(Path(args.folder), Path(args.out))
         print(f"{args.out}: {CHECKPOINT_NAME} (epoch {state['epoch']}, step {state['step']}), "
