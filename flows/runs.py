@@ -361,18 +361,20 @@ def init_from_run(model: GlowClassifier, source: str | Path, grow: bool = False
     def flow(keys: Iterable[str]) -> set[str]:
         return {k for k in keys if not k.startswith("prior.")}
 
+    src_model = ModelConfig(**src_config["model"])  # older runs: the dataclass defaults
     added: list[int] = []
     if grow:
-        added = _steps_to_add(model, source, src)
-        dst = {k: v for k, v in dst.items()
-               if not _in_added_step(k, model, added)}
+        added = _steps_to_add(model, source, src_model)
+        new = tuple(f"levels.{level}.{i}." for level, n in enumerate(added)
+                    for i in range(len(model.levels[level]) - n, len(model.levels[level])))
+        dst = {k: v for k, v in dst.items() if not k.startswith(new)}
     mismatched = sorted(k for k in flow(dst) & flow(src) if src[k].shape != dst[k].shape)
     if flow(src) != flow(dst) or mismatched:
         diff = sorted(flow(src) ^ flow(dst)) + mismatched
         raise UsageError(f"{source}: --init-from needs a model of the same architecture "
                          f"(preset {src_config.get('preset', '?')!r}; differs in "
                          f"{', '.join(diff[:3])})")
-    src_pad = ModelConfig(**src_config["model"]).pad_noise  # older runs: the dataclass default
+    src_pad = src_model.pad_noise
     if src_pad != model.config.pad_noise:
         raise UsageError(f"{source}: --init-from needs the same padding noise (the source was "
                          f"trained with {src_pad!r}, this run pads with "
@@ -402,28 +404,16 @@ def init_from_run(model: GlowClassifier, source: str | Path, grow: bool = False
     return done
 
 
-def _steps_to_add(model: GlowClassifier, source: str | Path, src: dict[str, Any]) -> list[int]:
-    """New flow steps per level when ``model`` grows from the state dict ``src`` (its levels
-    hold ``levels.L.I.`` keys for steps ``I``); a source with more steps somewhere is refused."""
-    have = [0] * len(model.levels)
-    for key in src:
-        parts = key.split(".")
-        if parts[0] == "levels" and int(parts[1]) < len(have):
-            have[int(parts[1])] = max(have[int(parts[1])], int(parts[2]) + 1)
+def _steps_to_add(model: GlowClassifier, source: str | Path, src: ModelConfig) -> list[int]:
+    """New flow steps per level when ``model`` grows from a model of config ``src``; a source
+    with other levels, or more steps somewhere, is refused."""
+    have = [src.steps_at(level) for level in range(src.levels)]
     want = [len(level) for level in model.levels]
-    if any(h > w or h == 0 for h, w in zip(have, want, strict=True)):
+    if len(have) != len(want) or any(h > w for h, w in zip(have, want, strict=True)):
         raise UsageError(f"{source}: --grow needs a source with the same levels and at most as "
                          f"many flow steps per level as this model (flow steps per level: "
                          f"source {have}, this model {want})")
     return [w - h for h, w in zip(have, want, strict=True)]
-
-
-def _in_added_step(key: str, model: GlowClassifier, added: list[int]) -> bool:
-    parts = key.split(".")
-    if parts[0] != "levels":
-        return False
-    level = int(parts[1])
-    return int(parts[2]) >= len(model.levels[level]) - added[level]
 
 
 def load_run(run_dir: str | Path, map_location: str | torch.device = "cpu"
