@@ -356,7 +356,8 @@ def init_from_run(model: GlowClassifier, source: str | Path, grow: bool = False
     ``"added_steps"``, the new steps per level.
     """
     _, src_config, src_state = load_run_state(source)
-    src, dst = src_state["model"], model.state_dict()
+    src, full = src_state["model"], model.state_dict()
+    dst = full
 
     def flow(keys: Iterable[str]) -> set[str]:
         return {k for k in keys if not k.startswith("prior.")}
@@ -388,7 +389,7 @@ def init_from_run(model: GlowClassifier, source: str | Path, grow: bool = False
             prior, how = model.prior.state_from(prior)
         load.update({f"prior.{k}": v for k, v in prior.items()})
     result = model.load_state_dict(load, strict=False)
-    expected_missing = set(model.state_dict()) - set(dst)
+    expected_missing = set(full) - set(dst)
     if how == "fresh":
         expected_missing |= {k for k in dst if k.startswith("prior.")}
     if set(result.missing_keys) != expected_missing or result.unexpected_keys:
