@@ -19,6 +19,7 @@ Only the standard library is imported here (no torch), so every package can use 
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -118,12 +119,16 @@ def _fsync_dir(directory: Path) -> None:
 def atomic_write_bytes(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]) -> Path:
     """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it to ``path``.
 
-    Parent folders are created. On any error the temporary file is removed, ``path`` keeps its old
-    content, and the error propagates (an ``OSError`` names the file).
+    Parent folders are created. A symbolic link or a file that is not regular (a device, a FIFO)
+    at ``path`` is refused, not replaced. On any error the temporary file is removed, ``path``
+    keeps its old content, and the error propagates (an ``OSError`` names the file).
     """
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(21, "is a directory, expected a file path", str(path))
+    if path.is_symlink() or (path.exists() and not path.is_file()):  # os.replace would swap
+        raise OSError(errno.EINVAL, "is a symbolic link or not a regular file; not replaced",
+                      str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_tmp(path.parent, path.name)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",

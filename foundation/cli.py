@@ -185,6 +185,11 @@ def output_file(value: str) -> Path:
     path = _nonempty(value)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{path} is a directory, expected a file path")
+    if path.is_symlink():  # an atomic write would replace the link, not the file it names
+        raise argparse.ArgumentTypeError(f"{path} is a symbolic link; give the path of the file "
+                                         "itself")
+    if path.exists() and not path.is_file():
+        raise argparse.ArgumentTypeError(f"{path} exists and is not a regular file")
     if str(value).endswith(os.sep):
         raise argparse.ArgumentTypeError(f"{value!r} ends with {os.sep!r}, expected a file path")
     _probe_writable(_nearest_existing(path.parent, path))

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from flows import devices
-from foundation import cli, errors
+from foundation import atomic, cli, errors
 
 
 @pytest.mark.parametrize("parse, good, bad", [
@@ -64,6 +65,24 @@ def test_path_types(tmp_path: Path) -> None:
     loop.symlink_to(loop)
     with pytest.raises(argparse.ArgumentTypeError, match="loop|Too many"):
         cli.existing_dir(str(loop))
+
+
+def test_an_output_file_is_a_regular_file_or_new(tmp_path: Path) -> None:
+    """An atomic write replaces the directory entry: a symbolic link would be swapped for a
+    file (its target left as it was) and a device or FIFO destroyed, so both are refused."""
+    target = tmp_path / "target.json"
+    target.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for bad, why in ((link, "symbolic link"), (fifo, "not a regular file")):
+        with pytest.raises(argparse.ArgumentTypeError, match=why):
+            cli.output_file(str(bad))
+        with pytest.raises(OSError, match="not replaced"):
+            atomic.write_text(bad, "x")
+    assert link.is_symlink() and target.read_text() == "{}" and fifo.is_fifo()
+    assert cli.output_file(str(target)) == target  # an existing regular file is fine
 
 
 def test_guard_statuses_and_one_line(capsys: pytest.CaptureFixture[str]) -> None:
