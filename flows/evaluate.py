@@ -21,7 +21,7 @@ import torch
 
 from flows import data as fdata
 from flows import devices, scoring
-from flows.layout import CONFIG_NAME, EVAL_NAME, SUMMARY_NAME
+from flows.layout import CONFIG_NAME, EVAL_NAME, RUN_FILE_NAMES, SUMMARY_NAME, is_run_file
 from flows.provenance import provenance
 from flows.runs import (
     RunError,
@@ -92,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     """Evaluate; bad usage: one line, exit 2; unusable run or data: one line, exit 1."""
     args = build_parser().parse_args(argv)
     run_dir = Path(args.run)
+    if args.out is not None and is_run_file(Path(args.out), run_dir):
+        raise errors.UsageError(
+            f"--out {args.out} is one of the run's own files ({', '.join(sorted(RUN_FILE_NAMES))});"
+            f" the run's {EVAL_NAME} is written without --out")
     in_run = _dir_writable(run_dir)
     if not in_run and args.out is None and not args.n_test:
         raise errors.UsageError(f"--run {run_dir}: directory not writable (cannot write "
@@ -110,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = args.data_dir
     if data_dir is None and not os.environ.get(fdata.ENV_VAR):
         data_dir = config.get("data_dir")
+        if data_dir is not None and not Path(data_dir).is_dir():
+            raise RunError(f"{run_dir / CONFIG_NAME}: its data_dir {data_dir} (the training's "
+                           f"--data-dir) is not a directory here; pass --data-dir or set "
+                           f"{fdata.ENV_VAR}")
     images, labels = fdata.load_split(config["dataset"], "test", data_dir,
                                       bg_seed=config.get("bg_seed", fdata.DEFAULT_BG_SEED))
     n_all = images.shape[0]

@@ -12,6 +12,8 @@ constants here (torch-free, so any driver can import them).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 CONFIG_NAME = "config.json"
 CHECKPOINT_NAME = "checkpoint.pt"
 LAST_GOOD_NAME = "last_good.pt"
@@ -20,3 +22,18 @@ SUMMARY_NAME = "train_summary.json"
 WEIGHTS_NAME = "model.safetensors"
 SHA_NAME = "model.sha256"
 REFERENCE_NAME = "reference.json"
+
+# Every file name a run directory or a model folder holds: no tool writes a result over one.
+RUN_FILE_NAMES = frozenset({CONFIG_NAME, CHECKPOINT_NAME, LAST_GOOD_NAME, EVAL_NAME,
+                            SUMMARY_NAME, WEIGHTS_NAME, SHA_NAME, REFERENCE_NAME})
+
+
+def holds_run_files(directory: Path) -> list[str]:
+    """The names of :data:`RUN_FILE_NAMES` present in ``directory`` (sorted; ``[]`` if none)."""
+    return sorted(n for n in RUN_FILE_NAMES if (directory / n).exists())
+
+
+def is_run_file(path: Path, run_dir: Path) -> bool:
+    """Whether ``path`` names one of the files of ``run_dir`` (:data:`RUN_FILE_NAMES`)."""
+    return (path.name in RUN_FILE_NAMES
+            and path.absolute().parent.resolve() == run_dir.absolute().resolve())

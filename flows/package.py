@@ -14,7 +14,6 @@ and records the sha256 of, the shipped weights.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from flows.layout import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
     EVAL_NAME,
+    LAST_GOOD_NAME,
     REFERENCE_NAME,
     SHA_NAME,
     SUMMARY_NAME,
@@ -34,6 +34,7 @@ from flows.layout import (
 from flows.runs import (
     RunError,
     load_run_state,
+    read_summary,
 )
 from flows.weights import save_weights
 from foundation import cli, errors
@@ -74,11 +75,7 @@ def package(run: Path, out: Path, data_dir: Path | None = None) -> str:
     if state["epoch"] != config.get("epochs"):
         raise RunError(f"{run / CHECKPOINT_NAME}: training not finished (epoch {state['epoch']} "
                        f"of {config.get('epochs')}); resume it first")
-    summary = run / SUMMARY_NAME
-    try:
-        summary_obj = json.loads(summary.read_text())
-    except (OSError, ValueError) as exc:
-        raise RunError(f"{summary}: cannot read: {errors.one_line(exc)}") from None
+    summary_obj = read_summary(run / SUMMARY_NAME)
     log_p, labels = reference_scores(model, config, data_dir)  # before out is touched
     if (out / EVAL_NAME).exists():
         (out / EVAL_NAME).unlink()  # it described other weights
@@ -100,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if Path(args.run).resolve() == Path(args.out).resolve():
         raise errors.UsageError("--out must differ from --run")
+    held = [n for n in (CHECKPOINT_NAME, LAST_GOOD_NAME) if (Path(args.out) / n).exists()]
+    if held:  # a model folder may be replaced, a run directory never
+        raise errors.UsageError(f"--out {args.out} is a run directory (it holds "
+                                f"{', '.join(held)}); choose a new folder or a model folder")
     digest = package(Path(args.run), Path(args.out), args.data_dir)
     size = (Path(args.out) / WEIGHTS_NAME).stat().st_size
     print(f"{args.out}: {WEIGHTS_NAME} ({size / 1e6:.2f} MB, sha256 {digest[:12]}..., "

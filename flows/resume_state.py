@@ -4,7 +4,8 @@
 checkpoint's tensors: ``model.<key>`` and ``optimizer.<index>.<name>``) and ``DIR/resume.json``
 (the rest of the checkpoint: epoch, step, history, config and the optimizer's parameter groups,
 with the sha256 of the tensor file), beside a copy of the run's ``train_summary.json``.
-``python -m flows.resume_state unpack --from DIR --out RUN`` checks the sha256 and writes
+``python -m flows.resume_state unpack --from DIR --out RUN`` checks the sha256 and the state
+(epoch, step, history, config, the model tensors against the config) and writes
 ``RUN/checkpoint.pt``, ``RUN/train_summary.json`` and ``RUN/config.json`` (the checkpoint's
 config, which is what ``flows.train`` writes there) again, so that ``flows.train ... --out RUN
 --resume`` continues the run exactly where it stopped (per-epoch seeds: the continued run is the
@@ -24,8 +25,16 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from flows.layout import CHECKPOINT_NAME, CONFIG_NAME, SUMMARY_NAME
-from flows.runs import CHECKPOINT_KEYS, RunError, load_checkpoint, save_checkpoint
+from flows.layout import CHECKPOINT_NAME, CONFIG_NAME, SUMMARY_NAME, holds_run_files
+from flows.runs import (
+    CHECKPOINT_KEYS,
+    RunError,
+    build_model,
+    checkpoint_problem,
+    load_checkpoint,
+    read_summary,
+    save_checkpoint,
+)
 from foundation import cli, errors
 from foundation.atomic import write_bytes, write_json
 
@@ -81,11 +90,20 @@ def _read_json(path: Path) -> Any:
         raise RunError(f"{path}: cannot read: {errors.one_line(exc)}") from None
 
 
+def _refuse_run_files(out: Path, allowed: frozenset[str] = frozenset()) -> None:
+    """``out`` must not be a run directory or a model folder (other than ``allowed`` files)."""
+    held = [n for n in holds_run_files(out) if n not in allowed]
+    if held:
+        raise errors.UsageError(f"--out {out}: holds {', '.join(held)} (a run directory or a "
+                                "model folder); choose a new directory")
+
+
 def pack(run: Path, out: Path) -> str:
     """Write the resume folder ``out`` from the run directory ``run``; return the tensors'
-    sha256. Everything is read before ``out`` is touched."""
+    sha256. Everything is read and checked before ``out`` is touched."""
+    _refuse_run_files(out, allowed=frozenset({SUMMARY_NAME}))  # a resume folder holds a summary
     state = load_checkpoint(run / CHECKPOINT_NAME, keys=CHECKPOINT_KEYS)
-    summary = _read_json(run / SUMMARY_NAME)
+    summary = read_summary(run / SUMMARY_NAME)
     tensors, rest = split_checkpoint(state)
     data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
     digest = hashlib.sha256(data).hexdigest()
@@ -97,7 +115,8 @@ def pack(run: Path, out: Path) -> str:
 
 def unpack(folder: Path, run: Path) -> dict[str, Any]:
     """Write ``run``'s checkpoint, config and summary from the resume folder ``folder`` (its
-    tensors checked against the recorded sha256 first); return the checkpoint."""
+    tensors checked against the recorded sha256, and the state checked, first; ``run`` must not
+    hold a run's or a model's files); return the checkpoint."""
     rest = _read_json(folder / STATE_NAME)
     if not isinstance(rest, dict):
         raise RunError(f"{folder / STATE_NAME}: not a resume state (expected a JSON object)")
@@ -115,10 +134,15 @@ def unpack(folder: Path, run: Path) -> dict[str, Any]:
         state = join_checkpoint(load(data), rest)
     except (SafetensorError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise RunError(f"{folder}: not a resume state: {errors.one_line(exc)[:200]}") from None
-    summary = _read_json(folder / SUMMARY_NAME)
-    if (run / CHECKPOINT_NAME).exists():
-        raise errors.UsageError(f"--out {run}: already holds {CHECKPOINT_NAME}; unpack into a "
-                                f"new run directory")
+    if why := checkpoint_problem(state):
+        raise RunError(f"{folder / STATE_NAME}: not a resume state: {why}")
+    try:
+        build_model(state["config"]).load_state_dict(state["model"])
+    except (RunError, RuntimeError) as exc:
+        raise RunError(f"{path}: the model tensors do not fit the recorded config: "
+                       f"{errors.one_line(exc)[:200]}") from None
+    summary = read_summary(folder / SUMMARY_NAME)
+    _refuse_run_files(run)
     write_json(run / CONFIG_NAME, state["config"])
     write_json(run / SUMMARY_NAME, summary)
     save_checkpoint(run / CHECKPOINT_NAME, state)

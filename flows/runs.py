@@ -46,7 +46,8 @@ from foundation.errors import CommandError, UsageError, one_line
 __all__ = [
     "CHECKPOINT_NAME", "CONFIG_NAME", "EVAL_NAME", "LAST_GOOD_NAME", "RunError",
     "RunNotFoundError", "SUMMARY_NAME", "WEIGHTS_NAME", "build_model", "init_from_run",
-    "load_checkpoint", "load_run", "load_run_state", "read_config", "save_checkpoint",
+    "checkpoint_problem", "config_problem", "history_problem", "load_checkpoint", "load_run",
+    "load_run_state", "read_config", "read_summary", "save_checkpoint",
 ]
 
 CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "step", "history", "config")
@@ -93,18 +94,22 @@ def read_config(run_dir: str | Path) -> dict:
         raise RunError(f"{path}: cannot read: {one_line(exc)}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RunError(f"{path}: not valid JSON (truncated or corrupt): {one_line(exc)}") from None
+    if why := config_problem(config):
+        raise RunError(f"{path}: {why}")
+    return config
+
+
+def config_problem(config: Any) -> str | None:
+    """What is wrong with a run's config (:func:`read_config`'s checks), or ``None``."""
     if not isinstance(config, dict):
-        raise RunError(f"{path}: expected a JSON object, got {type(config).__name__}")
+        return f"expected a JSON object, got {type(config).__name__}"
     model = config.get("model")
     if not isinstance(model, dict):
-        raise RunError(f"{path}: no 'model' object (the architecture of the run)")
+        return "no 'model' object (the architecture of the run)"
     problem = model_section_problem(model)
     if problem:
-        raise RunError(f"{path}: 'model' does not describe a flows model: {problem}")
-    problem = config_field_problem(config) or channels_problem(config.get("dataset"), model)
-    if problem:
-        raise RunError(f"{path}: {problem}")
-    return config
+        return f"'model' does not describe a flows model: {problem}"
+    return config_field_problem(config) or channels_problem(config.get("dataset"), model)
 
 
 def channels_problem(dataset: Any, model: dict) -> str | None:
@@ -127,6 +132,67 @@ def _is_int(v: Any, lo: int, hi: int = MAX_INT) -> bool:
 def _is_num(v: Any, lo: float, lo_open: bool) -> bool:
     return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             and (v > lo if lo_open else v >= lo))
+
+
+def history_problem(history: Any) -> str | None:
+    """What is wrong with a training history (a list of per-epoch records of finite numbers),
+    or ``None``."""
+    if not isinstance(history, list):
+        return f"'history' is {type(history).__name__}, expected a list of per-epoch records"
+    for i, record in enumerate(history):
+        if not isinstance(record, dict):
+            return f"history[{i}] is {type(record).__name__}, expected an object"
+        bad = [k for k, v in record.items() if not _is_num(v, -math.inf, True)]
+        if bad:
+            return f"history[{i}].{bad[0]} = {record[bad[0]]!r} is not a finite number"
+    return None
+
+
+def checkpoint_problem(state: dict[str, Any]) -> str | None:
+    """What is wrong with the progress entries of a training checkpoint (``epoch``, ``step``,
+    ``history``, ``config``, ``optimizer``, where present), or ``None``."""
+    for key in ("epoch", "step"):
+        if key in state and not _is_int(state[key], 0):
+            return f"'{key}' is {state[key]!r}, expected a non-negative integer"
+    if "history" in state and (why := history_problem(state["history"])):
+        return why
+    if "config" in state and (why := config_problem(state["config"])):
+        return f"'config': {why}"
+    if "optimizer" in state:
+        opt = state["optimizer"]
+        if not (isinstance(opt, dict) and isinstance(opt.get("state"), dict)
+                and isinstance(opt.get("param_groups"), list)):
+            return "'optimizer' is not an optimizer state dict ('state' and 'param_groups')"
+    return None
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """``train_summary.json`` (one entry per ``flows.train`` invocation), checked: an object with
+    an ``invocations`` list, each entry with ``epochs_done``, a ``history`` and a ``command``.
+    Raises :class:`RunError` naming ``path``."""
+    def refuse(why: str) -> RunError:
+        return RunError(f"{path}: not a valid train summary: {why}")
+
+    def no_constant(name: str) -> None:
+        raise ValueError(f"non-finite number {name}")
+
+    try:
+        summary = json.loads(path.read_text(), parse_constant=no_constant)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise refuse(one_line(exc)) from None
+    invocations = summary.get("invocations") if isinstance(summary, dict) else None
+    if not isinstance(invocations, list) or not invocations:
+        raise refuse("expected a JSON object with a non-empty 'invocations' list")
+    for i, entry in enumerate(invocations):
+        if not isinstance(entry, dict):
+            raise refuse(f"invocations[{i}] is not an object")
+        if not _is_int(entry.get("epochs_done"), 0):
+            raise refuse(f"invocations[{i}].epochs_done is {entry.get('epochs_done')!r}")
+        if not isinstance(entry.get("command"), str):
+            raise refuse(f"invocations[{i}] has no command")
+        if why := history_problem(entry.get("history")):
+            raise refuse(f"invocations[{i}]: {why}")
+    return summary
 
 
 def _fast_path_ok(v: Any) -> bool:
@@ -206,6 +272,9 @@ MODEL_LIMITS = {"in_channels": (1, 3), "num_classes": (1, 1000), "hidden": (1, 4
                 "image_size": (4, 256)}
 """Plausible ranges of the integer fields of a model section (a wrong one is refused before any
 tensor is allocated)."""
+MAX_COUPLING_WEIGHTS = 5e8
+"""Largest ``hidden ** 2 x (flow steps)`` accepted: the paper's CIFAR-10 model has 4.2e6, a
+model over this would need gigabytes for its weights and Adam state alone."""
 
 
 def model_section_problem(model: dict) -> str | None:
@@ -228,6 +297,15 @@ def model_section_problem(model: dict) -> str | None:
             ok = isinstance(value, str) and (name != "prior" or value in ("gmm", "split"))
         if not ok:
             return f"{name} = {value!r} is not valid"
+    get = {name: model.get(name, f.default) for name, f in fields.items()}.__getitem__
+    first = get("first_level_steps")
+    steps = (first if first >= 0 else get("steps_per_level")) \
+        + get("steps_per_level") * (get("levels") - 1)
+    weights = steps * get("hidden") ** 2
+    if weights > MAX_COUPLING_WEIGHTS:  # the hidden 1x1 convolutions alone
+        return (f"{weights:.3g} weights in the coupling networks' hidden layers alone (hidden "
+                f"{get('hidden')}, {steps} flow steps; at most {MAX_COUPLING_WEIGHTS:.0e}): not a "
+                "model this package can train or load")
     return None
 
 
@@ -276,6 +354,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     if "model" in state and not (isinstance(state["model"], dict) and all(
             isinstance(v, torch.Tensor) for v in state["model"].values())):
         raise RunError(f"{path}: 'model' is not a state dict of tensors")
+    if why := checkpoint_problem(state):
+        raise RunError(f"{path}: {why}")
     return state
 
 
@@ -286,11 +366,8 @@ def _model_folder_state(run_dir: Path) -> dict[str, Any]:
     epoch, history = None, []
     summary = run_dir / SUMMARY_NAME
     if summary.is_file():
-        try:
-            last = json.loads(summary.read_text())["invocations"][-1]
-            epoch, history = int(last["epochs_done"]), list(last["history"])
-        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-            raise RunError(f"{summary}: not a valid train summary: {one_line(exc)}") from None
+        last = read_summary(summary)["invocations"][-1]
+        epoch, history = last["epochs_done"], last["history"]
     return {"model": state, "epoch": epoch, "history": history,
             "weights": {"file": WEIGHTS_NAME, "sha256": digest}}
 
@@ -323,6 +400,13 @@ def load_run_state(run_dir: str | Path, map_location: str | torch.device = "cpu"
         model = build_model(config)
     except RunError as exc:
         raise RunError(f"{run_dir / CONFIG_NAME}: {exc}") from None
+    expected = model.state_dict()
+    cast = [k for k, v in state["model"].items()
+            if k in expected and v.dtype != expected[k].dtype]
+    if cast:  # load_state_dict would cast silently, and a likelihood would move
+        k = cast[0]
+        raise RunError(f"{ckpt_path}: {k} is {state['model'][k].dtype}, the model's is "
+                       f"{expected[k].dtype} ({len(cast)} tensor(s) of another precision)")
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:

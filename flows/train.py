@@ -56,6 +56,8 @@ from flows.runs import (
     build_model,
     init_from_run,
     load_checkpoint,
+    model_section_problem,
+    read_summary,
     save_checkpoint,
 )
 from flows.schedule import SCHEDULES, ce_weight_at, lr_at, resolve_schedule
@@ -252,12 +254,9 @@ def check_out_dir(out: Path, resume: bool, rank: int) -> None:
     summary = out / SUMMARY_NAME
     if summary.exists():
         try:
-            ok = isinstance(json.loads(summary.read_text()).get("invocations"), list)
-        except (OSError, ValueError, AttributeError):
-            ok = False
-        if not ok:
-            raise RunError(f"{summary}: not a valid train summary (expected a JSON object with "
-                           "an 'invocations' list); move it away to continue")
+            read_summary(summary)
+        except RunError as exc:
+            raise RunError(f"{exc}; move it away to continue") from None
     if rank == 0 and out.is_dir():
         clean_stale_tmp(out)
 
@@ -547,6 +546,8 @@ def _train(opts: TrainSettings, command: str) -> dict:
         model_cfg = make_model_config(opts)
     except ValueError as exc:
         raise errors.UsageError(f"objective {opts.objective!r}: {exc}") from None
+    if why := model_section_problem(model_cfg.to_dict()):  # e.g. too large, before allocating
+        raise errors.UsageError(f"the model of these flags: {why}")
     config = make_config(opts, world, fast.describe(), model_cfg)
     images, labels = fdata.load_split(opts.dataset, "train", opts.data_dir, bg_seed=opts.bg_seed)
     flip = fdata.is_cifar(opts.dataset)

@@ -68,8 +68,8 @@ def recorded_sha256(folder: str | Path) -> str:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise WeightsError(f"{path}: cannot read the recorded checksum: {one_line(exc)}"
-                           ) from None
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(exc)
+        raise WeightsError(f"{path}: cannot read the recorded checksum: {why}") from None
     fields = text.split()
     digest = fields[0].lower() if fields else ""
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):

@@ -48,7 +48,7 @@ def test_pack_unpack_resumes_bit_identically(tiny_data_dir: Path, tmp_path: Path
 
     with pytest.raises(SystemExit) as exc:  # moved now holds a checkpoint
         resume_state.main(["unpack", "--from", str(folder), "--out", str(moved)])
-    assert exc.value.code == 2 and "already holds checkpoint.pt" in capsys.readouterr().err
+    assert exc.value.code == 2 and "holds checkpoint.pt" in capsys.readouterr().err
     data = bytearray((folder / "resume.safetensors").read_bytes())
     data[-1] ^= 1
     (folder / "resume.safetensors").write_bytes(bytes(data))
@@ -60,3 +60,50 @@ def test_pack_unpack_resumes_bit_identically(tiny_data_dir: Path, tmp_path: Path
     with pytest.raises(SystemExit) as exc:
         resume_state.main(["pack", "--run", str(part), "--out", str(part)])
     assert exc.value.code == 2
+
+
+def test_bad_states_are_refused_before_anything_is_written(
+        tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A resume.json whose epoch, step, history or config is unusable (the tensors' sha256 does
+    not cover them), a checkpoint with a non-finite history, and an --out that is a model folder
+    or a run directory: one line, non-zero exit, nothing written."""
+    run, folder = tmp_path / "run", tmp_path / "resume"
+    assert ftrain.main(_args(tiny_data_dir, run, "--epochs", "1")) == 0
+    assert resume_state.main(["pack", "--run", str(run), "--out", str(folder)]) == 0
+    capsys.readouterr()
+    good = json.loads((folder / "resume.json").read_text())
+
+    def one_line_error(argv: list[str], code: int) -> str:
+        with pytest.raises(SystemExit) as exc:
+            resume_state.main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exc.value.code == code and len(err) == 1 and "Traceback" not in err[0], err
+        return err[0]
+
+    for key, value, why in (("epoch", "one", "'epoch' is 'one'"), ("step", -3, "'step' is -3"),
+                            ("history", 5, "expected a list"),
+                            ("history", [{"loss": "x"}], "history[0].loss"),
+                            ("config", None, "'config'")):
+        (folder / "resume.json").write_text(json.dumps({**good, key: value}))
+        out = tmp_path / f"out-{key}"
+        assert why in one_line_error(["unpack", "--from", str(folder), "--out", str(out)], 1)
+        assert not out.exists()
+    (folder / "resume.json").write_text(json.dumps(good))
+    model_folder = tmp_path / "model"
+    model_folder.mkdir()
+    (model_folder / "model.safetensors").write_bytes(b"weights")
+    assert "model.safetensors" in one_line_error(
+        ["unpack", "--from", str(folder), "--out", str(model_folder)], 2)
+    assert sorted(p.name for p in model_folder.iterdir()) == ["model.safetensors"]
+    other = tmp_path / "other-run"
+    other.mkdir()
+    (other / "checkpoint.pt").write_bytes(b"state")
+    assert "checkpoint.pt" in one_line_error(["pack", "--run", str(run), "--out", str(other)], 2)
+    assert sorted(p.name for p in other.iterdir()) == ["checkpoint.pt"]
+
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    state["history"][0]["loss"] = float("nan")
+    torch.save(state, run / "checkpoint.pt")
+    assert "not a finite number" in one_line_error(
+        ["pack", "--run", str(run), "--out", str(tmp_path / "nan")], 1)
+    assert not (tmp_path / "nan").exists()

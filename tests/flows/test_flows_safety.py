@@ -116,11 +116,27 @@ def _corrupt(run: Path, how: str) -> None:
         config["model"]["hidden"] = "wide"
         config["data_dir"] = 7
         cfg.write_text(json.dumps(config))
+    elif how == "config-too-large":
+        config = json.loads(cfg.read_text())
+        config["model"].update(hidden=4096, steps_per_level=64, levels=5)
+        cfg.write_text(json.dumps(config))
     elif how == "checkpoint-dir":
         ckpt.unlink()
         ckpt.mkdir()
     elif how == "no-checkpoint":
         ckpt.unlink()
+    elif how in PROGRESS:
+        state = torch.load(ckpt, weights_only=True)
+        key, value = PROGRESS[how]
+        if key == "loss":
+            state["history"][0]["loss"] = value
+        else:
+            state[key] = value
+        torch.save(state, ckpt)
+
+
+PROGRESS = {"epoch-text": ("epoch", "one"), "epoch-negative": ("epoch", -5),
+            "history-not-list": ("history", 5), "history-nan": ("loss", float("nan"))}
 
 
 CORRUPTIONS = {  # how -> (the file the line must name, what it must say)
@@ -133,8 +149,13 @@ CORRUPTIONS = {  # how -> (the file the line must name, what it must say)
     "config-wrong-type": ("config.json", "expected a JSON object"),
     "config-model-bad": ("config.json", "unknown field(s) no_such_field"),
     "config-bad-value": ("config.json", "hidden = 'wide' is not valid"),
+    "config-too-large": ("config.json", "not a model this package can train or load"),
     "checkpoint-dir": ("checkpoint.pt", "not a regular file"),
     "no-checkpoint": ("checkpoint.pt", "neither checkpoint.pt (a run directory) nor"),
+    "epoch-text": ("checkpoint.pt", "'epoch' is 'one', expected a non-negative integer"),
+    "epoch-negative": ("checkpoint.pt", "'epoch' is -5"),
+    "history-not-list": ("checkpoint.pt", "'history' is int, expected a list"),
+    "history-nan": ("checkpoint.pt", "history[0].loss = nan is not a finite number"),
 }
 
 
@@ -152,6 +173,48 @@ def test_corrupt_run_is_one_line(how: str, tiny_run: Path, tmp_path: Path,
     name, why = CORRUPTIONS[how]
     assert name in line and why in line, line
     assert (run / "eval.json").exists() == before
+
+
+@pytest.mark.parametrize("how", sorted(PROGRESS))
+def test_resume_from_a_corrupt_checkpoint_is_one_line(how: str, tiny_run: Path,
+                                                      tiny_data_dir: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The epoch, step and history of a checkpoint are checked before training resumes (a
+    negative epoch used to train at lr 0 and exit 0, a text epoch to end in a traceback)."""
+    run = _copy(tiny_run, tmp_path)
+    _corrupt(run, how)
+    with pytest.raises(SystemExit) as exc:
+        ftrain.main(_train_args(tiny_data_dir, run, "--resume", "--epochs", "2"))
+    assert exc.value.code == 1
+    line = _err_line(capsys)
+    assert "checkpoint.pt" in line and CORRUPTIONS[how][1] in line, line
+
+
+def test_evaluate_out_is_never_a_file_of_the_run(tiny_run: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``--out RUN/config.json`` (or the weights, or the run's eval.json) would replace the run's
+    own file: refused, exit 2, the run unchanged."""
+    run = _copy(tiny_run, tmp_path)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    for name in ("config.json", "checkpoint.pt", "eval.json", "model.safetensors"):
+        with pytest.raises(SystemExit) as exc:
+            feval.main(["--run", str(run), "--device", "cpu", "--n-test", "16",
+                        "--out", str(run / name)])
+        assert exc.value.code == 2 and "one of the run's own files" in _err_line(capsys)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_a_data_dir_from_the_config_that_is_gone_is_named_as_such(
+        tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run = _copy(tiny_run, tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "data_dir": str(tmp_path / "gone")}))
+    monkeypatch.delenv("ANNULUS_DATA_DIR", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        feval.main(["--run", str(run), "--device", "cpu"])
+    line = _err_line(capsys)
+    assert exc.value.code == 1 and "config.json: its data_dir" in line and "--data-dir" in line
 
 
 def test_evaluate_read_only_run_with_out(tiny_run: Path, tmp_path: Path,
@@ -185,6 +248,15 @@ def test_train_usage_errors_exit_2(argv: list[str], tiny_data_dir: Path, tmp_pat
         ftrain.main(args)
     assert exc.value.code == 2
     assert argv[0] in _err_line(capsys)
+    assert not (tmp_path / "r").exists()
+
+
+def test_train_refuses_a_model_too_large_before_allocating_it(
+        tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        ftrain.main(_train_args(tiny_data_dir, tmp_path / "r", "--hidden", "4096",
+                                "--steps-per-level", "64"))
+    assert exc.value.code == 2 and "not a model this package" in _err_line(capsys)
     assert not (tmp_path / "r").exists()
 
 

@@ -14,7 +14,7 @@ import torch
 from flows import evaluate as feval
 from flows import package as fpackage
 from flows import train as ftrain
-from flows.runs import init_from_run, load_run, load_run_state
+from flows.runs import RunError, init_from_run, load_run, load_run_state
 from flows.weights import SHA_NAME, WEIGHTS_NAME, WeightsError, load_weights, save_weights
 from foundation.errors import UsageError
 
@@ -107,6 +107,40 @@ def test_a_failed_package_leaves_the_model_folder_as_it_was(base_run: Path, fold
         fpackage.main(["--run", str(base_run), "--out", str(m), "--data-dir", str(tmp_path)])
     assert exc.value.code == 1 and "file not found" in str(exc.value)
     assert {f.name: f.read_bytes() for f in m.iterdir()} == before
+
+
+def test_weights_of_another_precision_are_refused(folder: Path, tmp_path: Path) -> None:
+    """Half-precision weights with a matching checksum used to be cast on load, silently moving
+    every likelihood; they are refused, naming a tensor and both dtypes."""
+    m = tmp_path / "m"
+    shutil.copytree(folder, m)
+    state, _ = load_weights(m)
+    save_weights({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, m)
+    with pytest.raises(RunError, match="torch.float16, the model's is torch.float32"):
+        load_run_state(m)
+
+
+def test_package_never_writes_into_a_run_directory_nor_copies_a_bad_summary(
+        base_run: Path, tiny_data_dir: Path, tmp_path: Path) -> None:
+    """--out holding a checkpoint is another run (exit 2, untouched); a train_summary.json that
+    is not a summary of invocations is refused (exit 1) before the folder is written."""
+    other = tmp_path / "other"
+    shutil.copytree(base_run, other)
+    before = {f.name: f.read_bytes() for f in other.iterdir() if f.is_file()}
+    with pytest.raises(SystemExit) as exc:
+        fpackage.main(["--run", str(base_run), "--out", str(other),
+                       "--data-dir", str(tiny_data_dir)])
+    assert exc.value.code == 2 and "is a run directory" in str(exc.value)
+    assert {f.name: f.read_bytes() for f in other.iterdir() if f.is_file()} == before
+    run = tmp_path / "run"
+    shutil.copytree(base_run, run)
+    for summary in ("[]", '{"invocations": []}', '{"invocations": [{"epochs_done": 1}]}'):
+        (run / "train_summary.json").write_text(summary)
+        with pytest.raises(SystemExit) as exc:
+            fpackage.main(["--run", str(run), "--out", str(tmp_path / "m"),
+                           "--data-dir", str(tiny_data_dir)])
+        assert exc.value.code == 1 and "not a valid train summary" in str(exc.value)
+        assert not (tmp_path / "m").exists()
 
 
 def test_a_config_whose_dataset_does_not_fit_the_model_is_refused(folder: Path,
