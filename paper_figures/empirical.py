@@ -66,7 +66,8 @@ def load(path: Path) -> dict[str, Any]:
 
 #: kinds for :func:`require`: a number, a string, a list, a dict, a list of numbers
 _KINDS = {"num": "a number", "str": "a string", "list": "a list", "dict": "an object",
-          "nums": "a list of numbers"}
+          "nums": "a list of numbers", "pos": "a number > 0", "nonneg": "a number >= 0",
+          "share": "a share in [0, 1]", "shares": "a list of shares in [0, 1]"}
 
 
 def _is_num(v: Any) -> bool:
@@ -82,9 +83,14 @@ def require(res: dict[str, Any], path: Path | str, spec: dict[str, str]) -> dict
             if not isinstance(v, dict) or part not in v:
                 raise ResultError(f"{path}: missing {key!r}")
             v = v[part]
+        def share(x: Any) -> bool:
+            return _is_num(x) and 0 <= x <= 1
+
         ok = {"num": _is_num(v), "str": isinstance(v, str), "list": isinstance(v, list),
               "dict": isinstance(v, dict),
-              "nums": isinstance(v, list) and bool(v) and all(_is_num(x) for x in v)}[kind]
+              "nums": isinstance(v, list) and bool(v) and all(_is_num(x) for x in v),
+              "pos": _is_num(v) and v > 0, "nonneg": _is_num(v) and v >= 0, "share": share(v),
+              "shares": isinstance(v, list) and bool(v) and all(share(x) for x in v)}[kind]
         if not ok:
             raise ResultError(f"{path}: {key!r} is {type(v).__name__} {str(v)[:40]!r}, "
                               f"expected {_KINDS[kind]}")

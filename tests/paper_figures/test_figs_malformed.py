@@ -25,6 +25,10 @@ from paper_figures.registry import BY_NAME, Context, run_item
     ("[1, 2]", "expected a JSON object"),
     ('{"config": {"dataset": "mnist", "objective": "split"}, "metrics": '
      '{"accuracy": "high", "bits_per_dim": 4.0}}', "'metrics.accuracy' is str"),
+    ('{"config": {"dataset": "mnist", "objective": "split"}, "metrics": '
+     '{"accuracy": 7.5, "bits_per_dim": 4.0}}', "expected a share in [0, 1]"),
+    ('{"config": {"dataset": "mnist", "objective": "split"}, "metrics": '
+     '{"accuracy": 0.9, "bits_per_dim": -3.0}}', "expected a number > 0"),
 ])
 def test_bad_table1_row_is_named_and_the_rest_made(content: str, why: str, results_dir: Path,
                                                    tmp_path: Path, capsys) -> None:
