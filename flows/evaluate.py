@@ -94,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args.run)
     if args.out is not None and is_run_file(Path(args.out), run_dir):
         raise errors.UsageError(
-            f"--out {args.out} is one of the run's own files ({', '.join(sorted(RUN_FILE_NAMES))});"
-            f" the run's {EVAL_NAME} is written without --out")
+            f"--out {args.out} would replace a file of a run directory or model folder "
+            f"({', '.join(sorted(RUN_FILE_NAMES))}); a full evaluation writes the run's "
+            f"{EVAL_NAME} itself")
     in_run = _dir_writable(run_dir)
     if not in_run and args.out is None and not args.n_test:
         raise errors.UsageError(f"--run {run_dir}: directory not writable (cannot write "
@@ -126,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = evaluate_model(model, images, labels, args.batch_size, device, args.draws,
                              args.seed, desc="scoring")
     metrics = _checked_metrics(metrics, run_dir / ckpt["weights"]["file"])
-    history = [h for h in ckpt["history"] if isinstance(h, dict)] \
-        if isinstance(ckpt["history"], list) else []
+    history = ckpt["history"]  # checked (flows.runs.checkpoint_problem, read_summary)
     train_summary = run_dir / SUMMARY_NAME
     result = {
         "run": run_dir.resolve().name,

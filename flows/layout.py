@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from foundation.runlock import LOCK_NAME
+
 CONFIG_NAME = "config.json"
 CHECKPOINT_NAME = "checkpoint.pt"
 LAST_GOOD_NAME = "last_good.pt"
@@ -26,6 +28,16 @@ REFERENCE_NAME = "reference.json"
 # Every file name a run directory or a model folder holds: no tool writes a result over one.
 RUN_FILE_NAMES = frozenset({CONFIG_NAME, CHECKPOINT_NAME, LAST_GOOD_NAME, EVAL_NAME,
                             SUMMARY_NAME, WEIGHTS_NAME, SHA_NAME, REFERENCE_NAME})
+RUN_MARKERS = (CHECKPOINT_NAME, LAST_GOOD_NAME, LOCK_NAME)  # flows.train made this directory
+
+
+def folder_kind(directory: Path) -> str | None:
+    """``"run"`` (a ``flows.train`` run directory: it holds a checkpoint or the run lock, which
+    a run has from its start), ``"model"`` (a model folder: ``model.safetensors``) or ``None``
+    (e.g. a results folder holding copies of a run's JSON files)."""
+    if any((directory / n).exists() for n in RUN_MARKERS):
+        return "run"
+    return "model" if (directory / WEIGHTS_NAME).exists() else None
 
 
 def holds_run_files(directory: Path) -> list[str]:
@@ -33,7 +45,11 @@ def holds_run_files(directory: Path) -> list[str]:
     return sorted(n for n in RUN_FILE_NAMES if (directory / n).exists())
 
 
-def is_run_file(path: Path, run_dir: Path) -> bool:
-    """Whether ``path`` names one of the files of ``run_dir`` (:data:`RUN_FILE_NAMES`)."""
-    return (path.name in RUN_FILE_NAMES
-            and path.absolute().parent.resolve() == run_dir.absolute().resolve())
+def is_run_file(path: Path, run_dir: Path | None = None) -> bool:
+    """Whether ``path`` names one of the files (:data:`RUN_FILE_NAMES`) of ``run_dir`` or of any
+    run directory or model folder (:func:`folder_kind`)."""
+    if path.name not in RUN_FILE_NAMES:
+        return False
+    parent = path.absolute().parent
+    return (run_dir is not None and parent.resolve() == run_dir.absolute().resolve()) \
+        or folder_kind(parent) is not None

@@ -25,11 +25,11 @@ from flows.layout import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
     EVAL_NAME,
-    LAST_GOOD_NAME,
     REFERENCE_NAME,
     SHA_NAME,
     SUMMARY_NAME,
     WEIGHTS_NAME,
+    folder_kind,
 )
 from flows.runs import (
     RunError,
@@ -70,7 +70,12 @@ def package(run: Path, out: Path, data_dir: Path | None = None) -> str:
     """Write the model folder ``out`` from the finished run ``run``; return the weights' sha256.
 
     Everything that can fail on the run or the data (loading, the reference scores) happens
-    before ``out`` is touched, so a failed call leaves an existing model folder as it was."""
+    before ``out`` is touched, so a failed call leaves an existing model folder as it was.
+    ``out`` may be a model folder (replaced), never a run directory (:func:`layout.folder_kind`).
+    """
+    if folder_kind(out) == "run":
+        raise errors.UsageError(f"--out {out} is a run directory of flows.train; choose a new "
+                                "folder or a model folder")
     model, config, state = load_run_state(run, keys=("epoch",))
     if state["epoch"] != config.get("epochs"):
         raise RunError(f"{run / CHECKPOINT_NAME}: training not finished (epoch {state['epoch']} "
@@ -97,10 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if Path(args.run).resolve() == Path(args.out).resolve():
         raise errors.UsageError("--out must differ from --run")
-    held = [n for n in (CHECKPOINT_NAME, LAST_GOOD_NAME) if (Path(args.out) / n).exists()]
-    if held:  # a model folder may be replaced, a run directory never
-        raise errors.UsageError(f"--out {args.out} is a run directory (it holds "
-                                f"{', '.join(held)}); choose a new folder or a model folder")
     digest = package(Path(args.run), Path(args.out), args.data_dir)
     size = (Path(args.out) / WEIGHTS_NAME).stat().st_size
     print(f"{args.out}: {WEIGHTS_NAME} ({size / 1e6:.2f} MB, sha256 {digest[:12]}..., "

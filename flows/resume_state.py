@@ -31,10 +31,12 @@ from flows.runs import (
     RunError,
     build_model,
     checkpoint_problem,
+    dtype_problem,
     load_checkpoint,
     read_summary,
     save_checkpoint,
 )
+from flows.weights import non_finite_tensors
 from foundation import cli, errors
 from foundation.atomic import write_bytes, write_json
 
@@ -117,6 +119,7 @@ def unpack(folder: Path, run: Path) -> dict[str, Any]:
     """Write ``run``'s checkpoint, config and summary from the resume folder ``folder`` (its
     tensors checked against the recorded sha256, and the state checked, first; ``run`` must not
     hold a run's or a model's files); return the checkpoint."""
+    _refuse_run_files(run)
     rest = _read_json(folder / STATE_NAME)
     if not isinstance(rest, dict):
         raise RunError(f"{folder / STATE_NAME}: not a resume state (expected a JSON object)")
@@ -136,13 +139,18 @@ def unpack(folder: Path, run: Path) -> dict[str, Any]:
         raise RunError(f"{folder}: not a resume state: {errors.one_line(exc)[:200]}") from None
     if why := checkpoint_problem(state):
         raise RunError(f"{folder / STATE_NAME}: not a resume state: {why}")
+    bad = non_finite_tensors(state["model"])
     try:
-        build_model(state["config"]).load_state_dict(state["model"])
+        model = build_model(state["config"])
+        why = (f"non-finite values in {', '.join(bad[:3])}" if bad
+               else dtype_problem(model, state["model"]))
+        if why is None:
+            model.load_state_dict(state["model"])
     except (RunError, RuntimeError) as exc:
-        raise RunError(f"{path}: the model tensors do not fit the recorded config: "
-                       f"{errors.one_line(exc)[:200]}") from None
+        why = errors.one_line(exc)[:200]
+    if why:
+        raise RunError(f"{path}: the model tensors do not fit the recorded config: {why}")
     summary = read_summary(folder / SUMMARY_NAME)
-    _refuse_run_files(run)
     write_json(run / CONFIG_NAME, state["config"])
     write_json(run / SUMMARY_NAME, summary)
     save_checkpoint(run / CHECKPOINT_NAME, state)

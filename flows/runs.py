@@ -17,7 +17,7 @@ import pickle
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -46,8 +46,9 @@ from foundation.errors import CommandError, UsageError, one_line
 __all__ = [
     "CHECKPOINT_NAME", "CONFIG_NAME", "EVAL_NAME", "LAST_GOOD_NAME", "RunError",
     "RunNotFoundError", "SUMMARY_NAME", "WEIGHTS_NAME", "build_model", "init_from_run",
-    "checkpoint_problem", "config_problem", "history_problem", "load_checkpoint", "load_run",
-    "load_run_state", "read_config", "read_summary", "save_checkpoint",
+    "checkpoint_problem", "config_problem", "dtype_problem", "history_problem",
+    "load_checkpoint", "load_run", "load_run_state", "read_config", "read_summary",
+    "save_checkpoint",
 ]
 
 CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "step", "history", "config")
@@ -134,6 +135,12 @@ def _is_num(v: Any, lo: float, lo_open: bool) -> bool:
             and (v > lo if lo_open else v >= lo))
 
 
+def _shown(value: Any, width: int = 80) -> str:
+    """``repr(value)`` cut to ``width`` characters, for one-line messages."""
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def history_problem(history: Any) -> str | None:
     """What is wrong with a training history (a list of per-epoch records of finite numbers),
     or ``None``."""
@@ -144,7 +151,8 @@ def history_problem(history: Any) -> str | None:
             return f"history[{i}] is {type(record).__name__}, expected an object"
         bad = [k for k, v in record.items() if not _is_num(v, -math.inf, True)]
         if bad:
-            return f"history[{i}].{bad[0]} = {record[bad[0]]!r} is not a finite number"
+            key = str(bad[0])[:40]
+            return f"history[{i}].{key} = {_shown(record[bad[0]])} is not a finite number"
     return None
 
 
@@ -153,7 +161,7 @@ def checkpoint_problem(state: dict[str, Any]) -> str | None:
     ``history``, ``config``, ``optimizer``, where present), or ``None``."""
     for key in ("epoch", "step"):
         if key in state and not _is_int(state[key], 0):
-            return f"'{key}' is {state[key]!r}, expected a non-negative integer"
+            return f"'{key}' is {_shown(state[key])}, expected a non-negative integer"
     if "history" in state and (why := history_problem(state["history"])):
         return why
     if "config" in state and (why := config_problem(state["config"])):
@@ -166,19 +174,24 @@ def checkpoint_problem(state: dict[str, Any]) -> str | None:
     return None
 
 
-def read_summary(path: Path) -> dict[str, Any]:
+def read_summary(path: str | Path) -> dict[str, Any]:
     """``train_summary.json`` (one entry per ``flows.train`` invocation), checked: an object with
     an ``invocations`` list, each entry with ``epochs_done``, a ``history`` and a ``command``.
     Raises :class:`RunError` naming ``path``."""
     def refuse(why: str) -> RunError:
         return RunError(f"{path}: not a valid train summary: {why}")
 
-    def no_constant(name: str) -> None:
+    def no_constant(name: str) -> NoReturn:
         raise ValueError(f"non-finite number {name}")
 
     try:
-        summary = json.loads(path.read_text(), parse_constant=no_constant)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(exc)
+        raise RunError(f"{path}: cannot read: {why}") from None
+    try:
+        summary = json.loads(text, parse_constant=no_constant)
+    except ValueError as exc:
         raise refuse(one_line(exc)) from None
     invocations = summary.get("invocations") if isinstance(summary, dict) else None
     if not isinstance(invocations, list) or not invocations:
@@ -187,7 +200,7 @@ def read_summary(path: Path) -> dict[str, Any]:
         if not isinstance(entry, dict):
             raise refuse(f"invocations[{i}] is not an object")
         if not _is_int(entry.get("epochs_done"), 0):
-            raise refuse(f"invocations[{i}].epochs_done is {entry.get('epochs_done')!r}")
+            raise refuse(f"invocations[{i}].epochs_done is {_shown(entry.get('epochs_done'))}")
         if not isinstance(entry.get("command"), str):
             raise refuse(f"invocations[{i}] has no command")
         if why := history_problem(entry.get("history")):
@@ -261,9 +274,7 @@ def config_field_problem(config: dict) -> str | None:
     """What is wrong with the top-level fields of a run config (``None`` when nothing is)."""
     for key, (ok, expected) in CONFIG_FIELDS.items():
         if key in config and not ok(config[key]):
-            shown = repr(config[key])
-            shown = shown if len(shown) <= 80 else shown[:77] + "..."
-            return f"{key!r} is {shown}, expected {expected}"
+            return f"{key!r} is {_shown(config[key])}, expected {expected}"
     return None
 
 
@@ -296,7 +307,7 @@ def model_section_problem(model: dict) -> str | None:
         else:
             ok = isinstance(value, str) and (name != "prior" or value in ("gmm", "split"))
         if not ok:
-            return f"{name} = {value!r} is not valid"
+            return f"{name} = {_shown(value)} is not valid"
     get = {name: model.get(name, f.default) for name, f in fields.items()}.__getitem__
     first = get("first_level_steps")
     steps = (first if first >= 0 else get("steps_per_level")) \
@@ -315,6 +326,18 @@ def build_model(config: dict) -> GlowClassifier:
         return GlowClassifier(ModelConfig(**config["model"]))
     except (TypeError, ValueError, KeyError, RuntimeError) as exc:
         raise RunError(f"cannot build the model of this run's config: {one_line(exc)}") from None
+
+
+def dtype_problem(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> str | None:
+    """A tensor of ``state_dict`` whose dtype is not the model's (``load_state_dict`` would cast
+    it silently, and every likelihood would move), or ``None``."""
+    expected = model.state_dict()
+    cast = [k for k, v in state_dict.items() if k in expected and v.dtype != expected[k].dtype]
+    if not cast:
+        return None
+    k = cast[0]
+    return (f"{k} is {state_dict[k].dtype}, the model's is {expected[k].dtype} ({len(cast)} "
+            "tensor(s) of another precision)")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
@@ -400,13 +423,8 @@ def load_run_state(run_dir: str | Path, map_location: str | torch.device = "cpu"
         model = build_model(config)
     except RunError as exc:
         raise RunError(f"{run_dir / CONFIG_NAME}: {exc}") from None
-    expected = model.state_dict()
-    cast = [k for k, v in state["model"].items()
-            if k in expected and v.dtype != expected[k].dtype]
-    if cast:  # load_state_dict would cast silently, and a likelihood would move
-        k = cast[0]
-        raise RunError(f"{ckpt_path}: {k} is {state['model'][k].dtype}, the model's is "
-                       f"{expected[k].dtype} ({len(cast)} tensor(s) of another precision)")
+    if why := dtype_problem(model, state["model"]):
+        raise RunError(f"{ckpt_path}: {why}")
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:

@@ -54,6 +54,7 @@ from flows.runs import (
     MODEL_LIMITS,
     RunError,
     build_model,
+    dtype_problem,
     init_from_run,
     load_checkpoint,
     model_section_problem,
@@ -467,7 +468,7 @@ def _restore_or_initialise(opts: TrainSettings, config: dict, model: torch.nn.Mo
     if opts.resume:
         ckpt_path = Path(opts.out) / CHECKPOINT_NAME
         state = load_checkpoint(ckpt_path, device, keys=CHECKPOINT_KEYS)
-        old = state["config"] if isinstance(state["config"], dict) else {}
+        old = state["config"]  # a valid config (flows.runs.checkpoint_problem)
         if opts.budget_minutes is not None:
             _resume_budget(opts, config, old)
         old = {**old, "model": _with_model_defaults(old.get("model"))}
@@ -479,6 +480,8 @@ def _restore_or_initialise(opts: TrainSettings, config: dict, model: torch.nn.Mo
             raise errors.UsageError(
                 f"--resume with different settings than the checkpoint: {', '.join(diff)}"
                 + _model_fields_differing(old.get("model"), config["model"]))
+        if why := dtype_problem(model, state["model"]):
+            raise RunError(f"{ckpt_path}: cannot resume from it: {why}")
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])

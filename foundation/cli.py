@@ -180,8 +180,9 @@ def _nearest_existing(path: Path, target: Path) -> Path:
 
 
 def output_file(value: str) -> Path:
-    """Argument type: a file path to be written (not a directory; its folder creatable and
-    writable). Nothing is created."""
+    """Argument type: a file path to be written (not a directory, a symbolic link, a device or a
+    FIFO, which an atomic write would replace; its folder creatable and writable). Nothing is
+    created."""
     path = _nonempty(value)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{path} is a directory, expected a file path")

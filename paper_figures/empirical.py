@@ -64,14 +64,19 @@ def load(path: Path) -> dict[str, Any]:
     return res
 
 
-#: kinds for :func:`require`: a number, a string, a list, a dict, a list of numbers
+#: kinds for :func:`require` and what each means
 _KINDS = {"num": "a number", "str": "a string", "list": "a list", "dict": "an object",
           "nums": "a list of numbers", "pos": "a number > 0", "nonneg": "a number >= 0",
-          "share": "a share in [0, 1]", "shares": "a list of shares in [0, 1]"}
+          "count": "an integer >= 1", "share": "a share in [0, 1]",
+          "shares": "a list of shares in [0, 1]"}
 
 
 def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_share(v: Any) -> bool:
+    return _is_num(v) and 0 <= v <= 1
 
 
 def require(res: dict[str, Any], path: Path | str, spec: dict[str, str]) -> dict[str, Any]:
@@ -83,14 +88,13 @@ def require(res: dict[str, Any], path: Path | str, spec: dict[str, str]) -> dict
             if not isinstance(v, dict) or part not in v:
                 raise ResultError(f"{path}: missing {key!r}")
             v = v[part]
-        def share(x: Any) -> bool:
-            return _is_num(x) and 0 <= x <= 1
-
         ok = {"num": _is_num(v), "str": isinstance(v, str), "list": isinstance(v, list),
               "dict": isinstance(v, dict),
               "nums": isinstance(v, list) and bool(v) and all(_is_num(x) for x in v),
-              "pos": _is_num(v) and v > 0, "nonneg": _is_num(v) and v >= 0, "share": share(v),
-              "shares": isinstance(v, list) and bool(v) and all(share(x) for x in v)}[kind]
+              "pos": _is_num(v) and v > 0, "nonneg": _is_num(v) and v >= 0,
+              "count": isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+              "share": _is_share(v),
+              "shares": isinstance(v, list) and bool(v) and all(_is_share(x) for x in v)}[kind]
         if not ok:
             raise ResultError(f"{path}: {key!r} is {type(v).__name__} {str(v)[:40]!r}, "
                               f"expected {_KINDS[kind]}")

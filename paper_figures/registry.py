@@ -135,18 +135,18 @@ BASELINE_DATASETS = ("mnist", "cifar10", "bg-mnist-5", "bg-mnist-1", "bg-mnist-0
 EVAL_SPEC = {"config.dataset": "str", "config.objective": "str", "metrics.accuracy": "share",
              "metrics.bits_per_dim": "pos"}
 ATTACK_SPEC = {"dataset": "str", "table2": "dict"}
-GAP_SPEC = {"dataset": "str", "n_test": "pos", "accuracy": "share", "histogram.bin_edges": "nums",
+GAP_SPEC = {"dataset": "str", "n_test": "count", "accuracy": "share", "histogram.bin_edges": "nums",
             "histogram.counts_true": "nums", "histogram.counts_wrong": "nums",
             "gap_histogram.bin_edges": "nums", "gap_histogram.counts": "nums",
             "confidence_margin": "list", "gap.p50": "num", "spread.std_log_px_given_true": "num"}
 INTERP_SPEC = {"dataset": "str", "alphas": "nums", "bpd_mean": "nums", "bpd_p05": "nums",
-               "bpd_p95": "nums", "p_y0_mean": "shares", "p_y1_mean": "shares", "n_pairs": "pos",
+               "bpd_p95": "nums", "p_y0_mean": "shares", "p_y1_mean": "shares", "n_pairs": "count",
                "finding": "str"}
 FIG1_SPEC = {"dataset": "str", "alphas": "nums", "examples": "list"}
 ROW_SPEC = {"dataset": "str", "accuracy": "share", "bits_per_dim": "pos"}
 BASELINE_SPEC = {"dataset": "str", "histogram.bits_per_dim": "pos", "gaussian.bits_per_dim": "pos"}
 LEARNING_SPEC = {**EVAL_SPEC, "train_history": "list", "metrics.bits_per_dim_se": "nonneg",
-                 "metrics.accuracy_wilson95": "shares", "config.epochs": "pos"}
+                 "metrics.accuracy_wilson95": "shares", "config.epochs": "count"}
 
 
 class NoUsableInput(Exception):

@@ -65,8 +65,9 @@ def test_pack_unpack_resumes_bit_identically(tiny_data_dir: Path, tmp_path: Path
 def test_bad_states_are_refused_before_anything_is_written(
         tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A resume.json whose epoch, step, history or config is unusable (the tensors' sha256 does
-    not cover them), a checkpoint with a non-finite history, and an --out that is a model folder
-    or a run directory: one line, non-zero exit, nothing written."""
+    not cover them), model tensors of another dtype, a checkpoint with a non-finite history, and
+    an --out that is a model folder or a run directory: one line, non-zero exit, nothing
+    written."""
     run, folder = tmp_path / "run", tmp_path / "resume"
     assert ftrain.main(_args(tiny_data_dir, run, "--epochs", "1")) == 0
     assert resume_state.main(["pack", "--run", str(run), "--out", str(folder)]) == 0
@@ -102,6 +103,13 @@ def test_bad_states_are_refused_before_anything_is_written(
     assert sorted(p.name for p in other.iterdir()) == ["checkpoint.pt"]
 
     state = torch.load(run / "checkpoint.pt", weights_only=True)
+    half = {**state, "model": {k: v.half() if v.is_floating_point() else v
+                               for k, v in state["model"].items()}}
+    torch.save(half, run / "checkpoint.pt")  # packs (no model is built), but never unpacks
+    assert resume_state.main(["pack", "--run", str(run), "--out", str(tmp_path / "half")]) == 0
+    assert "torch.float16, the model's is torch.float32" in one_line_error(
+        ["unpack", "--from", str(tmp_path / "half"), "--out", str(tmp_path / "h")], 1)
+    assert not (tmp_path / "h").exists()
     state["history"][0]["loss"] = float("nan")
     torch.save(state, run / "checkpoint.pt")
     assert "not a finite number" in one_line_error(

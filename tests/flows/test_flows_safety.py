@@ -125,6 +125,11 @@ def _corrupt(run: Path, how: str) -> None:
         ckpt.mkdir()
     elif how == "no-checkpoint":
         ckpt.unlink()
+    elif how == "weights-half":
+        state = torch.load(ckpt, weights_only=True)
+        state["model"] = {k: v.half() if v.is_floating_point() else v
+                          for k, v in state["model"].items()}
+        torch.save(state, ckpt)
     elif how in PROGRESS:
         state = torch.load(ckpt, weights_only=True)
         key, value = PROGRESS[how]
@@ -156,6 +161,7 @@ CORRUPTIONS = {  # how -> (the file the line must name, what it must say)
     "epoch-negative": ("checkpoint.pt", "'epoch' is -5"),
     "history-not-list": ("checkpoint.pt", "'history' is int, expected a list"),
     "history-nan": ("checkpoint.pt", "history[0].loss = nan is not a finite number"),
+    "weights-half": ("checkpoint.pt", "torch.float16, the model's is torch.float32"),
 }
 
 
@@ -175,12 +181,13 @@ def test_corrupt_run_is_one_line(how: str, tiny_run: Path, tmp_path: Path,
     assert (run / "eval.json").exists() == before
 
 
-@pytest.mark.parametrize("how", sorted(PROGRESS))
+@pytest.mark.parametrize("how", [*sorted(PROGRESS), "weights-half"])
 def test_resume_from_a_corrupt_checkpoint_is_one_line(how: str, tiny_run: Path,
                                                       tiny_data_dir: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    """The epoch, step and history of a checkpoint are checked before training resumes (a
-    negative epoch used to train at lr 0 and exit 0, a text epoch to end in a traceback)."""
+    """The epoch, step, history and weights' dtype of a checkpoint are checked before training
+    resumes (a negative epoch used to train at lr 0 and exit 0, a text epoch to end in a
+    traceback, half-precision weights to be cast)."""
     run = _copy(tiny_run, tmp_path)
     _corrupt(run, how)
     with pytest.raises(SystemExit) as exc:
@@ -192,16 +199,28 @@ def test_resume_from_a_corrupt_checkpoint_is_one_line(how: str, tiny_run: Path,
 
 def test_evaluate_out_is_never_a_file_of_the_run(tiny_run: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    """``--out RUN/config.json`` (or the weights, or the run's eval.json) would replace the run's
-    own file: refused, exit 2, the run unchanged."""
+    """``--out RUN/config.json`` (or the weights, or the run's eval.json, or a file of another
+    model folder) would replace a run's file: refused, exit 2, nothing changed."""
     run = _copy(tiny_run, tmp_path)
-    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
-    for name in ("config.json", "checkpoint.pt", "eval.json", "model.safetensors"):
+    other = tmp_path / "model"  # another model folder
+    other.mkdir()
+    (other / "model.safetensors").write_bytes(b"w")
+    (other / "config.json").write_text("{}")
+    before = {p: p.read_bytes() for d in (run, other) for p in d.iterdir() if p.is_file()}
+    for out in (run / "config.json", run / "checkpoint.pt", run / "eval.json",
+                run / "model.safetensors", other / "config.json", other / "eval.json"):
         with pytest.raises(SystemExit) as exc:
             feval.main(["--run", str(run), "--device", "cpu", "--n-test", "16",
-                        "--out", str(run / name)])
-        assert exc.value.code == 2 and "one of the run's own files" in _err_line(capsys)
-    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+                        "--out", str(out)])
+        line = _err_line(capsys)
+        assert exc.value.code == 2 and "would replace a file of a run directory" in line
+    assert {p: p.read_bytes() for d in (run, other) for p in d.iterdir() if p.is_file()} == before
+    copies = tmp_path / "results"  # a folder of copied results is not a run: --out is fine
+    copies.mkdir()
+    (copies / "config.json").write_text("{}")
+    assert feval.main(["--run", str(run), "--device", "cpu", "--n-test", "16", "--draws", "1",
+                       "--out", str(copies / "eval.json")]) == 0
+    assert (copies / "eval.json").is_file()
 
 
 def test_a_data_dir_from_the_config_that_is_gone_is_named_as_such(

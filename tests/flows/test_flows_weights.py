@@ -132,6 +132,14 @@ def test_package_never_writes_into_a_run_directory_nor_copies_a_bad_summary(
                        "--data-dir", str(tiny_data_dir)])
     assert exc.value.code == 2 and "is a run directory" in str(exc.value)
     assert {f.name: f.read_bytes() for f in other.iterdir() if f.is_file()} == before
+    killed = tmp_path / "killed"  # a run killed before its first checkpoint: config and lock
+    killed.mkdir()
+    (killed / "config.json").write_text("{}")
+    (killed / ".lock").write_text("")
+    with pytest.raises(SystemExit) as exc:
+        fpackage.main(["--run", str(base_run), "--out", str(killed),
+                       "--data-dir", str(tiny_data_dir)])
+    assert exc.value.code == 2 and (killed / "config.json").read_text() == "{}"
     run = tmp_path / "run"
     shutil.copytree(base_run, run)
     for summary in ("[]", '{"invocations": []}', '{"invocations": [{"epochs_done": 1}]}'):
