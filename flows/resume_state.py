@@ -89,7 +89,7 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise RunError(f"{path}: cannot read: {errors.one_line(exc)}") from None
+        raise RunError(f"{path}: cannot read: {errors.reason(exc)}") from None
 
 
 def _refuse_run_files(out: Path, allowed: frozenset[str] = frozenset()) -> None:
@@ -127,7 +127,7 @@ def unpack(folder: Path, run: Path) -> dict[str, Any]:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise RunError(f"{path}: cannot read: {errors.one_line(exc)}") from None
+        raise RunError(f"{path}: cannot read: {errors.reason(exc)}") from None
     tensors = rest.get("tensors")
     recorded = tensors.get("sha256") if isinstance(tensors, dict) else None
     if rest.get("format") != FORMAT or recorded != hashlib.sha256(data).hexdigest():
@@ -140,16 +140,16 @@ def unpack(folder: Path, run: Path) -> dict[str, Any]:
     if why := checkpoint_problem(state):
         raise RunError(f"{folder / STATE_NAME}: not a resume state: {why}")
     bad = non_finite_tensors(state["model"])
+    if bad:
+        raise RunError(f"{path}: non-finite values in {', '.join(bad[:3])}")
+    model = build_model(state["config"])  # the config is valid (checkpoint_problem)
+    if why := dtype_problem(model, state["model"]):
+        raise RunError(f"{path}: {why}")
     try:
-        model = build_model(state["config"])
-        why = (f"non-finite values in {', '.join(bad[:3])}" if bad
-               else dtype_problem(model, state["model"]))
-        if why is None:
-            model.load_state_dict(state["model"])
-    except (RunError, RuntimeError) as exc:
-        why = errors.one_line(exc)[:200]
-    if why:
-        raise RunError(f"{path}: the model tensors do not fit the recorded config: {why}")
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise RunError(f"{path}: the model tensors do not fit the recorded config: "
+                       f"{errors.one_line(exc)[:200]}") from None
     summary = read_summary(folder / SUMMARY_NAME)
     write_json(run / CONFIG_NAME, state["config"])
     write_json(run / SUMMARY_NAME, summary)

@@ -41,7 +41,7 @@ from flows.weights import (
 )
 from foundation.atomic import atomic_write_bytes
 from foundation.cli import MAX_INT, MAX_SEED
-from foundation.errors import CommandError, UsageError, one_line
+from foundation.errors import CommandError, UsageError, one_line, reason
 
 __all__ = [
     "CHECKPOINT_NAME", "CONFIG_NAME", "EVAL_NAME", "LAST_GOOD_NAME", "RunError",
@@ -92,7 +92,7 @@ def read_config(run_dir: str | Path) -> dict:
     try:
         config = json.loads(path.read_text())
     except OSError as exc:
-        raise RunError(f"{path}: cannot read: {one_line(exc)}") from None
+        raise RunError(f"{path}: cannot read: {reason(exc)}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RunError(f"{path}: not valid JSON (truncated or corrupt): {one_line(exc)}") from None
     if why := config_problem(config):
@@ -184,11 +184,11 @@ def read_summary(path: str | Path) -> dict[str, Any]:
     def no_constant(name: str) -> NoReturn:
         raise ValueError(f"non-finite number {name}")
 
+    path = Path(path)
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(exc)
-        raise RunError(f"{path}: cannot read: {why}") from None
+        raise RunError(f"{path}: cannot read: {reason(exc)}") from None
     try:
         summary = json.loads(text, parse_constant=no_constant)
     except ValueError as exc:

@@ -23,7 +23,7 @@ from safetensors.torch import load, save
 
 from flows.layout import SHA_NAME, WEIGHTS_NAME
 from foundation.atomic import write_bytes, write_text
-from foundation.errors import CommandError, one_line
+from foundation.errors import CommandError, one_line, reason
 
 
 class WeightsError(CommandError):
@@ -68,8 +68,8 @@ def recorded_sha256(folder: str | Path) -> str:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(exc)
-        raise WeightsError(f"{path}: cannot read the recorded checksum: {why}") from None
+        raise WeightsError(f"{path}: cannot read the recorded checksum: {reason(exc)}"
+                           ) from None
     fields = text.split()
     digest = fields[0].lower() if fields else ""
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
@@ -85,7 +85,7 @@ def load_weights(folder: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise WeightsError(f"{path}: cannot read: {one_line(exc)}") from None
+        raise WeightsError(f"{path}: cannot read: {reason(exc)}") from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != expected:
         raise WeightsError(f"{path}: sha256 {digest[:12]}... does not match the recorded "

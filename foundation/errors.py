@@ -65,6 +65,14 @@ def one_line(exc: BaseException | str) -> str:
     return " ".join(text.split())
 
 
+def reason(exc: BaseException) -> str:
+    """:func:`one_line` without an ``OSError``'s file names, for a message that names the file
+    already (``PATH: cannot read: No such file or directory``)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return " ".join(exc.strerror.split())
+    return one_line(exc)
+
+
 def exit_with(prog: str, message: BaseException | str, status: int) -> NoReturn:
     """Print ``PROG: error: MESSAGE`` (one line) to stderr and exit with ``status``."""
     line = f"{prog}: error: {one_line(message)}"

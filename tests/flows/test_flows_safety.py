@@ -14,7 +14,7 @@ import torch
 
 from flows import evaluate as feval
 from flows import train as ftrain
-from flows.runs import RunError, load_run, save_checkpoint
+from flows.runs import RunError, load_run, read_summary, save_checkpoint
 from flows.train_step import all_ranks_finite
 from foundation import atomic
 
@@ -403,3 +403,12 @@ def test_non_finite_check_is_agreed_across_ranks(tmp_path: Path) -> None:
         mp.start_processes(_finite_worker, args=(f"file://{tmp_path / 'rdv'}", results),
                            nprocs=2, start_method="fork")  # fork: no re-import in the children
         assert dict(results) == {0: False, 1: False}  # rank 0 alone saw a finite loss
+
+
+def test_an_unreadable_file_is_named_once(tmp_path: Path) -> None:
+    """``PATH: cannot read: REASON``, the path given as a string or a Path, never twice."""
+    missing = tmp_path / "train_summary.json"
+    for given in (missing, str(missing)):
+        with pytest.raises(RunError) as exc:
+            read_summary(given)
+        assert str(exc.value) == f"{missing}: cannot read: No such file or directory"
