@@ -148,6 +148,29 @@ def _prior_note(cfg: dict[str, Any]) -> str:
     return f", prior: {', '.join(parts)}" if parts else ""
 
 
+def _flow_shape(cfg: dict[str, Any]) -> str:
+    """``"64 ch x 1/12/12/12 steps"``: the coupling networks' width and the flow steps of each
+    level (``first_level_steps`` at the first level when set), or ``""`` when not recorded."""
+    model = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
+    hidden, levels, per_level = (model.get(k) for k in ("hidden", "levels", "steps_per_level"))
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (hidden, levels, per_level)):
+        return ""
+    first = model.get("first_level_steps", -1)
+    steps = [first if i == 0 and isinstance(first, int) and first >= 0 else per_level
+             for i in range(levels)]
+    return f"{hidden} ch x {'/'.join(str(k) for k in steps)} steps"
+
+
+def _scale_cell(cfg: dict[str, Any], epochs: Any, wall_s: Any = None) -> str:
+    """What a row's model is at our scale: warm start, preset, epochs x images, train wall,
+    flow shape and a prior narrower than the paper's."""
+    shape = _flow_shape(cfg)
+    return (_warm_start(cfg) + f"{cfg.get('preset', '?')}, {epochs} ep x "
+            f"{cfg.get('train_subset') or 'all'}"
+            + (f", {_f(wall_s / 60, '.0f')} min" if isinstance(wall_s, (int, float)) else "")
+            + (f", {shape}" if shape else "") + _prior_note(cfg))
+
+
 def table1(results: list[dict[str, Any]],
            baselines: dict[str, dict[str, Any]] | None = None) -> Table:
     """Accuracy and bits/dim of Base / Reweighted / Split (``flows.evaluate`` JSON), with the
@@ -163,23 +186,19 @@ def table1(results: list[dict[str, Any]],
         cfg, m = r.get("config", {}), r.get("metrics", {})
         ds, obj = cfg.get("dataset", "?"), cfg.get("objective", "?")
         paper = pn.TABLE1.get(ds, {}).get(obj)
-        hours = r.get("train_wall_time_s")
         rows.append([
             label(ds), obj, str(r.get("run", "?")),
             _acc_cell(m), _f(paper and paper[0], ".1f"),
             _bpd_cell(m), _f(paper and paper[1], ".2f"),
-            _warm_start(cfg)
-            + f"{cfg.get('preset', '?')}, {r.get('epochs_trained', cfg.get('epochs', '?'))} ep x "
-            f"{cfg.get('train_subset') or 'all'}"
-            + (f", {_f(hours / 60, '.0f')} min" if isinstance(hours, (int, float)) else "")
-            + _prior_note(cfg),
+            _scale_cell(cfg, r.get("epochs_trained", cfg.get("epochs", "?")),
+                        r.get("train_wall_time_s")),
         ])
     rows += baseline_rows(baselines or {}, ("mnist", "cifar10"), 8, 5)
     return Table(
         "Table 1: conditional flows, test accuracy and bits/dim (ours vs. paper)",
         ["dataset", "objective", "run", "acc % (ours, 95% CI)", "acc % (paper)",
          "bits/dim (ours, +- s.e.)", "bits/dim (paper)", "our scale (preset, epochs x images, "
-         "train wall)"],
+         "train wall, width x flow steps per level)"],
         rows,
         [f"Paper numbers: {pn.PAPER}, Table 1; {pn.PAPER_SCALE}.",
          "Ours: CPU-scale runs (results/table1/*.json, written by python -m flows.evaluate): "
@@ -236,25 +255,36 @@ def table2(results: list[dict[str, Any]]) -> Table:
 
 
 # -- Table 3 -------------------------------------------------------------------------------
+TABLE3_SCALE = ("our scale per row (a warm-started model's epochs and train wall are its last "
+                "phase's); train wall = the model's own training on a 2-core CPU shared with "
+                "other jobs")
+
+
 def table3(rows_in: list[dict[str, Any]], source: str, scale: str,
            baselines: dict[str, dict[str, Any]] | None = None) -> Table:
     """BG-MNIST: accuracy and bits/dim of Reweighted models, ours vs paper.
 
-    ``rows_in``: dicts with ``dataset``, ``accuracy`` (fraction), ``bits_per_dim``, ``n_test``.
+    ``rows_in``: dicts with ``dataset``, ``accuracy`` (fraction), ``bits_per_dim``, ``n_test``,
+    and optionally ``run_eval`` (the model's ``flows.evaluate`` JSON: its scale cell).
     """
     order = {d: i for i, d in enumerate(DATASET_ORDER)}
     rows = []
     for r in sorted(rows_in, key=lambda r: order.get(r["dataset"], 99)):
         paper = pn.TABLE3.get(r["dataset"])
         acc = r.get("accuracy")
+        ev = r.get("run_eval") if isinstance(r.get("run_eval"), dict) else {}
+        cfg = ev.get("config") if isinstance(ev.get("config"), dict) else {}
+        scale = (_scale_cell(cfg, ev.get("epochs_trained", cfg.get("epochs", "?")),
+                             ev.get("train_wall_time_s")) if cfg else MISSING)
         rows.append([label(r["dataset"]), str(r.get("n_test", "?")),
                      _pct(acc, r.get("n_test")), _f(paper and paper[0], ".0f"),
-                     _f(r.get("bits_per_dim"), ".2f"), _f(paper and paper[1], ".2f")])
-    rows += baseline_rows(baselines or {}, DATASET_ORDER, 6, 4, with_n=True)
+                     _f(r.get("bits_per_dim"), ".2f"), _f(paper and paper[1], ".2f"), scale])
+    rows += baseline_rows(baselines or {}, DATASET_ORDER, 7, 4, with_n=True)
     return Table(
         "Table 3: Reweighted conditional flows on BG-MNIST (ours vs. paper)",
         ["dataset", "test images", "acc % (ours)", "acc % (paper)", "bits/dim (ours)",
-         "bits/dim (paper)"],
+         "bits/dim (paper)", "our scale (preset, epochs x images, train wall, width x flow "
+         "steps per level)"],
         rows,
         [f"Ours from {source}; {scale}.",
          "BG-MNIST-X: MNIST digits on greyscaled CIFAR-10 backgrounds blurred with bandwidth X.",

@@ -59,7 +59,7 @@ def test_figs_table_values_beside_paper(results_dir: Path) -> None:
     t3 = tables.table3(load(results_dir / "bg_mnist" / "table3.json")["rows"], "x", "y")
     assert [r[0] for r in t3.rows] == ["MNIST", "BG-MNIST-5", "BG-MNIST-1", "BG-MNIST-0",
                                        "CIFAR-10"]
-    assert t3.rows[3][4:] == ["4.50", "4.58"]
+    assert t3.rows[3][4:6] == ["4.50", "4.58"]
 
 
 def test_table1_names_a_narrower_prior(results_dir: Path) -> None:
@@ -88,6 +88,33 @@ def test_table1_names_a_narrower_prior(results_dir: Path) -> None:
     md = tables.table1(results).markdown()
     rows = [ln for ln in md.splitlines() if "| split |" in ln]
     assert rows and all(ln.endswith(", prior: top level |") for ln in rows)
+
+
+def test_tables_state_each_models_width_and_flow_steps(results_dir: Path) -> None:
+    """Table 1's scale cell and Table 3's per-row column give the coupling width and the flow
+    steps of each level (the first level's own count when set); a row without its model's
+    evaluation, or a config without a model, says nothing it cannot know."""
+    from paper_figures.empirical import load
+
+    model = {"hidden": 64, "levels": 4, "steps_per_level": 12, "first_level_steps": 1}
+    bg = load(results_dir / "bg_mnist" / "table3.json")
+    rows = bg["rows"]
+    rows[1]["run_eval"] = {"config": {"preset": "cpu-mnist", "model": model,
+                                      "init_from": {"path": "~/runs/bg-mnist-5-rw20-cpu"}},
+                           "epochs_trained": 6, "train_wall_time_s": 2700.0}
+    preset_shape = dict(model, steps_per_level=4, first_level_steps=-1)
+    rows[2]["run_eval"] = {"config": {"preset": "cpu-mnist", "model": preset_shape},
+                           "epochs_trained": 10}
+    t3 = tables.table3(rows, "x", tables.TABLE3_SCALE)
+    assert t3.rows[1][-1] == ("from bg-mnist-5-rw20-cpu + cpu-mnist, 6 ep x all, 45 min, "
+                              "64 ch x 1/12/12/12 steps")
+    assert t3.rows[2][-1] == "cpu-mnist, 10 ep x all, 64 ch x 4/4/4/4 steps"
+    assert t3.rows[0][-1] == "-"  # no run_eval recorded
+    results = [load(p) for p in sorted((results_dir / "table1").glob("*.json"))]
+    results[0]["config"]["model"] = dict(model, hidden=96, levels=3, first_level_steps=-1)
+    cells = [r[-1] for r in tables.table1(results).rows[:len(results)]]
+    assert sum("96 ch x 12/12/12 steps" in c for c in cells) == 1
+    assert not any(" ch x " in c for c in cells if "96 ch" not in c)  # config without a model
 
 
 def test_figs_partial_inputs(results_dir: Path, tmp_path: Path, capsys) -> None:
