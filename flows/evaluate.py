@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = evaluate_model(model, images, labels, args.batch_size, device, args.draws,
                              args.seed, desc="scoring")
     metrics = _checked_metrics(metrics, run_dir / ckpt["weights"]["file"])
-    history = ckpt["history"]  # checked (flows.runs.checkpoint_problem, read_summary)
+    history = ckpt["history"]  # checked (run_checks.checkpoint_problem, runs.read_summary)
     train_summary = run_dir / SUMMARY_NAME
     result = {
         "run": run_dir.resolve().name,

@@ -26,12 +26,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from flows.layout import CHECKPOINT_NAME, CONFIG_NAME, SUMMARY_NAME, holds_run_files
+from flows.run_checks import checkpoint_problem, dtype_problem
 from flows.runs import (
     CHECKPOINT_KEYS,
     RunError,
     build_model,
-    checkpoint_problem,
-    dtype_problem,
     load_checkpoint,
     read_summary,
     save_checkpoint,

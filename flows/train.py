@@ -49,15 +49,13 @@ from flows.layout import CHECKPOINT_NAME, CONFIG_NAME, LAST_GOOD_NAME, SUMMARY_N
 from flows.pixels import bits_per_dim, dequantize
 from flows.precision import choose_fast_path
 from flows.provenance import provenance
+from flows.run_checks import MODEL_LIMITS, dtype_problem, model_section_problem
 from flows.runs import (
     CHECKPOINT_KEYS,
-    MODEL_LIMITS,
     RunError,
     build_model,
-    dtype_problem,
     init_from_run,
     load_checkpoint,
-    model_section_problem,
     read_summary,
     save_checkpoint,
 )
@@ -468,7 +466,7 @@ def _restore_or_initialise(opts: TrainSettings, config: dict, model: torch.nn.Mo
     if opts.resume:
         ckpt_path = Path(opts.out) / CHECKPOINT_NAME
         state = load_checkpoint(ckpt_path, device, keys=CHECKPOINT_KEYS)
-        old = state["config"]  # a valid config (flows.runs.checkpoint_problem)
+        old = state["config"]  # a valid config (flows.run_checks.checkpoint_problem)
         if opts.budget_minutes is not None:
             _resume_budget(opts, config, old)
         old = {**old, "model": _with_model_defaults(old.get("model"))}

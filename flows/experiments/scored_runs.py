@@ -41,7 +41,7 @@ from foundation import errors
 def dataset_of(config: dict[str, Any] | None, override: str | None = None) -> str:
     """Dataset name of a run (``config["dataset"]``, or nested ``data.dataset``/``data.name``)."""
     from flows.data import DATASETS
-    from flows.runs import channels_problem
+    from flows.run_checks import channels_problem
 
     name = override
     if name is None and config:
