@@ -274,11 +274,11 @@ def table3(rows_in: list[dict[str, Any]], source: str, scale: str,
         acc = r.get("accuracy")
         ev = r.get("run_eval") if isinstance(r.get("run_eval"), dict) else {}
         cfg = ev.get("config") if isinstance(ev.get("config"), dict) else {}
-        scale = (_scale_cell(cfg, ev.get("epochs_trained", cfg.get("epochs", "?")),
-                             ev.get("train_wall_time_s")) if cfg else MISSING)
+        ours = (_scale_cell(cfg, ev.get("epochs_trained", cfg.get("epochs", "?")),
+                            ev.get("train_wall_time_s")) if cfg else MISSING)
         rows.append([label(r["dataset"]), str(r.get("n_test", "?")),
                      _pct(acc, r.get("n_test")), _f(paper and paper[0], ".0f"),
-                     _f(r.get("bits_per_dim"), ".2f"), _f(paper and paper[1], ".2f"), scale])
+                     _f(r.get("bits_per_dim"), ".2f"), _f(paper and paper[1], ".2f"), ours])
     rows += baseline_rows(baselines or {}, DATASET_ORDER, 7, 4, with_n=True)
     return Table(
         "Table 3: Reweighted conditional flows on BG-MNIST (ours vs. paper)",

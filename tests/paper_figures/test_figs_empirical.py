@@ -110,6 +110,7 @@ def test_tables_state_each_models_width_and_flow_steps(results_dir: Path) -> Non
                               "64 ch x 1/12/12/12 steps")
     assert t3.rows[2][-1] == "cpu-mnist, 10 ep x all, 64 ch x 4/4/4/4 steps"
     assert t3.rows[0][-1] == "-"  # no run_eval recorded
+    assert t3.notes[0] == f"Ours from x; {tables.TABLE3_SCALE}."  # not the last row's cell
     results = [load(p) for p in sorted((results_dir / "table1").glob("*.json"))]
     results[0]["config"]["model"] = dict(model, hidden=96, levels=3, first_level_steps=-1)
     cells = [r[-1] for r in tables.table1(results).rows[:len(results)]]
