@@ -27,7 +27,7 @@ __all__ = [
 
 
 def config_problem(config: Any) -> str | None:
-    """What is wrong with a run's config (:func:`read_config`'s checks), or ``None``."""
+    """What is wrong with a run's config (:func:`flows.runs.read_config`'s checks), or ``None``."""
     if not isinstance(config, dict):
         return f"expected a JSON object, got {type(config).__name__}"
     model = config.get("model")
@@ -53,10 +53,12 @@ def channels_problem(dataset: Any, model: dict) -> str | None:
 
 
 def is_int(v: Any, lo: int, hi: int = MAX_INT) -> bool:
+    """``v`` is an int (not a bool) in ``[lo, hi]``."""
     return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
 
 
 def is_num(v: Any, lo: float, lo_open: bool) -> bool:
+    """``v`` is a finite int or float (not a bool) above ``lo`` (``lo_open``) or at least ``lo``."""
     return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             and (v > lo if lo_open else v >= lo))
 
