@@ -263,8 +263,7 @@ def _table3(ctx: Context, paths: list[Path]) -> list[Path]:
             except empirical.ResultError as exc:
                 ctx.problem(f"could not make the row from {exc}")
         t = tables.table3(rows, ctx.show("bg_mnist/table3.json")
-                          + " (python -m flows.experiments.bg_mnist)", tables.TABLE3_SCALE,
-                          _baselines(ctx))
+                          + " (python -m flows.experiments.bg_mnist)", _baselines(ctx))
     else:  # fallback: the flows evaluate JSON
         spec = {k: v for k, v in EVAL_SPEC.items() if k != "config.objective"}
         loaded = _loaded(ctx, paths, spec, "row")
@@ -272,7 +271,7 @@ def _table3(ctx: Context, paths: list[Path]) -> list[Path]:
                  "bits_per_dim": r["metrics"]["bits_per_dim"],
                  "n_test": r["metrics"].get("n_test"), "run_eval": r} for r in loaded]
         t = tables.table3(rows, "the flows evaluate JSON (results/table3, results/table1)",
-                          tables.TABLE3_SCALE, _baselines(ctx))
+                          _baselines(ctx))
     return tables.write(t, ctx.out, "table3")
 
 

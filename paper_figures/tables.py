@@ -260,7 +260,7 @@ TABLE3_SCALE = ("our scale per row (a warm-started model's epochs and train wall
                 "other jobs")
 
 
-def table3(rows_in: list[dict[str, Any]], source: str, scale: str,
+def table3(rows_in: list[dict[str, Any]], source: str,
            baselines: dict[str, dict[str, Any]] | None = None) -> Table:
     """BG-MNIST: accuracy and bits/dim of Reweighted models, ours vs paper.
 
@@ -286,7 +286,7 @@ def table3(rows_in: list[dict[str, Any]], source: str, scale: str,
          "bits/dim (paper)", "our scale (preset, epochs x images, train wall, width x flow "
          "steps per level)"],
         rows,
-        [f"Ours from {source}; {scale}.",
+        [f"Ours from {source}; {TABLE3_SCALE}.",
          "BG-MNIST-X: MNIST digits on greyscaled CIFAR-10 backgrounds blurred with bandwidth X.",
          "Baselines (results/baselines): per-pixel histogram and full-covariance Gaussian.",
          f"Paper numbers: {pn.PAPER}, Table 3; {pn.PAPER_SCALE}."],

@@ -64,7 +64,7 @@ def test_share_text_and_every_table_print_the_same_estimate() -> None:
            "n_test": 2000, "accuracy": 1971 / 2000, "accuracy_ci": c, "bits_per_dim": 2.2,
            "paper_accuracy_pct": 99, "paper_bits_per_dim": 1.67}
     markdown = summary.table3({"rows": [row]})
-    paper_table = tables.table3([row], "x", "y").markdown()
+    paper_table = tables.table3([row], "x").markdown()
     assert "98.6% [" in markdown and "98.5" not in markdown
     assert "| 98.6 |" in paper_table
     metrics = {"accuracy": 0.9855, "n_test": 2000, "accuracy_wilson95": [0.979, 0.99]}

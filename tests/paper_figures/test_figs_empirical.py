@@ -56,7 +56,7 @@ def test_figs_table_values_beside_paper(results_dir: Path) -> None:
     t2 = tables.table2([load(p) for p in sorted((results_dir / "attacks").glob("*.json"))])
     row = next(r for r in t2.rows if r[:2] == ["CIFAR-10", "Boundary + detection"])
     assert row[-1] == "100% (100%)"  # the paper's split CIFAR-10 cell
-    t3 = tables.table3(load(results_dir / "bg_mnist" / "table3.json")["rows"], "x", "y")
+    t3 = tables.table3(load(results_dir / "bg_mnist" / "table3.json")["rows"], "x")
     assert [r[0] for r in t3.rows] == ["MNIST", "BG-MNIST-5", "BG-MNIST-1", "BG-MNIST-0",
                                        "CIFAR-10"]
     assert t3.rows[3][4:6] == ["4.50", "4.58"]
@@ -105,7 +105,7 @@ def test_tables_state_each_models_width_and_flow_steps(results_dir: Path) -> Non
     preset_shape = dict(model, steps_per_level=4, first_level_steps=-1)
     rows[2]["run_eval"] = {"config": {"preset": "cpu-mnist", "model": preset_shape},
                            "epochs_trained": 10}
-    t3 = tables.table3(rows, "x", tables.TABLE3_SCALE)
+    t3 = tables.table3(rows, "x")
     assert t3.rows[1][-1] == ("from bg-mnist-5-rw20-cpu + cpu-mnist, 6 ep x all, 45 min, "
                               "64 ch x 1/12/12/12 steps")
     assert t3.rows[2][-1] == "cpu-mnist, 10 ep x all, 64 ch x 4/4/4/4 steps"
