@@ -1,10 +1,11 @@
 """Evaluate a run on the test split: ``python -m flows.evaluate --run RUN_DIR [--out FILE]``.
 
 Writes JSON with test accuracy and its 95% Wilson interval, bits/dim of ``log p(x)`` with its
-standard error, plus provenance (config, seed, git commit, device, wall time). Scores come from
-:func:`flows.scoring.score_images`: ``--draws`` draws of dequantisation and padding noise per
-image (seeded by ``--seed``), the classifier on the log-mean-exp over draws, everything float32
-(no autocast). See :mod:`flows.scoring` for the estimators and why.
+standard error, the training history and the phases before it (``lineage``: its warm starts,
+:mod:`flows.lineage`), plus provenance (config, seed, git commit, device, wall time). Scores come
+from :func:`flows.scoring.score_images`: ``--draws`` draws of dequantisation and padding noise
+per image (seeded by ``--seed``), the classifier on the log-mean-exp over draws, everything
+float32 (no autocast). See :mod:`flows.scoring` for the estimators and why.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from flows import data as fdata
 from flows import devices, scoring
 from flows.layout import CONFIG_NAME, EVAL_NAME, RUN_FILE_NAMES, SUMMARY_NAME, is_run_file
+from flows.lineage import phases_of
 from flows.provenance import provenance
 from flows.runs import (
     RunError,
@@ -137,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": config.get("seed"),
         "epochs_trained": ckpt["epoch"],
         "train_history": history,
+        "lineage": phases_of(run_dir),  # the training phases before this run's own
         "train_wall_time_s": sum(float(h.get("seconds", 0.0)) for h in history),
         "train_summary_present": train_summary.exists(),
         "eval_wall_time_s": time.time() - t0,

@@ -6,7 +6,8 @@ after a failed update), :data:`SUMMARY_NAME` (one entry per invocation) and, onc
 :data:`EVAL_NAME`. A *model folder* (``python -m flows.package``, ``models/<name>/``) holds
 :data:`WEIGHTS_NAME` with its checksum :data:`SHA_NAME` (:mod:`flows.weights`), the run's
 :data:`CONFIG_NAME` and :data:`SUMMARY_NAME`, :data:`REFERENCE_NAME` (reference scores,
-:mod:`flows.package`) and :data:`EVAL_NAME`. Every module names these files through the
+:mod:`flows.package`), :data:`LINEAGE_NAME` (the training phases before the run's own,
+:mod:`flows.lineage`) and :data:`EVAL_NAME`. Every module names these files through the
 constants here (torch-free, so any driver can import them).
 """
 
@@ -24,10 +25,11 @@ SUMMARY_NAME = "train_summary.json"
 WEIGHTS_NAME = "model.safetensors"
 SHA_NAME = "model.sha256"
 REFERENCE_NAME = "reference.json"
+LINEAGE_NAME = "lineage.json"
 
 # Every file name a run directory or a model folder holds: no tool writes a result over one.
 RUN_FILE_NAMES = frozenset({CONFIG_NAME, CHECKPOINT_NAME, LAST_GOOD_NAME, EVAL_NAME,
-                            SUMMARY_NAME, WEIGHTS_NAME, SHA_NAME, REFERENCE_NAME})
+                            SUMMARY_NAME, WEIGHTS_NAME, SHA_NAME, REFERENCE_NAME, LINEAGE_NAME})
 RUN_MARKERS = (CHECKPOINT_NAME, LAST_GOOD_NAME, LOCK_NAME)  # flows.train made this directory
 
 

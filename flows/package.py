@@ -2,18 +2,23 @@
 
 The folder (:mod:`flows.weights`) holds ``model.safetensors`` and its ``model.sha256``, the run's
 ``config.json`` (its machine-specific ``data_dir`` dropped, so the data directory is resolved as
-for any run: ``--data-dir``, ``$ANNULUS_DATA_DIR``, ``../shared/data``) and ``train_summary.json``.
-Only a finished run is packaged (every epoch of its config done). ``reference.json`` holds the
-scores ``log q_S(k|y)`` (:mod:`flows.scoring`, every class) of the first ``REFERENCE_IMAGES`` test
-images, so that a test can catch any later change of the model code, the preprocessing or the
-scoring that moves a likelihood (``tests/flows/test_shipped_models.py``). Evaluate the folder
-afterwards (``python -m flows.evaluate --run models/NAME``) so that its ``eval.json`` is made from,
-and records the sha256 of, the shipped weights.
+for any run: ``--data-dir``, ``$ANNULUS_DATA_DIR``, ``../shared/data``), ``train_summary.json``
+and ``lineage.json``, the training phases before the run's own (its warm starts, each verified by
+sha256; :mod:`flows.lineage`). Only a finished run is packaged (every epoch of its config done).
+``reference.json`` holds the scores ``log q_S(k|y)`` (:mod:`flows.scoring`, every class) of the
+first ``REFERENCE_IMAGES`` test images, so that a test can catch any later change of the model
+code, the preprocessing or the scoring that moves a likelihood
+(``tests/flows/test_shipped_models.py``). Evaluate the folder afterwards (``python -m
+flows.evaluate --run models/NAME``) so that its ``eval.json`` is made from, and records the
+sha256 of, the shipped weights; an existing ``eval.json`` is kept only when it was made from
+byte-identical weights.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -25,18 +30,20 @@ from flows.layout import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
     EVAL_NAME,
+    LINEAGE_NAME,
     REFERENCE_NAME,
     SHA_NAME,
     SUMMARY_NAME,
     WEIGHTS_NAME,
     folder_kind,
 )
+from flows.lineage import lineage_record
 from flows.runs import (
     RunError,
     load_run_state,
     read_summary,
 )
-from flows.weights import save_weights
+from flows.weights import save_weights, weights_bytes
 from foundation import cli, errors
 from foundation.atomic import write_json
 
@@ -54,6 +61,15 @@ def reference_scores(model: torch.nn.Module, config: dict, data_dir: str | Path 
     scores = scoring.score_images(model, images[:n], draws=REFERENCE_DRAWS, seed=0,
                                   batch_size=REFERENCE_BATCH)
     return scores.log_px_given_y, labels[:n].numpy()
+
+
+def _evaluated_sha256(path: Path) -> str | None:
+    """The weights' sha256 an ``eval.json`` was made from (``None`` if unreadable)."""
+    try:
+        weights = json.loads(path.read_text()).get("weights")
+        return weights.get("sha256") if isinstance(weights, dict) else None
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,11 +98,15 @@ def package(run: Path, out: Path, data_dir: Path | None = None) -> str:
                        f"of {config.get('epochs')}); resume it first")
     summary_obj = read_summary(run / SUMMARY_NAME)
     log_p, labels = reference_scores(model, config, data_dir)  # before out is touched
-    if (out / EVAL_NAME).exists():
+    data = weights_bytes(model.state_dict())
+    digest = hashlib.sha256(data).hexdigest()
+    earlier = lineage_record(run)
+    if (out / EVAL_NAME).exists() and _evaluated_sha256(out / EVAL_NAME) != digest:
         (out / EVAL_NAME).unlink()  # it described other weights
-    digest = save_weights(model.state_dict(), out)
+    save_weights(data, out)
     write_json(out / CONFIG_NAME, {**config, "data_dir": None})
     write_json(out / SUMMARY_NAME, summary_obj)
+    write_json(out / LINEAGE_NAME, earlier)
     write_json(out / REFERENCE_NAME, {
         "images": "the first n test images", "n": len(labels), "draws": REFERENCE_DRAWS,
         "seed": 0, "batch_size": REFERENCE_BATCH, "labels": labels.tolist(),
@@ -105,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     digest = package(Path(args.run), Path(args.out), args.data_dir)
     size = (Path(args.out) / WEIGHTS_NAME).stat().st_size
     print(f"{args.out}: {WEIGHTS_NAME} ({size / 1e6:.2f} MB, sha256 {digest[:12]}..., "
-          f"{SHA_NAME}), {CONFIG_NAME}, {SUMMARY_NAME}, {REFERENCE_NAME}")
+          f"{SHA_NAME}), {CONFIG_NAME}, {SUMMARY_NAME}, {REFERENCE_NAME}, {LINEAGE_NAME}")
     return 0
 
 

@@ -45,17 +45,22 @@ def non_finite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
             if v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
-def save_weights(state: dict[str, torch.Tensor], folder: str | Path) -> str:
-    """Write ``folder/model.safetensors`` and ``folder/model.sha256`` atomically; return the
-    sha256.
+def weights_bytes(state: dict[str, torch.Tensor]) -> bytes:
+    """The safetensors bytes of ``state`` (what :func:`save_weights` writes).
 
     Non-finite tensors are refused (:class:`WeightsError`): shipped weights are always usable.
     """
     bad = non_finite_tensors(state)
     if bad:
         raise WeightsError(f"refusing to save non-finite weights: {', '.join(bad[:5])}")
+    return save({k: v.detach().cpu().contiguous() for k, v in state.items()})
+
+
+def save_weights(state: dict[str, torch.Tensor] | bytes, folder: str | Path) -> str:
+    """Write ``folder/model.safetensors`` and ``folder/model.sha256`` atomically; return the
+    sha256. ``state``: tensors (checked by :func:`weights_bytes`) or bytes it made."""
     folder = Path(folder)
-    data = save({k: v.detach().cpu().contiguous() for k, v in state.items()})
+    data = state if isinstance(state, bytes) else weights_bytes(state)
     write_bytes(folder / WEIGHTS_NAME, data)
     digest = hashlib.sha256(data).hexdigest()
     write_text(folder / SHA_NAME, f"{digest}  {WEIGHTS_NAME}\n")

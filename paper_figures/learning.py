@@ -2,9 +2,11 @@
 
 Reads ``flows.evaluate`` JSON (``train_history``: one record per epoch with the running training
 averages ``bpd`` and ``acc`` on augmented, dequantised batches, ``seconds``) and the baselines of
-``flows.baselines``. A run that started from another run's weights (``config.init_from``) is drawn
-after the curve of that run when its JSON is among the results: the recipe's likelihood phase
-(objective ``base``), then the Eq. (6) phase, on one epoch axis.
+``flows.baselines``. The phases a model went through before its own (the recipe's likelihood
+phase, objective ``base``, then Eq. (6) phases) are drawn before its curve on one epoch axis: from
+the result's ``lineage`` (its warm starts, verified by sha256, ``flows.lineage``) when it has one;
+otherwise, for a result made before lineages were recorded, the run it started from
+(``config.init_from``) when that run's JSON is among the results.
 """
 
 from __future__ import annotations
@@ -44,6 +46,36 @@ def warm_start_of(result: dict[str, Any], by_run: dict[str, dict[str, Any]]) -> 
     return by_run.get(Path(init["path"]).name)
 
 
+def _history_ok(history: Any) -> bool:
+    keys = ("epoch", "bpd", "acc", "seconds")
+    return isinstance(history, list) and bool(history) and all(
+        isinstance(h, dict) and all(isinstance(h.get(k), int | float) for k in keys)
+        for h in history)
+
+
+def earlier_phases(result: dict[str, Any], by_run: dict[str, dict[str, Any]]
+                   ) -> tuple[list[tuple[str, dict[str, np.ndarray]]], list[str]]:
+    """``([(label, curve)], unknown)``: the phases before ``result``'s own, oldest first, and the
+    runs of its lineage that could not be verified or drawn (nothing before them is known)."""
+    lineage = result.get("lineage")
+    if not isinstance(lineage, list):  # a result made before lineages were recorded
+        base = warm_start_of(result, by_run)
+        return ([] if base is None else
+                [(f"{base['run']} ({base['config']['objective']})", curve(base))]), []
+    phases, unknown = [], []
+    for p in lineage:
+        if not isinstance(p, dict):
+            continue
+        if "missing" in p or not _history_ok(p.get("history")):
+            unknown.append(str(p.get("run")))
+            continue
+        lr = p.get("lr")
+        label = f"{p.get('run')} ({p.get('objective')}" + (
+            f", lr {lr:g})" if isinstance(lr, int | float) else ")")
+        phases.append((label, curve({"train_history": p["history"]})))
+    return phases, unknown
+
+
 def _targets(result: dict[str, Any]) -> tuple[float | None, float | None]:
     if result["config"].get("objective") == "base":
         return None, None
@@ -52,24 +84,24 @@ def _targets(result: dict[str, Any]) -> tuple[float | None, float | None]:
 
 def plot_learning_curves(results: list[dict[str, Any]], baselines: dict[str, dict[str, Any]],
                          out: Path) -> list[Path]:
-    """One row per run: training bits/dim and accuracy per epoch (after the curve of the run it
-    was warm-started from, in grey), test values at the end."""
+    """One row per run: training bits/dim and accuracy per epoch (after the curves of the phases
+    before it, in grey: :func:`earlier_phases`), test values at the end."""
     plt = style.plt
     by_run = {r["run"]: r for r in results}
     fig, axes = plt.subplots(len(results), 2, figsize=(10, 3.2 * len(results)), squeeze=False)
     for row, r in zip(axes, results, strict=True):
         ds, c, m = r["config"]["dataset"], curve(r), r["metrics"]
-        base = warm_start_of(r, by_run)
+        phases, unknown = earlier_phases(r, by_run)
         offset = 0.0
-        if base is not None:
-            b = curve(base)
-            offset = float(b["epoch"][-1])
+        for i, (label, b) in enumerate(phases):
+            grey = str(0.45 + 0.3 * i / max(1, len(phases) - 1)) if len(phases) > 1 else "0.6"
             for ax, key, scale in ((row[0], "bpd", 1.0), (row[1], "acc", 100.0)):
-                ax.plot(b["epoch"], scale * b[key], "o-", color="0.6", ms=4,
-                        label=f"{base['run']} ({base['config']['objective']})")
-                ax.axvline(offset + 0.5, color="0.6", lw=0.8, ls=":")
+                ax.plot(b["epoch"] + offset, scale * b[key], "o-", color=grey, ms=4, label=label)
+                ax.axvline(offset + b["epoch"][-1] + 0.5, color="0.6", lw=0.8, ls=":")
+            offset += float(b["epoch"][-1])
         x = c["epoch"] + offset
-        phase = f"{r['config']['objective']}" + (" fine-tune" if base is not None else "")
+        phase = f"{r['config']['objective']}" + (" fine-tune" if phases else "")
+        before = f" (before: {', '.join(unknown)}, not recorded)" if unknown else ""
         acc_t, bpd_t = _targets(r)
         ax = row[0]
         ax.plot(x, c["bpd"], "o-", label=f"train, {phase} (running mean, augmented)")
@@ -81,7 +113,7 @@ def plot_learning_curves(results: list[dict[str, Any]], baselines: dict[str, dic
             v = baselines.get(ds, {}).get(name, {}).get("bits_per_dim")
             if v is not None and v < 8:
                 ax.axhline(v, color="C2", ls=ls, lw=1, label=f"{name} baseline {v:.2f}")
-        ax.set(xlabel="epoch", ylabel="bits/dim", title=f"{r['run']}: bits/dim")
+        ax.set(xlabel="epoch", ylabel="bits/dim", title=f"{r['run']}: bits/dim{before}")
         ax.legend(fontsize=7)
         ax = row[1]
         ax.plot(x, 100 * c["acc"], "o-", label=f"train, {phase} (running mean)")

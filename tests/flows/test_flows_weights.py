@@ -12,10 +12,20 @@ import pytest
 import torch
 
 from flows import evaluate as feval
+from flows import lineage as flineage
 from flows import package as fpackage
 from flows import train as ftrain
+from flows.layout import LINEAGE_NAME
+from flows.lineage import trace
 from flows.runs import RunError, init_from_run, load_run, load_run_state
-from flows.weights import SHA_NAME, WEIGHTS_NAME, WeightsError, load_weights, save_weights
+from flows.weights import (
+    SHA_NAME,
+    WEIGHTS_NAME,
+    WeightsError,
+    load_weights,
+    save_weights,
+    sha256_file,
+)
 from foundation.errors import UsageError
 
 
@@ -303,3 +313,63 @@ def test_grow_copies_the_steps_and_keeps_the_density(folder: Path, tiny_data_dir
     with pytest.raises(SystemExit) as exc:
         ftrain.main(_train_args(tiny_data_dir, tmp_path / "nogrow", "reweighted", "--grow"))
     assert exc.value.code == 2 and "--grow grows the model of --init-from" in str(exc.value)
+
+
+def test_package_and_evaluate_record_the_phases_before_the_run(
+        tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``lineage.json`` / ``eval.json["lineage"]``: base run -> Eq. (6) run -> model folder ->
+    a third phase from the folder, oldest first, each verified by sha256; the folder keeps its
+    phases after the runs behind it are gone; a phase whose file vanished or changed ends the
+    chain, said so. Re-packaging keeps ``eval.json`` only for byte-identical weights."""
+    base, rw, ft = tmp_path / "base", tmp_path / "rw", tmp_path / "ft"
+    m1, m2 = tmp_path / "models" / "rw-folder", tmp_path / "models" / "ft-folder"
+    data = ["--data-dir", str(tiny_data_dir)]
+    assert ftrain.main(_train_args(tiny_data_dir, base)) == 0
+    assert ftrain.main(_train_args(tiny_data_dir, rw, "reweighted", "--init-from", str(base))) == 0
+    assert fpackage.main(["--run", str(rw), "--out", str(m1), *data]) == 0
+    (first,) = json.loads((m1 / LINEAGE_NAME).read_text())["phases"]
+    assert first["run"] == "base" and first["objective"] == "base"
+    assert first["weights"] == {"file": "checkpoint.pt",
+                                "sha256": sha256_file(base / "checkpoint.pt")}
+    assert [h["epoch"] for h in first["history"]] == [1]
+    assert [i["epochs_done"] for i in first["invocations"]] == [1]
+    assert first["invocations"][0]["command"].startswith("python -m flows.train --dataset mnist")
+    assert ftrain.main(_train_args(tiny_data_dir, ft, "reweighted", "--init-from", str(m1),
+                                   "--lr", "1e-4")) == 0
+    out = tmp_path / "ft-eval.json"
+    assert feval.main(["--run", str(ft), "--device", "cpu", "--draws", "1", "--n-test", "8",
+                       *data, "--out", str(out)]) == 0
+    lineage = json.loads(out.read_text())["lineage"]
+    assert [(p["run"], p["objective"]) for p in lineage] == [("base", "base"),
+                                                             ("rw-folder", "reweighted")]
+    assert lineage[1]["weights"]["sha256"] == (m1 / SHA_NAME).read_text().split()[0]
+    shutil.rmtree(base)
+    assert fpackage.main(["--run", str(ft), "--out", str(m2), *data]) == 0
+    assert json.loads((m2 / LINEAGE_NAME).read_text())["phases"] == lineage
+    assert trace(rw) == [{"run": "base", "path": str(base), "missing":
+                          f"checkpoint.pt not found at {base}",
+                          "weights": first["weights"]}]
+    config = json.loads((ft / "config.json").read_text())
+    config["init_from"]["weights"]["sha256"] = "0" * 64
+    (ft / "config.json").write_text(json.dumps(config))
+    (changed,) = trace(ft)
+    assert changed["run"] == "rw-folder" and "not the recorded 000000000000" in changed["missing"]
+    # the CLI: print, --write into a model folder only, one line and exit 1 on an unusable run
+    before = (m2 / LINEAGE_NAME).read_bytes()
+    (m2 / LINEAGE_NAME).unlink()
+    assert flineage.main(["--run", str(m2), "--write"]) == 0
+    assert (m2 / LINEAGE_NAME).read_bytes() == before
+    assert "rw-folder: reweighted on mnist" in capsys.readouterr().out
+    for argv, code in ((["--run", str(rw), "--write"], 2), (["--run", str(tmp_path)], 1),
+                       (["--run", str(m2), "--write"], 1)):
+        with pytest.raises(SystemExit) as exc:
+            flineage.main(argv)
+        assert exc.value.code == code
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("python -m flows.lineage: error:"), err
+    # eval.json survives re-packaging the same weights, not other weights
+    assert feval.main(["--run", str(m1), "--device", "cpu", "--draws", "1", *data]) == 0
+    assert fpackage.main(["--run", str(rw), "--out", str(m1), *data]) == 0
+    assert (m1 / "eval.json").exists()
+    assert fpackage.main(["--run", str(ft), "--out", str(m1), *data]) == 0
+    assert not (m1 / "eval.json").exists()

@@ -155,6 +155,30 @@ def test_a_fine_tune_is_drawn_after_the_run_it_started_from() -> None:
                          by_run) is None
 
 
+def test_a_recorded_lineage_gives_every_earlier_phase_in_order() -> None:
+    from paper_figures.learning import earlier_phases
+
+    def hist(n: int, bpd: float) -> list[dict]:
+        return [{"epoch": e, "bpd": bpd - e, "acc": 0.5, "seconds": 1.0} for e in range(1, n + 1)]
+
+    base = {"run": "b-base", "config": {"init_from": None}}
+    tuned = {"run": "b-rw", "config": {"init_from": {"path": "runs/b-rw20"}},
+             "lineage": [{"run": "b-base", "objective": "base", "lr": 1e-3, "history": hist(4, 9)},
+                         {"run": "b-rw20", "objective": "reweighted", "lr": 1e-3,
+                          "history": hist(2, 5)}]}
+    phases, unknown = earlier_phases(tuned, {"b-base": base})
+    assert [label for label, _ in phases] == ["b-base (base, lr 0.001)",
+                                              "b-rw20 (reweighted, lr 0.001)"]
+    assert list(phases[1][1]["bpd"]) == [4.0, 3.0] and unknown == []
+    # an unverifiable phase ends what is known; a malformed history is not drawn
+    gone = dict(tuned, lineage=[{"run": "b-base", "missing": "checkpoint.pt not found"},
+                                {"run": "b-rw20", "objective": "reweighted", "lr": 1e-3,
+                                 "history": [{"epoch": 1, "bpd": "x"}]}])
+    assert earlier_phases(gone, {}) == ([], ["b-base", "b-rw20"])
+    # an empty lineage: trained from scratch, even when a run of the init name is present
+    assert earlier_phases(dict(tuned, lineage=[]), {"b-rw20": base}) == ([], [])
+
+
 def test_table2_merges_the_cw_and_boundary_files_of_one_model() -> None:
     cfg = {"provenance": {"run_config": [{"objective": "reweighted", "dataset": "mnist"}]}}
     cw = {"dataset": "mnist", "n_images": 100, "table2": {"quantile": {"cw": "cell-cw"}}} | cfg
