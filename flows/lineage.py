@@ -14,9 +14,10 @@ model folder ``DIR`` (what ``flows.package`` does when it makes one).
 
 Each phase: ``run`` (the folder's name), ``path`` (as recorded, portable), ``weights`` (file and
 sha256 the next phase started from), ``dataset``, ``objective``, ``epochs``, ``lr``,
-``lr_schedule``, ``init_prior`` (how the prior entered: ``loaded``, ``pooled``, ...; ``None`` for
-a phase trained from scratch), ``invocations`` (command, epochs done and provenance of each
-``flows.train`` invocation) and ``history`` (one record per epoch, as in ``train_summary.json``).
+``lr_schedule``, ``init_from`` (the phase's own warm start as its config records it: path, prior,
+weights; ``None`` for a phase trained from scratch), ``invocations`` (command, epochs done and
+provenance of each ``flows.train`` invocation) and ``history`` (one record per epoch, as in
+``train_summary.json``).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def phase(folder: Path, config: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"run": folder.resolve().name, "dataset": config.get("dataset"),
             "objective": config.get("objective"), "epochs": config.get("epochs"),
             "lr": config.get("lr"), "lr_schedule": config.get("lr_schedule"),
-            "init_prior": init.get("prior") if isinstance(init, dict) else None,
+            "init_from": init if isinstance(init, dict) else None,
             "invocations": [{"command": i["command"], "epochs_done": i["epochs_done"],
                              "provenance": i.get("provenance")} for i in invocations],
             "history": invocations[-1]["history"]}  # each invocation's history is cumulative

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from flows import data as fdata
+from flows.layout import LINEAGE_NAME
 from flows.package import REFERENCE_NAME, reference_scores
 from flows.runs import EVAL_NAME, load_run
 from flows.weights import SHA_NAME, WEIGHTS_NAME
@@ -52,6 +53,24 @@ def test_every_model_folder_is_complete() -> None:
     for folder in sorted(p for p in MODELS.glob("*") if p.is_dir()):
         names = {p.name for p in folder.iterdir()}
         assert {WEIGHTS_NAME, SHA_NAME, "config.json", "train_summary.json", EVAL_NAME,
-                REFERENCE_NAME} <= names, folder
+                REFERENCE_NAME, LINEAGE_NAME} <= names, folder
     total = sum(p.stat().st_size for p in MODELS.rglob("*") if p.is_file())
     assert total < 60e6
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=[p.name for p in FOLDERS])
+def test_lineage_ends_in_the_weights_the_model_started_from(folder: Path) -> None:
+    """``lineage.json`` is the chain of warm starts behind the model: its last phase holds the
+    weights (sha256) of the model's ``config.init_from``, each phase's the next one's, and only
+    the oldest may be unverifiable (``missing``)."""
+    phases = json.loads((folder / LINEAGE_NAME).read_text())["phases"]
+    init = json.loads((folder / "config.json").read_text())["init_from"]
+    if init is None:
+        assert phases == []
+        return
+    assert phases[-1]["weights"]["sha256"] == init["weights"]["sha256"]
+    for earlier, later in zip(phases, phases[1:], strict=False):
+        assert "missing" not in later
+        assert later["init_from"]["weights"] == earlier["weights"]
+    if "missing" not in phases[0]:
+        assert phases[0]["init_from"] is None  # trained from scratch
