@@ -93,7 +93,12 @@ def trace(folder: Path) -> list[dict[str, Any]]:
         if not file.is_file():
             chain.append({**entry, "missing": f"{weights.get('file')} not found at {recorded}"})
             break
-        digest = sha256_file(file)
+        try:
+            digest = sha256_file(file)
+        except OSError as exc:
+            chain.append({**entry, "missing": f"{recorded}/{weights.get('file')}: cannot read "
+                          f"({exc.strerror or type(exc).__name__})"})
+            break
         if digest != weights.get("sha256"):
             want = str(weights.get("sha256"))[:12]
             chain.append({**entry, "missing": f"{recorded}/{weights.get('file')} has sha256 "
@@ -102,8 +107,8 @@ def trace(folder: Path) -> list[dict[str, Any]]:
         try:
             config = read_config(src)
             chain.append({**phase(src, config), **entry})
-        except RunError as exc:
-            chain.append({**entry, "missing": str(exc)})
+        except RunError as exc:  # the message names the folder as recorded, not as found here
+            chain.append({**entry, "missing": str(exc).replace(str(src), recorded)})
             break
         earlier = _recorded(src)
         if earlier is not None:  # a model folder that knows its own phases

@@ -354,6 +354,13 @@ def test_package_and_evaluate_record_the_phases_before_the_run(
     (ft / "config.json").write_text(json.dumps(config))
     (changed,) = trace(ft)
     assert changed["run"] == "rw-folder" and "not the recorded 000000000000" in changed["missing"]
+    no_summary = tmp_path / "models" / "no-summary"
+    shutil.copytree(m1, no_summary)
+    (no_summary / "train_summary.json").unlink()
+    config["init_from"].update(path=str(no_summary), weights=lineage[1]["weights"])
+    (ft / "config.json").write_text(json.dumps(config))
+    (unreadable,) = trace(ft)
+    assert unreadable["run"] == "no-summary" and "train_summary.json" in unreadable["missing"]
     # the CLI: print, --write into a model folder only, one line and exit 1 on an unusable run
     before = (m2 / LINEAGE_NAME).read_bytes()
     (m2 / LINEAGE_NAME).unlink()
