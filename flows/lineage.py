@@ -13,11 +13,11 @@ chain stays known after the run folders behind it are gone.
 model folder ``DIR`` (what ``flows.package`` does when it makes one).
 
 Each phase: ``run`` (the folder's name), ``path`` (as recorded, portable), ``weights`` (file and
-sha256 the next phase started from), ``dataset``, ``objective``, ``epochs``, ``lr``,
-``lr_schedule``, ``init_from`` (the phase's own warm start as its config records it: path, prior,
-weights; ``None`` for a phase trained from scratch), ``invocations`` (command, epochs done and
-provenance of each ``flows.train`` invocation) and ``history`` (one record per epoch, as in
-``train_summary.json``).
+sha256 the next phase started from), ``dataset``, ``objective``, ``preset``, ``epochs``,
+``batch_size``, ``seed``, ``lr``, ``lr_schedule``, ``init_from`` (the phase's own warm start as
+its config records it: path, prior, weights; ``None`` for a phase trained from scratch),
+``invocations`` (command, epochs done and provenance of each ``flows.train`` invocation) and
+``history`` (one record per epoch, as in ``train_summary.json``).
 """
 
 from __future__ import annotations
@@ -53,8 +53,10 @@ def phase(folder: Path, config: dict[str, Any] | None = None) -> dict[str, Any]:
     invocations = read_summary(folder / SUMMARY_NAME)["invocations"]
     init = config.get("init_from")
     return {"run": folder.resolve().name, "dataset": config.get("dataset"),
-            "objective": config.get("objective"), "epochs": config.get("epochs"),
-            "lr": config.get("lr"), "lr_schedule": config.get("lr_schedule"),
+            "objective": config.get("objective"), "preset": config.get("preset"),
+            "epochs": config.get("epochs"), "batch_size": config.get("batch_size"),
+            "seed": config.get("seed"), "lr": config.get("lr"),
+            "lr_schedule": config.get("lr_schedule"),
             "init_from": init if isinstance(init, dict) else None,
             "invocations": [{"command": i["command"], "epochs_done": i["epochs_done"],
                              "provenance": i.get("provenance")} for i in invocations],

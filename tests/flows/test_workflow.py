@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from flows.config import PRESETS
+from flows.train import TrainSettings
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("snakemake") is None,
                                 reason="snakemake not installed (pip install -e '.[workflow]')")
@@ -117,25 +118,38 @@ def _flags(tokens: list[str]) -> dict[str, str]:
 def test_every_shipped_model_was_trained_as_its_rule_says(tmp_path: Path) -> None:
     """The training command the Snakefile declares for each shipped model (its last phase)
     agrees with the model's recorded config: dataset, objective, preset, epochs, batch, seed,
-    padding, mixture and split prior options and the model it started from (its folder name, and
-    for a shipped warm start the sha256 of the weights it ships)."""
+    peak rate, padding, mixture and split prior options and the model it started from (its folder
+    name, and for a shipped warm start the sha256 of the weights it ships); and so does every
+    earlier phase that a shipped model's ``lineage.json`` records."""
     shipped = sorted(p.parent.name for p in (REPO / "models").glob("*/config.json"))
     assert len(shipped) == 9
     targets = [f"models/{m}/model.safetensors" for m in shipped]
     text = snakemake(tmp_path, "-n", "-p", "--forceall", "--", *targets)
+    earlier = {p["run"]: p for m in shipped for p in json.loads(
+        (REPO / "models" / m / "lineage.json").read_text())["phases"] if "missing" not in p}
+    checked = set()
     for job in (j for j in planned_jobs(text) if j["rule"] == "train"):
         cmd = shlex.split(job["shell"].split("; else ", 1)[1].removesuffix("; fi"))
         name = Path(cmd[cmd.index("--out") + 1]).name
-        if name not in shipped:
-            continue  # a BG-MNIST likelihood warm start (not shipped)
         args = _flags(cmd[3:])
+        if name in earlier:  # a recorded earlier phase (lineage.json) of a shipped model
+            p = earlier[name]
+            assert (p["dataset"], p["objective"], p["preset"], p["epochs"], p["batch_size"],
+                    p["seed"], p["lr"]) == (
+                args["--dataset"], args["--objective"], args["--preset"], int(args["--epochs"]),
+                int(args["--batch-size"]), int(args["--seed"]),
+                float(args.get("--lr", TrainSettings.lr))), name
+            checked.add(name)
+        if name not in shipped:
+            continue  # a warm start that is not shipped: checked above when recorded
         config = json.loads((REPO / "models" / name / "config.json").read_text())
         model = {"gmm_scale": "per-class", "gmm_class_latent": "all", "split_class_latent": "all",
                  **config["model"]}
         assert (config["dataset"], config["objective"], config["preset"], config["epochs"],
-                config["batch_size"], config["seed"]) == (
+                config["batch_size"], config["seed"], config["lr"]) == (
             args["--dataset"], args["--objective"], args["--preset"], int(args["--epochs"]),
-            int(args["--batch-size"]), int(args["--seed"])), name
+            int(args["--batch-size"]), int(args["--seed"]),
+            float(args.get("--lr", TrainSettings.lr))), name
         assert model["pad_noise"] == args["--pad-noise"], name
         assert model["gmm_scale"] == args.get("--gmm-scale", "per-class"), name
         assert model["gmm_class_latent"] == args.get("--gmm-class-latent", "all"), name
@@ -153,6 +167,7 @@ def test_every_shipped_model_was_trained_as_its_rule_says(tmp_path: Path) -> Non
             shipped_sha = (REPO / init["path"] / "model.sha256").read_text().split()[0]
             assert init["weights"]["sha256"] == shipped_sha, (
                 f"{name} started from other weights than {init['path']} ships now")
+    assert checked == set(earlier), set(earlier) - checked  # every recorded phase has a rule
 
 
 def _clone(tmp: Path, git: bool) -> Path:
