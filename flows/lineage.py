@@ -36,7 +36,8 @@ from foundation.provenance import REPO_ROOT
 
 PROG = "python -m flows.lineage"
 
-#: A chain longer than this is refused (a cycle cannot verify, but a corrupt record could loop).
+#: Phases traced at most; a longer chain ends in a ``missing`` record (a cycle cannot verify, but
+#: a corrupt record could loop).
 MAX_PHASES = 32
 
 
@@ -117,6 +118,10 @@ def trace(folder: Path) -> list[dict[str, Any]]:
             chain.extend(reversed(earlier))
             break
         init = config.get("init_from")
+    else:
+        if isinstance(init, dict):  # MAX_PHASES reached with phases still before
+            chain.append({"run": Path(str(init.get("path"))).name, "path": init.get("path"),
+                          "missing": f"more than {MAX_PHASES} phases"})
     return chain[::-1]
 
 

@@ -343,6 +343,9 @@ def test_package_and_evaluate_record_the_phases_before_the_run(
     assert [(p["run"], p["objective"]) for p in lineage] == [("base", "base"),
                                                              ("rw-folder", "reweighted")]
     assert lineage[1]["weights"]["sha256"] == (m1 / SHA_NAME).read_text().split()[0]
+    with pytest.MonkeyPatch.context() as mp:  # a chain longer than MAX_PHASES says so
+        mp.setattr(flineage, "MAX_PHASES", 0)
+        assert [(p["run"], p["missing"]) for p in trace(rw)] == [("base", "more than 0 phases")]
     shutil.rmtree(base)
     assert fpackage.main(["--run", str(ft), "--out", str(m2), *data]) == 0
     assert json.loads((m2 / LINEAGE_NAME).read_text())["phases"] == lineage
