@@ -7,10 +7,12 @@ from a run directory or a model folder. An earlier phase is taken only while the
 recorded path still has the recorded sha256; the first one that is gone or differs ends the chain
 with a record saying so (``"missing"``), never with a guess. A model folder that holds
 :data:`flows.layout.LINEAGE_NAME` (written by ``flows.package``) gives its recorded phases, so a
-chain stays known after the run folders behind it are gone.
+chain stays known after the run folders behind it are gone. ``flows.train`` writes a run's
+``lineage.json`` when it starts from another run's weights (the moment its source is verified),
+``flows.resume_state`` carries it, and ``flows.package`` copies it into the model folder.
 
-``python -m flows.lineage --run DIR`` prints the phases; ``--write`` also stores them in the
-model folder ``DIR`` (what ``flows.package`` does when it makes one).
+``python -m flows.lineage --run DIR`` prints the phases; ``--write`` also stores them in ``DIR``
+(a run directory or model folder without one, e.g. made before lineages were recorded).
 
 Each phase: ``run`` (the folder's name), ``path`` (as recorded, portable), ``weights`` (file and
 sha256 the next phase started from), ``dataset``, ``objective``, ``preset``, ``epochs``,
@@ -81,10 +83,15 @@ def _recorded(folder: Path) -> list[dict[str, Any]] | None:
 
 def trace(folder: Path) -> list[dict[str, Any]]:
     """The earlier phases of the run or model folder ``folder``, oldest first (``[]`` for a
-    model trained from scratch). The first phase that cannot be verified is a record
-    ``{"run", "path", "missing": why}`` and nothing before it is listed."""
+    model trained from scratch): :func:`trace_from` its ``config["init_from"]``."""
+    return trace_from(read_config(folder).get("init_from"))
+
+
+def trace_from(init: Any) -> list[dict[str, Any]]:
+    """The phases behind a warm start ``init`` (a config's ``init_from`` record), oldest first.
+    The first phase that cannot be verified is a record ``{"run", "path", "missing": why}`` and
+    nothing before it is listed."""
     chain: list[dict[str, Any]] = []
-    init = read_config(folder).get("init_from")
     while isinstance(init, dict) and len(chain) < MAX_PHASES:
         recorded = str(init.get("path"))
         weights = init.get("weights") if isinstance(init.get("weights"), dict) else {}
@@ -125,11 +132,13 @@ def trace(folder: Path) -> list[dict[str, Any]]:
     return chain[::-1]
 
 
-def lineage_record(folder: Path) -> dict[str, Any]:
-    """The content of ``lineage.json`` for ``folder``: its earlier phases and a note."""
-    return {"note": "training phases before this model's own, oldest first: each phase's weights "
-                    "(sha256) are the ones the next phase started from (flows.lineage)",
-            "phases": trace(folder)}
+NOTE = ("training phases before this model's own, oldest first: each phase's weights (sha256) "
+        "are the ones the next phase started from (flows.lineage)")
+
+
+def lineage_record(phases: list[dict[str, Any]]) -> dict[str, Any]:
+    """The content of a ``lineage.json``: ``phases`` and a note."""
+    return {"note": NOTE, "phases": phases}
 
 
 def phases_of(folder: Path) -> list[dict[str, Any]]:
@@ -143,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", type=cli.existing_dir_of("run directory"), required=True,
                    help="a run directory of flows.train or a model folder")
     p.add_argument("--write", action="store_true",
-                   help=f"store the traced phases as {LINEAGE_NAME} in the model folder --run")
+                   help=f"store the traced phases as {LINEAGE_NAME} in --run (when it has none)")
     return p
 
 
@@ -153,16 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     run: one line, exit 1."""
     args = build_parser().parse_args(argv)
     run = Path(args.run)
-    if args.write and folder_kind(run) != "model":
-        raise errors.UsageError(f"--write: {run} is not a model folder (flows.package writes "
-                                f"{LINEAGE_NAME} when it makes one)")
+    if args.write and folder_kind(run) is None:
+        raise errors.UsageError(f"--write: {run} is neither a run directory of flows.train nor "
+                                "a model folder")
     if args.write and (run / LINEAGE_NAME).exists():  # a re-trace could only know less
         raise errors.CommandError(f"{run / LINEAGE_NAME} exists; it is kept (the runs it was "
-                                  "traced from may be gone; flows.package rewrites it)")
-    record = lineage_record(run)
-    phases = record["phases"] if args.write else phases_of(run)
+                                  "traced from may be gone)")
+    phases = phases_of(run)
     if args.write:
-        write_json(run / LINEAGE_NAME, record)
+        write_json(run / LINEAGE_NAME, lineage_record(phases))
     for p in phases:
         if "missing" in p:
             print(f"{p['run']}: not verifiable ({p['missing']}); nothing before it is known")

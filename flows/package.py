@@ -37,7 +37,7 @@ from flows.layout import (
     WEIGHTS_NAME,
     folder_kind,
 )
-from flows.lineage import lineage_record
+from flows.lineage import lineage_record, phases_of
 from flows.runs import (
     RunError,
     load_run_state,
@@ -100,7 +100,7 @@ def package(run: Path, out: Path, data_dir: Path | None = None) -> str:
     log_p, labels = reference_scores(model, config, data_dir)  # before out is touched
     data = weights_bytes(model.state_dict())
     digest = hashlib.sha256(data).hexdigest()
-    earlier = lineage_record(run)
+    earlier = lineage_record(phases_of(run))
     if (out / EVAL_NAME).exists() and _evaluated_sha256(out / EVAL_NAME) != digest:
         (out / EVAL_NAME).unlink()  # it described other weights
     save_weights(data, out)

@@ -3,13 +3,14 @@
 ``python -m flows.resume_state pack --run RUN --out DIR`` writes ``DIR/resume.safetensors`` (the
 checkpoint's tensors: ``model.<key>`` and ``optimizer.<index>.<name>``) and ``DIR/resume.json``
 (the rest of the checkpoint: epoch, step, history, config and the optimizer's parameter groups,
-with the sha256 of the tensor file), beside a copy of the run's ``train_summary.json``.
+with the sha256 of the tensor file), beside a copy of the run's ``train_summary.json`` (and its
+``lineage.json``, the phases before it, when it has one; :mod:`flows.lineage`).
 ``python -m flows.resume_state unpack --from DIR --out RUN`` checks the sha256 and the state
 (epoch, step, history, config, the model tensors against the config) and writes
-``RUN/checkpoint.pt``, ``RUN/train_summary.json`` and ``RUN/config.json`` (the checkpoint's
-config, which is what ``flows.train`` writes there) again, so that ``flows.train ... --out RUN
---resume`` continues the run exactly where it stopped (per-epoch seeds: the continued run is the
-uninterrupted one, tested). This is how a training
+``RUN/checkpoint.pt``, ``RUN/train_summary.json`` (and ``RUN/lineage.json``) and
+``RUN/config.json`` (the checkpoint's config, which is what ``flows.train`` writes there) again,
+so that ``flows.train ... --out RUN --resume`` continues the run exactly where it stopped
+(per-epoch seeds: the continued run is the uninterrupted one, tested). This is how a training
 that spans several sessions can keep its state in the repository without committing a pickle.
 """
 
@@ -25,7 +26,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from flows.layout import CHECKPOINT_NAME, CONFIG_NAME, SUMMARY_NAME, holds_run_files
+from flows.layout import (
+    CHECKPOINT_NAME,
+    CONFIG_NAME,
+    LINEAGE_NAME,
+    SUMMARY_NAME,
+    holds_run_files,
+)
 from flows.run_checks import checkpoint_problem, dtype_problem
 from flows.runs import (
     CHECKPOINT_KEYS,
@@ -102,14 +109,17 @@ def _refuse_run_files(out: Path, allowed: frozenset[str] = frozenset()) -> None:
 def pack(run: Path, out: Path) -> str:
     """Write the resume folder ``out`` from the run directory ``run``; return the tensors'
     sha256. Everything is read and checked before ``out`` is touched."""
-    _refuse_run_files(out, allowed=frozenset({SUMMARY_NAME}))  # a resume folder holds a summary
+    _refuse_run_files(out, allowed=frozenset({SUMMARY_NAME, LINEAGE_NAME}))  # as a resume folder
     state = load_checkpoint(run / CHECKPOINT_NAME, keys=CHECKPOINT_KEYS)
     summary = read_summary(run / SUMMARY_NAME)
     tensors, rest = split_checkpoint(state)
     data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
     digest = hashlib.sha256(data).hexdigest()
+    lineage = _read_json(run / LINEAGE_NAME) if (run / LINEAGE_NAME).exists() else None
     write_bytes(out / TENSORS_NAME, data)
     write_json(out / SUMMARY_NAME, summary)
+    if lineage is not None:  # the phases before the run (flows.lineage) travel with it
+        write_json(out / LINEAGE_NAME, lineage)
     write_json(out / STATE_NAME, {**rest, "tensors": {"file": TENSORS_NAME, "sha256": digest}})
     return digest
 
@@ -150,8 +160,11 @@ def unpack(folder: Path, run: Path) -> dict[str, Any]:
         raise RunError(f"{path}: the model tensors do not fit the recorded config: "
                        f"{errors.one_line(exc)[:200]}") from None
     summary = read_summary(folder / SUMMARY_NAME)
+    lineage = _read_json(folder / LINEAGE_NAME) if (folder / LINEAGE_NAME).exists() else None
     write_json(run / CONFIG_NAME, state["config"])
     write_json(run / SUMMARY_NAME, summary)
+    if lineage is not None:
+        write_json(run / LINEAGE_NAME, lineage)
     save_checkpoint(run / CHECKPOINT_NAME, state)
     return state
 

@@ -45,7 +45,15 @@ from flows.config import (
     ModelConfig,
     model_config,
 )
-from flows.layout import CHECKPOINT_NAME, CONFIG_NAME, LAST_GOOD_NAME, SUMMARY_NAME, WEIGHTS_NAME
+from flows.layout import (
+    CHECKPOINT_NAME,
+    CONFIG_NAME,
+    LAST_GOOD_NAME,
+    LINEAGE_NAME,
+    SUMMARY_NAME,
+    WEIGHTS_NAME,
+)
+from flows.lineage import lineage_record, trace_from
 from flows.pixels import bits_per_dim, dequantize
 from flows.precision import choose_fast_path
 from flows.provenance import provenance
@@ -581,6 +589,8 @@ def _train(opts: TrainSettings, command: str) -> dict:
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / CONFIG_NAME, config)
+        if config.get("init_from") is not None and not opts.resume:  # the source just verified
+            write_json(out / LINEAGE_NAME, lineage_record(trace_from(config["init_from"])))
 
     net: torch.nn.Module = model
     if fast.compile:  # after the eager actnorm initialisation above

@@ -14,6 +14,7 @@ import torch
 from flows import evaluate as feval
 from flows import lineage as flineage
 from flows import package as fpackage
+from flows import resume_state as fresume
 from flows import train as ftrain
 from flows.layout import LINEAGE_NAME
 from flows.lineage import trace
@@ -318,9 +319,10 @@ def test_grow_copies_the_steps_and_keeps_the_density(folder: Path, tiny_data_dir
 def test_package_and_evaluate_record_the_phases_before_the_run(
         tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``lineage.json`` / ``eval.json["lineage"]``: base run -> Eq. (6) run -> model folder ->
-    a third phase from the folder, oldest first, each verified by sha256; the folder keeps its
-    phases after the runs behind it are gone; a phase whose file vanished or changed ends the
-    chain, said so. Re-packaging keeps ``eval.json`` only for byte-identical weights."""
+    a third phase from the folder, oldest first, each verified by sha256; recorded by the
+    warm-started run itself and carried by its resume state and model folder, so it survives the
+    runs behind it; a re-trace stops at a phase whose file vanished or changed, saying so.
+    Re-packaging keeps ``eval.json`` only for byte-identical weights."""
     base, rw, ft = tmp_path / "base", tmp_path / "rw", tmp_path / "ft"
     m1, m2 = tmp_path / "models" / "rw-folder", tmp_path / "models" / "ft-folder"
     data = ["--data-dir", str(tiny_data_dir)]
@@ -334,6 +336,8 @@ def test_package_and_evaluate_record_the_phases_before_the_run(
     assert [h["epoch"] for h in first["history"]] == [1]
     assert [i["epochs_done"] for i in first["invocations"]] == [1]
     assert first["invocations"][0]["command"].startswith("python -m flows.train --dataset mnist")
+    # recorded by flows.train at the warm start, copied by flows.package
+    assert json.loads((rw / LINEAGE_NAME).read_text())["phases"] == [first]
     assert ftrain.main(_train_args(tiny_data_dir, ft, "reweighted", "--init-from", str(m1),
                                    "--lr", "1e-4")) == 0
     out = tmp_path / "ft-eval.json"
@@ -351,7 +355,12 @@ def test_package_and_evaluate_record_the_phases_before_the_run(
     assert json.loads((m2 / LINEAGE_NAME).read_text())["phases"] == lineage
     assert trace(rw) == [{"run": "base", "path": str(base), "missing":
                           f"checkpoint.pt not found at {base}",
-                          "weights": first["weights"]}]
+                          "weights": first["weights"]}]  # a re-trace cannot verify it now,
+    assert flineage.phases_of(rw) == [first]  # the run's record (made at its start) still can
+    # a resume state carries the record
+    fresume.pack(ft, tmp_path / "resume")
+    fresume.unpack(tmp_path / "resume", tmp_path / "ft-again")
+    assert (tmp_path / "ft-again" / LINEAGE_NAME).read_bytes() == (ft / LINEAGE_NAME).read_bytes()
     config = json.loads((ft / "config.json").read_text())
     config["init_from"]["weights"]["sha256"] = "0" * 64
     (ft / "config.json").write_text(json.dumps(config))
@@ -364,14 +373,14 @@ def test_package_and_evaluate_record_the_phases_before_the_run(
     (ft / "config.json").write_text(json.dumps(config))
     (unreadable,) = trace(ft)
     assert unreadable["run"] == "no-summary" and "train_summary.json" in unreadable["missing"]
-    # the CLI: print, --write into a model folder only, one line and exit 1 on an unusable run
+    # the CLI: print, --write where there is no record, one line and exit 1 on an unusable run
     before = (m2 / LINEAGE_NAME).read_bytes()
     (m2 / LINEAGE_NAME).unlink()
     assert flineage.main(["--run", str(m2), "--write"]) == 0
     assert (m2 / LINEAGE_NAME).read_bytes() == before
     assert "rw-folder: reweighted on mnist" in capsys.readouterr().out
-    for argv, code in ((["--run", str(rw), "--write"], 2), (["--run", str(tmp_path)], 1),
-                       (["--run", str(m2), "--write"], 1)):
+    for argv, code in ((["--run", str(tmp_path / "models"), "--write"], 2),
+                       (["--run", str(tmp_path)], 1), (["--run", str(rw), "--write"], 1)):
         with pytest.raises(SystemExit) as exc:
             flineage.main(argv)
         assert exc.value.code == code
@@ -381,5 +390,6 @@ def test_package_and_evaluate_record_the_phases_before_the_run(
     assert feval.main(["--run", str(m1), "--device", "cpu", "--draws", "1", *data]) == 0
     assert fpackage.main(["--run", str(rw), "--out", str(m1), *data]) == 0
     assert (m1 / "eval.json").exists()
+    assert json.loads((m1 / LINEAGE_NAME).read_text())["phases"] == [first]  # base long gone
     assert fpackage.main(["--run", str(ft), "--out", str(m1), *data]) == 0
     assert not (m1 / "eval.json").exists()
