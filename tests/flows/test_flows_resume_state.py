@@ -115,3 +115,20 @@ def test_bad_states_are_refused_before_anything_is_written(
     assert "not a finite number" in one_line_error(
         ["pack", "--run", str(run), "--out", str(tmp_path / "nan")], 1)
     assert not (tmp_path / "nan").exists()
+
+
+RESUME = Path(__file__).resolve().parents[2] / "resume"
+COMMITTED = sorted(p for p in RESUME.glob("*") if p.is_dir())
+
+
+@pytest.mark.parametrize("folder", COMMITTED, ids=[p.name for p in COMMITTED])
+def test_a_committed_resume_state_unpacks_into_an_unfinished_run(folder: Path,
+                                                                 tmp_path: Path) -> None:
+    """Every state in ``resume/`` unpacks (tensors against their sha256, the state checked), is
+    a run not yet finished, and its lineage ends in the weights the run started from."""
+    state = resume_state.unpack(folder, tmp_path / "run")
+    assert state["epoch"] < state["config"]["epochs"]
+    init = state["config"].get("init_from")
+    if (folder / "lineage.json").exists():
+        phases = json.loads((folder / "lineage.json").read_text())["phases"]
+        assert init is not None and phases[-1]["weights"] == init["weights"]
