@@ -50,9 +50,9 @@ def resolve(recorded: str) -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
-def phase(folder: Path, config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The record of one phase: ``folder``'s config and training history (not its weights)."""
-    config = read_config(folder) if config is None else config
+def phase(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """The record of one phase: ``folder``'s config (as read) and training history (not its
+    weights)."""
     invocations = read_summary(folder / SUMMARY_NAME)["invocations"]
     init = config.get("init_from")
     return {"run": folder.resolve().name, "dataset": config.get("dataset"),
