@@ -462,18 +462,33 @@ def train(opts: TrainSettings, argv: list[str] | None = None) -> dict:
         return _train(opts, command)
 
 
+def inherit_fast_path(opts: TrainSettings, old: dict) -> TrainSettings:
+    """On ``--resume``, the fast-path flags left at ``auto`` take the checkpoint's choice, so a
+    run continues on another CPU (say, one without native bf16 after one with it) as it began;
+    a flag given explicitly is kept and must then match (``RESUME_KEYS``)."""
+    fast = old.get("fast_path")
+    if not isinstance(fast, dict):
+        return opts
+    chosen = {"amp": "bf16" if fast.get("bf16_coupling") else "none",
+              "channels_last": "on" if fast.get("channels_last") else "off",
+              "compile": "on" if fast.get("compile") else "off"}
+    if not opts.fast:  # --no-fast: the float32 eager path, compared as it is
+        return opts
+    return dataclasses.replace(opts, **{k: v for k, v in chosen.items()
+                                        if getattr(opts, k) == "auto"})
+
+
 def _restore_or_initialise(opts: TrainSettings, config: dict, model: torch.nn.Module,
                            optimizer: torch.optim.Optimizer, images: torch.Tensor, world: int,
-                           device: torch.device, memory_format: torch.memory_format
-                           ) -> tuple[int, int, list]:
-    """The run's starting point, as ``(epoch, step, history)``: ``--resume`` loads the
-    checkpoint (its settings must match, ``--epochs`` only where the lr of every step taken is
-    unchanged); ``--init-from`` copies another run's weights (actnorm comes initialised); else
-    actnorm is initialised on ``INIT_BATCH`` dequantised training images (Glow's data-dependent
-    initialisation). Records the weights started from in ``config["init_from"]``."""
-    if opts.resume:
+                           device: torch.device, memory_format: torch.memory_format,
+                           state: dict | None) -> tuple[int, int, list]:
+    """The run's starting point, as ``(epoch, step, history)``: ``--resume`` restores ``state``
+    (the checkpoint; its settings must match, ``--epochs`` only where the lr of every step taken
+    is unchanged); ``--init-from`` copies another run's weights (actnorm comes initialised);
+    else actnorm is initialised on ``INIT_BATCH`` dequantised training images (Glow's
+    data-dependent initialisation). Records the weights started from in ``config["init_from"]``."""
+    if state is not None:
         ckpt_path = Path(opts.out) / CHECKPOINT_NAME
-        state = load_checkpoint(ckpt_path, device, keys=CHECKPOINT_KEYS)
         old = state["config"]  # a valid config (flows.run_checks.checkpoint_problem)
         if opts.budget_minutes is not None:
             _resume_budget(opts, config, old)
@@ -547,10 +562,15 @@ def _train(opts: TrainSettings, command: str) -> dict:
     if opts.epochs < 1 or opts.batch_size < 1:
         raise errors.UsageError("--epochs and --batch-size must be positive")
     check_flags(opts)
+    state = None
+    if opts.resume:
+        state = load_checkpoint(ckpt_path, device, keys=CHECKPOINT_KEYS)
+        opts = inherit_fast_path(opts, state["config"])
     try:
         fast = choose_fast_path(device, opts.amp, opts.channels_last, opts.compile, opts.fast)
     except ValueError as exc:
-        raise errors.UsageError(str(exc)) from None
+        began = " (the checkpoint's run began with it)" if state is not None else ""
+        raise errors.UsageError(f"{exc}{began}") from None
     try:  # flag combinations the model cannot have (ModelConfig says which)
         model_cfg = make_model_config(opts)
     except ValueError as exc:
@@ -568,7 +588,7 @@ def _train(opts: TrainSettings, command: str) -> dict:
     model.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     start_epoch, step, history = _restore_or_initialise(opts, config, model, optimizer, images,
-                                                        world, device, memory_format)
+                                                        world, device, memory_format, state)
     if opts.budget_minutes is not None and not opts.resume:
         ips = budget.measure_images_per_s(
             model, images, labels, opts.objective, opts.batch_size, opts.lr, flip,

@@ -105,6 +105,28 @@ def test_resume_may_change_epochs_only_while_the_lr_so_far_is_unchanged(
         ftrain.main(args(part, 2, "--resume"))
 
 
+def test_resume_keeps_the_fast_path_the_run_began_with(tiny_data_dir: Path,
+                                                       tmp_path: Path) -> None:
+    """A run begun on the float32 contiguous path, resumed with the flags left at ``auto`` (which
+    on any CPU here would choose channels_last, and bf16 where native), continues on the path it
+    began with, bit-identical to the run done in one go; a flag given that contradicts the
+    checkpoint is refused (exit 2, naming ``fast_path``)."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    began = ("--amp", "none", "--channels-last", "off")
+    assert ftrain.main(_args(tiny_data_dir, full, *began)) == 0
+    assert ftrain.main(_args(tiny_data_dir, part, *began, "--stop-after", "1")) == 0
+    with pytest.raises(SystemExit, match="different settings than the checkpoint: fast_path"):
+        ftrain.main(_args(tiny_data_dir, part, "--resume", "--channels-last", "on"))
+    assert ftrain.main(_args(tiny_data_dir, part, "--resume")) == 0
+    assert json.loads((part / "config.json").read_text())["fast_path"] == {
+        "bf16_coupling": False, "channels_last": False, "compile": False}
+    a = torch.load(full / "checkpoint.pt", weights_only=True)
+    b = torch.load(part / "checkpoint.pt", weights_only=True)
+    assert a["step"] == b["step"] == 4
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+
+
 def test_cli_errors_are_one_line(tiny_data_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="data directory .* does not exist"):
         ftrain.main(_args(tmp_path / "missing", tmp_path / "r"))
