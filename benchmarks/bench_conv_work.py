@@ -2,7 +2,7 @@
 
     python benchmarks/bench_conv_work.py [--presets cpu-mnist cpu-cifar] [--threads 1]
         [--peer ../shared/peer/y0ast] [--data-dir ../shared/data] [--steps 8] [--repeats 3]
-        [--compile]
+        [--compile] [--first-level-steps N] [--steps-per-level K]
 
 The two models differ (we pad the channels and use four levels; y0ast uses three), so images/s
 alone does not compare them. What does: the multiply-adds of the *coupling networks' convolutions*
@@ -21,13 +21,17 @@ that work per second for
   ``../shared/peer/peer_quality.py`` trains it): forward, mean NLL, backward, Adam;
 
 and the ratio of each to y0ast, all measured in this run, interleaved, best of ``--repeats``, one
-thread unless told otherwise. The backward pass costs about twice the forward in both models, so
-the forward count is a fair unit. It names the CPU. Not a test: it prints, it asserts nothing.
+thread unless told otherwise. ``--first-level-steps``/``--steps-per-level`` change this project's
+shape from the preset's (as ``flows.train`` does; e.g. ``1``/``12``, the shape of the BG-MNIST
+models); y0ast's arm keeps the preset's hidden width and steps per level. The backward pass
+costs about twice the forward in both models, so the forward count is a fair unit. It names the
+CPU. Not a test: it prints, it asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -69,11 +73,12 @@ def conv_flops_per_image(convs: list[nn.Conv2d], x: torch.Tensor,
     return total[0]  # the hook counted one image (output[0]) per call
 
 
-def ours(preset: str, channels: int, fast: FastPath, init: torch.Tensor
+def ours(preset: str, channels: int, fast: FastPath, init: torch.Tensor, shape: dict
          ) -> tuple[Callable[[torch.Tensor, torch.Tensor], None], float]:
-    """This project's training step on ``fast``, and its coupling-conv FLOPs per image."""
+    """This project's training step on ``fast``, and its coupling-conv FLOPs per image;
+    ``shape`` overrides the preset's ``first_level_steps``/``steps_per_level``."""
     torch.manual_seed(0)
-    model = GlowClassifier(model_config(preset, channels, "base"))
+    model = GlowClassifier(dataclasses.replace(model_config(preset, channels, "base"), **shape))
     model.set_autocast(torch.bfloat16 if fast.bf16 else None)
     fmt = torch.channels_last if fast.channels_last else torch.contiguous_format
     model.to(memory_format=fmt).train()
@@ -133,7 +138,13 @@ def main() -> int:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--compile", action="store_true",
                    help="also time the default path under torch.compile (compiles for minutes)")
+    p.add_argument("--first-level-steps", type=int, default=None,
+                   help="this project's flow steps at 32x32 (default: the preset's)")
+    p.add_argument("--steps-per-level", type=int, default=None,
+                   help="this project's flow steps at each level above (default: the preset's)")
     args = p.parse_args()
+    shape = {k: v for k, v in (("first_level_steps", args.first_level_steps),
+                               ("steps_per_level", args.steps_per_level)) if v is not None}
     torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
     paths = {"default": choose_fast_path(cpu, "auto", "auto", "off"),
@@ -151,7 +162,7 @@ def main() -> int:
         n = args.steps + 2
         data = [next_batch() for _ in range(n + 8)]
         init = torch.cat([x for x, _ in data[n:]])
-        arms = {name: ours(preset, channels, fp, init) for name, fp in paths.items()}
+        arms = {name: ours(preset, channels, fp, init, shape) for name, fp in paths.items()}
         if have_peer:
             arms["y0ast"] = peer(peer_dir, preset, channels, init)
         best = dict.fromkeys(arms, 0.0)
@@ -168,7 +179,10 @@ def main() -> int:
                     run(x, y)
                 best[name] = max(best[name], args.steps * BATCH / (time.perf_counter() - t0))
         pr = PRESETS[preset]
-        print(f"{preset} (hidden {pr.hidden}, {pr.steps_per_level} steps/level, batch {BATCH}):")
+        cfg = dataclasses.replace(model_config(preset, channels, "base"), **shape)
+        print(f"{preset} (hidden {pr.hidden}, batch {BATCH}; ours: {cfg.steps_at(0)} "
+              f"steps at 32x32, {cfg.steps_per_level} per level above; y0ast: "
+              f"{pr.steps_per_level} per level):")
         ref = best["y0ast"] * arms["y0ast"][1] if have_peer else None
         for name, (_, flops) in arms.items():
             work = best[name] * flops / 1e9
