@@ -120,6 +120,8 @@ def pack(run: Path, out: Path) -> str:
     write_json(out / SUMMARY_NAME, summary)
     if lineage is not None:  # the phases before the run (flows.lineage) travel with it
         write_json(out / LINEAGE_NAME, lineage)
+    else:  # a folder packed before from another run keeps no lineage that is not this run's
+        (out / LINEAGE_NAME).unlink(missing_ok=True)
     write_json(out / STATE_NAME, {**rest, "tensors": {"file": TENSORS_NAME, "sha256": digest}})
     return digest
 
@@ -169,6 +171,10 @@ def unpack(folder: Path, run: Path) -> dict[str, Any]:
     return state
 
 
+def _lineage_written(folder: Path) -> str:
+    return f", {LINEAGE_NAME}" if (folder / LINEAGE_NAME).is_file() else ""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="action", required=True)
@@ -191,12 +197,12 @@ def main(argv: list[str] | None = None) -> int:
             raise errors.UsageError("--out must differ from --run")
         digest = pack(Path(args.run), Path(args.out))
         print(f"{args.out}: {TENSORS_NAME} (sha256 {digest[:12]}...), {STATE_NAME}, "
-              f"{SUMMARY_NAME}")
+              f"{SUMMARY_NAME}{_lineage_written(Path(args.out))}")
     else:
         state = unpack(Path(args.folder), Path(args.out))
         print(f"{args.out}: {CHECKPOINT_NAME} (epoch {state['epoch']}, step {state['step']}), "
-              f"{CONFIG_NAME}, {SUMMARY_NAME}; continue with flows.train ... --out {args.out} "
-              f"--resume")
+              f"{CONFIG_NAME}, {SUMMARY_NAME}{_lineage_written(Path(args.out))}; continue with "
+              f"flows.train ... --out {args.out} --resume")
     return 0
 
 

@@ -23,12 +23,15 @@ def _args(data: Path, out: Path, *extra: str) -> list[str]:
 def test_pack_unpack_resumes_bit_identically(tiny_data_dir: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     """Run 1 of 2 epochs, pack, unpack elsewhere, resume both: the same final weights and
-    optimizer state as the uninterrupted run; no pickle in the folder; a tampered tensor file,
+    optimizer state as the uninterrupted run; no pickle in the folder (nor a lineage.json left
+    from an earlier pack of another run); a tampered tensor file,
     a second unpack into the same run directory and packing a run into itself are refused."""
     full, part = tmp_path / "full", tmp_path / "part"
     assert ftrain.main(_args(tiny_data_dir, full)) == 0
     assert ftrain.main(_args(tiny_data_dir, part, "--stop-after", "1")) == 0
     folder, moved = tmp_path / "resume", tmp_path / "moved"
+    folder.mkdir()  # as if packed before from a warm-started run: its lineage is not part's
+    (folder / "lineage.json").write_text('{"phases": []}')
     assert resume_state.main(["pack", "--run", str(part), "--out", str(folder)]) == 0
     assert sorted(p.name for p in folder.iterdir()) == [
         "resume.json", "resume.safetensors", "train_summary.json"]
