@@ -562,15 +562,19 @@ def _train(opts: TrainSettings, command: str) -> dict:
     if opts.epochs < 1 or opts.batch_size < 1:
         raise errors.UsageError("--epochs and --batch-size must be positive")
     check_flags(opts)
-    state = None
+    state, given_amp = None, opts.amp
     if opts.resume:
         state = load_checkpoint(ckpt_path, device, keys=CHECKPOINT_KEYS)
         opts = inherit_fast_path(opts, state["config"])
     try:
         fast = choose_fast_path(device, opts.amp, opts.channels_last, opts.compile, opts.fast)
     except ValueError as exc:
-        began = " (the checkpoint's run began with it)" if state is not None else ""
-        raise errors.UsageError(f"{exc}{began}") from None
+        if given_amp == "auto":  # inherited from the checkpoint
+            raise errors.UsageError(
+                f"--resume: the checkpoint's run trained its coupling networks in bf16, which "
+                f"is not native on {device}; continue it where it is (AVX512-BF16/AMX or CUDA)"
+            ) from None
+        raise errors.UsageError(str(exc)) from None
     try:  # flag combinations the model cannot have (ModelConfig says which)
         model_cfg = make_model_config(opts)
     except ValueError as exc:

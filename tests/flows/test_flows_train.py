@@ -127,6 +127,26 @@ def test_resume_keeps_the_fast_path_the_run_began_with(tiny_data_dir: Path,
         assert torch.equal(value, b["model"][key]), key
 
 
+def test_a_bf16_run_is_not_resumed_where_bf16_is_not_native(
+        tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Begun with bf16 coupling networks, a run resumed with ``auto`` on a CPU without native
+    bf16 is refused in one line (exit 2) that says why, before any work."""
+    from flows import precision
+    out = tmp_path / "run"
+    monkeypatch.setattr(precision, "bf16_supported", lambda device: True)
+    assert ftrain.main(_args(tiny_data_dir, out, "--stop-after", "1")) == 0
+    assert json.loads((out / "config.json").read_text())["fast_path"]["bf16_coupling"] is True
+    monkeypatch.setattr(precision, "bf16_supported", lambda device: False)
+    capsys.readouterr()  # the first invocation's progress bars
+    with pytest.raises(SystemExit) as exc:
+        ftrain.main(_args(tiny_data_dir, out, "--resume"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1, err
+    assert "trained its coupling networks in bf16, which is not native" in err[0]
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+
 def test_cli_errors_are_one_line(tiny_data_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="data directory .* does not exist"):
         ftrain.main(_args(tmp_path / "missing", tmp_path / "r"))
