@@ -467,13 +467,11 @@ def inherit_fast_path(opts: TrainSettings, old: dict) -> TrainSettings:
     run continues on another CPU (say, one without native bf16 after one with it) as it began;
     a flag given explicitly is kept and must then match (``RESUME_KEYS``)."""
     fast = old.get("fast_path")
-    if not isinstance(fast, dict):
+    if not isinstance(fast, dict) or not opts.fast:  # --no-fast: float32 eager, compared as is
         return opts
     chosen = {"amp": "bf16" if fast.get("bf16_coupling") else "none",
               "channels_last": "on" if fast.get("channels_last") else "off",
               "compile": "on" if fast.get("compile") else "off"}
-    if not opts.fast:  # --no-fast: the float32 eager path, compared as it is
-        return opts
     return dataclasses.replace(opts, **{k: v for k, v in chosen.items()
                                         if getattr(opts, k) == "auto"})
 
