@@ -209,9 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the BG-MNIST background assignment")
     p.add_argument("--device", type=devices.device, default=default_device())
     p.add_argument("--amp", choices=("auto", "none", "bf16"), default="auto",
-                   help="auto: bf16 coupling networks where bf16 is native (CUDA, AVX512-BF16/AMX)")
+                   help="auto: bf16 coupling networks where bf16 is native (CUDA, AVX512-BF16/AMX);"
+                        " on --resume, as the checkpoint's run (also for the two below)")
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
-                   help="auto: on with bf16")
+                   help="auto: on with bf16 and on every CPU")
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="torch.compile the training step (auto: on CUDA only)")
     p.add_argument("--no-fast", dest="fast", action="store_false",
