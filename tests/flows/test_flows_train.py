@@ -11,6 +11,7 @@ import torch
 from flows_testutils import write_idx_images, write_idx_labels
 
 from flows import evaluate as feval
+from flows import precision
 from flows import train as ftrain
 from flows.runs import load_run
 
@@ -132,7 +133,6 @@ def test_a_bf16_run_is_not_resumed_where_bf16_is_not_native(
         capsys: pytest.CaptureFixture[str]) -> None:
     """Begun with bf16 coupling networks, a run resumed with ``auto`` on a CPU without native
     bf16 is refused in one line (exit 2) that says why, before any work."""
-    from flows import precision
     out = tmp_path / "run"
     monkeypatch.setattr(precision, "bf16_supported", lambda device: True)
     assert ftrain.main(_args(tiny_data_dir, out, "--stop-after", "1")) == 0
