@@ -4,6 +4,7 @@ exactly (``flows.resume_state``)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,12 @@ def test_a_committed_resume_state_unpacks_into_an_unfinished_run(folder: Path,
     if (folder / "lineage.json").exists():
         phases = json.loads((folder / "lineage.json").read_text())["phases"]
         assert init is not None and phases[-1]["weights"] == init["weights"]
+
+
+def test_resume_readme_names_exactly_the_committed_states() -> None:
+    """``resume/README.md`` describes each committed state (a bullet naming its folder) and says
+    "None at present" exactly when there is none, so a stale or missing entry fails here."""
+    readme = (RESUME / "README.md").read_text()
+    described = set(re.findall(r"^\* \*\*`([^`]+)`\*\*", readme, flags=re.M))
+    assert described == {p.name for p in COMMITTED}
+    assert ("None at present" in readme) == (not COMMITTED)
