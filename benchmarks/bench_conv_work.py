@@ -43,7 +43,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bench_data import batch_source, preset_dataset  # noqa: E402
-from flows.config import PRESETS, model_config  # noqa: E402
+from flows.config import PRESETS, ModelConfig, model_config  # noqa: E402
 from flows.layers import AffineCoupling  # noqa: E402
 from flows.model import GlowClassifier  # noqa: E402
 from flows.precision import FastPath, choose_fast_path  # noqa: E402
@@ -73,12 +73,12 @@ def conv_flops_per_image(convs: list[nn.Conv2d], x: torch.Tensor,
     return total[0]  # the hook counted one image (output[0]) per call
 
 
-def ours(preset: str, channels: int, fast: FastPath, init: torch.Tensor, shape: dict
+def ours(cfg: ModelConfig, fast: FastPath, init: torch.Tensor
          ) -> tuple[Callable[[torch.Tensor, torch.Tensor], None], float]:
-    """This project's training step on ``fast``, and its coupling-conv FLOPs per image;
-    ``shape`` overrides the preset's ``first_level_steps``/``steps_per_level``."""
+    """This project's training step for the model ``cfg`` on ``fast``, and its coupling-conv
+    FLOPs per image."""
     torch.manual_seed(0)
-    model = GlowClassifier(dataclasses.replace(model_config(preset, channels, "base"), **shape))
+    model = GlowClassifier(cfg)
     model.set_autocast(torch.bfloat16 if fast.bf16 else None)
     fmt = torch.channels_last if fast.channels_last else torch.contiguous_format
     model.to(memory_format=fmt).train()
@@ -162,7 +162,8 @@ def main() -> int:
         n = args.steps + 2
         data = [next_batch() for _ in range(n + 8)]
         init = torch.cat([x for x, _ in data[n:]])
-        arms = {name: ours(preset, channels, fp, init, shape) for name, fp in paths.items()}
+        cfg = dataclasses.replace(model_config(preset, channels, "base"), **shape)
+        arms = {name: ours(cfg, fp, init) for name, fp in paths.items()}
         if have_peer:
             arms["y0ast"] = peer(peer_dir, preset, channels, init)
         best = dict.fromkeys(arms, 0.0)
@@ -179,7 +180,6 @@ def main() -> int:
                     run(x, y)
                 best[name] = max(best[name], args.steps * BATCH / (time.perf_counter() - t0))
         pr = PRESETS[preset]
-        cfg = dataclasses.replace(model_config(preset, channels, "base"), **shape)
         print(f"{preset} (hidden {pr.hidden}, batch {BATCH}; ours: {cfg.steps_at(0)} "
               f"steps at 32x32, {cfg.steps_per_level} per level above; y0ast: "
               f"{pr.steps_per_level} per level):")

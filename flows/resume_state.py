@@ -106,6 +106,19 @@ def _refuse_run_files(out: Path, allowed: frozenset[str] = frozenset()) -> None:
                                 "model folder); choose a new directory")
 
 
+def _read_lineage(folder: Path) -> Any:
+    """``folder``'s ``lineage.json`` (the phases before its run, :mod:`flows.lineage`) or None."""
+    return _read_json(folder / LINEAGE_NAME) if (folder / LINEAGE_NAME).exists() else None
+
+
+def _put_lineage(folder: Path, lineage: Any) -> None:
+    """Write ``lineage`` into ``folder``, or remove one left there by an earlier run."""
+    if lineage is None:
+        (folder / LINEAGE_NAME).unlink(missing_ok=True)
+    else:
+        write_json(folder / LINEAGE_NAME, lineage)
+
+
 def pack(run: Path, out: Path) -> str:
     """Write the resume folder ``out`` from the run directory ``run``; return the tensors'
     sha256. Everything is read and checked before ``out`` is touched."""
@@ -115,13 +128,10 @@ def pack(run: Path, out: Path) -> str:
     tensors, rest = split_checkpoint(state)
     data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
     digest = hashlib.sha256(data).hexdigest()
-    lineage = _read_json(run / LINEAGE_NAME) if (run / LINEAGE_NAME).exists() else None
+    lineage = _read_lineage(run)
     write_bytes(out / TENSORS_NAME, data)
     write_json(out / SUMMARY_NAME, summary)
-    if lineage is not None:  # the phases before the run (flows.lineage) travel with it
-        write_json(out / LINEAGE_NAME, lineage)
-    else:  # a folder packed before from another run keeps no lineage that is not this run's
-        (out / LINEAGE_NAME).unlink(missing_ok=True)
+    _put_lineage(out, lineage)
     write_json(out / STATE_NAME, {**rest, "tensors": {"file": TENSORS_NAME, "sha256": digest}})
     return digest
 
@@ -162,11 +172,10 @@ def unpack(folder: Path, run: Path) -> dict[str, Any]:
         raise RunError(f"{path}: the model tensors do not fit the recorded config: "
                        f"{errors.one_line(exc)[:200]}") from None
     summary = read_summary(folder / SUMMARY_NAME)
-    lineage = _read_json(folder / LINEAGE_NAME) if (folder / LINEAGE_NAME).exists() else None
+    lineage = _read_lineage(folder)
     write_json(run / CONFIG_NAME, state["config"])
     write_json(run / SUMMARY_NAME, summary)
-    if lineage is not None:
-        write_json(run / LINEAGE_NAME, lineage)
+    _put_lineage(run, lineage)
     save_checkpoint(run / CHECKPOINT_NAME, state)
     return state
 
