@@ -16,6 +16,8 @@ that work per second for
 * ``float32-cl`` float32 with channels_last (what ``--channels-last on --amp none`` trains with);
 * ``compiled`` (with ``--compile``) the default path with ``torch.compile`` (``--compile on``);
   its compilation runs in the untimed warm-up steps of the first repeat and is reported;
+* ``nets-only`` the default path's coupling networks alone, forward and backward on the inputs
+  they see in a step, nothing else: a bound on what removing the rest of the step can reach;
 * ``y0ast``    y0ast/Glow-PyTorch's float32 Glow at the same hidden width and steps per level,
   3 levels, affine coupling, LU 1x1 convolutions, learned top prior (as
   ``../shared/peer/peer_quality.py`` trains it): forward, mean NLL, backward, Adam;
@@ -73,10 +75,10 @@ def conv_flops_per_image(convs: list[nn.Conv2d], x: torch.Tensor,
     return total[0]  # the hook counted one image (output[0]) per call
 
 
-def ours(cfg: ModelConfig, fast: FastPath, init: torch.Tensor
-         ) -> tuple[Callable[[torch.Tensor, torch.Tensor], None], float]:
-    """This project's training step for the model ``cfg`` on ``fast``, and its coupling-conv
-    FLOPs per image."""
+def _model(cfg: ModelConfig, fast: FastPath, init: torch.Tensor
+           ) -> tuple[GlowClassifier, list[nn.Conv2d], float]:
+    """This project's model ``cfg`` on ``fast``, initialised on ``init``; its coupling networks'
+    convolutions and their FLOPs per image."""
     torch.manual_seed(0)
     model = GlowClassifier(cfg)
     model.set_autocast(torch.bfloat16 if fast.bf16 else None)
@@ -87,12 +89,54 @@ def ours(cfg: ModelConfig, fast: FastPath, init: torch.Tensor
     convs = [m for c in model.modules() if isinstance(c, AffineCoupling)
              for m in c.net.modules() if isinstance(m, nn.Conv2d)]
     flops = conv_flops_per_image(convs, init[:8].to(memory_format=fmt), model)
+    return model, convs, flops
+
+
+def ours(cfg: ModelConfig, fast: FastPath, init: torch.Tensor
+         ) -> tuple[Callable[[torch.Tensor, torch.Tensor], None], float]:
+    """This project's training step for the model ``cfg`` on ``fast``, and its coupling-conv
+    FLOPs per image."""
+    model, _, flops = _model(cfg, fast, init)
+    fmt = torch.channels_last if fast.channels_last else torch.contiguous_format
     net = torch.compile(model) if fast.compile else model  # as flows.train does
     step = TrainStep(model, torch.optim.Adam(model.parameters(), lr=1e-4), "base",
                      max_grad_norm=500.0, net=net)
 
     def run(x: torch.Tensor, y: torch.Tensor) -> None:
         step(x.to(memory_format=fmt), y)
+
+    return run, flops
+
+
+def networks_only(cfg: ModelConfig, fast: FastPath, init: torch.Tensor
+                  ) -> tuple[Callable[[torch.Tensor, torch.Tensor], None], float]:
+    """The coupling networks of ``ours`` alone: forward and backward of every ``net`` (its
+    convolutions and ReLUs, under the same autocast and memory format) on the inputs it sees in
+    a training step of a 64-image batch, gradients into the inputs and the weights, and nothing
+    else (no flow layers, prior, loss, clipping or Adam). Every training step does at least this
+    work, so this arm's work per second bounds what removing the rest of a step could reach."""
+    model, _, flops = _model(cfg, fast, init)
+    couplings = [c for c in model.modules() if isinstance(c, AffineCoupling)]
+    seen: list[torch.Tensor] = []
+    handles = [c.net.register_forward_pre_hook(lambda _m, a: seen.append(a[0].detach().clone()))
+               for c in couplings]
+    fmt = torch.channels_last if fast.channels_last else torch.contiguous_format
+    try:
+        with torch.no_grad():
+            model(init[:BATCH].to(memory_format=fmt))
+    finally:
+        for h in handles:
+            h.remove()
+    inputs = [x.requires_grad_() for x in seen]
+    grads = [torch.randn_like(c.run_net(x)) for c, x in zip(couplings, inputs, strict=True)]
+
+    def run(x: torch.Tensor, y: torch.Tensor) -> None:
+        del x, y  # the networks' inputs were taken from a step's forward pass above
+        outs = [c.run_net(h) for c, h in zip(couplings, inputs, strict=True)]
+        torch.autograd.backward(outs, grads)
+        model.zero_grad(set_to_none=True)
+        for h in inputs:
+            h.grad = None
 
     return run, flops
 
@@ -164,6 +208,7 @@ def main() -> int:
         init = torch.cat([x for x, _ in data[n:]])
         cfg = dataclasses.replace(model_config(preset, channels, "base"), **shape)
         arms = {name: ours(cfg, fp, init) for name, fp in paths.items()}
+        arms["nets-only"] = networks_only(cfg, paths["default"], init)
         if have_peer:
             arms["y0ast"] = peer(peer_dir, preset, channels, init)
         best = dict.fromkeys(arms, 0.0)
