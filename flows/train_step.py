@@ -73,9 +73,22 @@ class PreUpdateCopy:
             self.optimizer.state.clear()
 
 
+def all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """A boolean scalar tensor: every element of every tensor is finite.
+
+    One ``_foreach_norm`` over the list (an inf or NaN element makes its tensor's norm inf or
+    NaN); only if some norm is not finite, which a finite tensor's norm can also be by
+    overflowing, are the elements tested one tensor at a time."""
+    tensors = [t.detach() for t in tensors]
+    ok = torch.isfinite(torch.stack(torch._foreach_norm(tensors))).all()
+    if not ok:
+        ok = torch.stack([torch.isfinite(t).all() for t in tensors]).all()
+    return ok
+
+
 def all_ranks_finite(tensors: list[torch.Tensor], world: int) -> bool:
     """True iff every tensor is finite on *every* rank (one ``all_reduce(MIN)`` under DDP)."""
-    ok = torch.stack([torch.isfinite(t.detach()).all() for t in tensors]).all()
+    ok = all_finite(tensors)
     if world > 1:
         flag = ok.to(torch.int32)
         dist.all_reduce(flag, op=dist.ReduceOp.MIN)

@@ -15,7 +15,7 @@ import torch
 from flows import evaluate as feval
 from flows import train as ftrain
 from flows.runs import RunError, load_run, read_summary, save_checkpoint
-from flows.train_step import all_ranks_finite
+from flows.train_step import all_finite, all_ranks_finite
 from foundation import atomic
 
 
@@ -383,6 +383,17 @@ def test_last_good_is_before_the_update_that_broke_the_parameters(
     assert state["step"] == 1  # after the first update, before the second
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert not any(p.name.endswith(".tmp") for p in out.iterdir())
+
+
+@pytest.mark.parametrize("bad", [None, float("nan"), float("inf"), -float("inf")])
+def test_all_finite_sees_one_bad_element_and_not_an_overflowing_norm(bad: float | None) -> None:
+    """The finite check reads every element: one inf/NaN among many finite tensors is found, and
+    finite tensors whose norm overflows float32 (3e38 per element) still count as finite."""
+    tensors = [torch.randn(7, 5) for _ in range(40)] + [torch.full((64,), 3e38), torch.tensor(2.0)]
+    assert not torch.isfinite(torch.linalg.vector_norm(tensors[-2]))  # the norm overflows
+    if bad is not None:
+        tensors[17][3, 2] = bad
+    assert bool(all_finite(tensors)) is (bad is None)
 
 
 def _finite_worker(rank: int, init: str, results: dict) -> None:
