@@ -76,9 +76,10 @@ class PreUpdateCopy:
 def all_finite(tensors: list[torch.Tensor]) -> torch.Tensor:
     """A boolean scalar tensor: every element of every tensor is finite.
 
-    One ``_foreach_norm`` over the list (an inf or NaN element makes its tensor's norm inf or
-    NaN); only if some norm is not finite, which a finite tensor's norm can also be by
-    overflowing, are the elements tested one tensor at a time."""
+    Each tensor's 2-norm (one ``_foreach_norm`` pass, as ``clip_grad_norm_`` takes them) is finite
+    when its elements are, unless it overflows; only when some norm is not finite (an inf or NaN
+    element, or an overflow) are the elements tested one tensor at a time. (Max-norms cannot
+    overflow, but their foreach pass is as slow on the CPU as the per-tensor test.)"""
     tensors = [t.detach() for t in tensors]
     ok = torch.isfinite(torch.stack(torch._foreach_norm(tensors))).all()
     if not ok:

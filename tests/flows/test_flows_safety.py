@@ -388,7 +388,7 @@ def test_last_good_is_before_the_update_that_broke_the_parameters(
 @pytest.mark.parametrize("bad", [None, float("nan"), float("inf"), -float("inf")])
 def test_all_finite_sees_one_bad_element_and_not_an_overflowing_norm(bad: float | None) -> None:
     """The finite check reads every element: one inf/NaN among many finite tensors is found, and
-    finite tensors whose norm overflows float32 (3e38 per element) still count as finite."""
+    finite tensors whose 2-norm overflows float32 (3e38 per element) still count as finite."""
     tensors = [torch.randn(7, 5) for _ in range(40)] + [torch.full((64,), 3e38), torch.tensor(2.0)]
     assert not torch.isfinite(torch.linalg.vector_norm(tensors[-2]))  # the norm overflows
     if bad is not None:
