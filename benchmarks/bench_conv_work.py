@@ -76,9 +76,9 @@ def conv_flops_per_image(convs: list[nn.Conv2d], x: torch.Tensor,
 
 
 def _model(cfg: ModelConfig, fast: FastPath, init: torch.Tensor
-           ) -> tuple[GlowClassifier, list[nn.Conv2d], float]:
-    """This project's model ``cfg`` on ``fast``, initialised on ``init``; its coupling networks'
-    convolutions and their FLOPs per image."""
+           ) -> tuple[GlowClassifier, torch.memory_format, float]:
+    """This project's model ``cfg`` on ``fast``, initialised on ``init``; its memory format and
+    its coupling networks' convolution FLOPs per image."""
     torch.manual_seed(0)
     model = GlowClassifier(cfg)
     model.set_autocast(torch.bfloat16 if fast.bf16 else None)
@@ -89,15 +89,14 @@ def _model(cfg: ModelConfig, fast: FastPath, init: torch.Tensor
     convs = [m for c in model.modules() if isinstance(c, AffineCoupling)
              for m in c.net.modules() if isinstance(m, nn.Conv2d)]
     flops = conv_flops_per_image(convs, init[:8].to(memory_format=fmt), model)
-    return model, convs, flops
+    return model, fmt, flops
 
 
 def ours(cfg: ModelConfig, fast: FastPath, init: torch.Tensor
          ) -> tuple[Callable[[torch.Tensor, torch.Tensor], None], float]:
     """This project's training step for the model ``cfg`` on ``fast``, and its coupling-conv
     FLOPs per image."""
-    model, _, flops = _model(cfg, fast, init)
-    fmt = torch.channels_last if fast.channels_last else torch.contiguous_format
+    model, fmt, flops = _model(cfg, fast, init)
     net = torch.compile(model) if fast.compile else model  # as flows.train does
     step = TrainStep(model, torch.optim.Adam(model.parameters(), lr=1e-4), "base",
                      max_grad_norm=500.0, net=net)
@@ -115,12 +114,11 @@ def networks_only(cfg: ModelConfig, fast: FastPath, init: torch.Tensor
     a training step of a 64-image batch, gradients into the inputs and the weights, and nothing
     else (no flow layers, prior, loss, clipping or Adam). Every training step does at least this
     work, so this arm's work per second bounds what removing the rest of a step could reach."""
-    model, _, flops = _model(cfg, fast, init)
+    model, fmt, flops = _model(cfg, fast, init)
     couplings = [c for c in model.modules() if isinstance(c, AffineCoupling)]
     seen: list[torch.Tensor] = []
     handles = [c.net.register_forward_pre_hook(lambda _m, a: seen.append(a[0].detach().clone()))
                for c in couplings]
-    fmt = torch.channels_last if fast.channels_last else torch.contiguous_format
     try:
         with torch.no_grad():
             model(init[:BATCH].to(memory_format=fmt))
