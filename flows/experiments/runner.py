@@ -18,6 +18,7 @@ import torch
 from flows import devices, scoring
 from flows.data import DATASETS
 from flows.experiments import scored_runs
+from flows.layout import RUN_FILE_NAMES, is_run_file
 from flows.provenance import Provenance, write_result
 from foundation import cli, errors
 
@@ -84,12 +85,18 @@ def experiment_parser(module: str, description: str, *, many_runs: bool = False,
 
 
 def require_run(args: argparse.Namespace) -> None:
-    """Check that ``--run`` and ``--out`` were given, set the thread count, and take the
-    output's lock (held until the command ends; a second writer exits 1)."""
+    """Check that ``--run`` and ``--out`` were given and that ``--out`` is not one of the files
+    of a run directory or model folder (:func:`flows.layout.is_run_file`), set the thread count,
+    and take the output's lock (held until the command ends; a second writer exits 1)."""
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.run or not args.out:
         raise errors.UsageError("--run and --out are required")
+    runs = args.run if isinstance(args.run, list) else [args.run]
+    if any(is_run_file(Path(args.out), Path(r)) for r in runs):
+        raise errors.UsageError(
+            f"--out {args.out} would replace a file of a run directory or model folder "
+            f"({', '.join(sorted(RUN_FILE_NAMES))}); write the result elsewhere")
     from foundation import (
         atomic,
         runlock,  # one writer per output file (a second: exit 1)

@@ -223,6 +223,25 @@ def test_evaluate_out_is_never_a_file_of_the_run(tiny_run: Path, tmp_path: Path,
     assert (copies / "eval.json").is_file()
 
 
+@pytest.mark.parametrize("module", ["likelihood_gap", "interpolation", "attacks", "bg_mnist"])
+def test_experiment_out_is_never_a_file_of_the_run(module: str, tiny_run: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """An experiment's ``--out RUN/<a run file>`` would replace the run's config, weights, checksum
+    or evaluation: refused before anything is loaded, exit 2, one line, nothing changed."""
+    import importlib
+
+    main = importlib.import_module(f"flows.experiments.{module}").main
+    run = _copy(tiny_run, tmp_path)
+    (run / "model.sha256").write_text("x")  # as in a model folder
+    before = {p: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    for name in ("config.json", "eval.json", "model.sha256", "checkpoint.pt"):
+        with pytest.raises(SystemExit) as exc:
+            main(["--run", str(run), "--out", str(run / name), "--n-test", "4", "--draws", "1"])
+        line = _err_line(capsys)
+        assert exc.value.code == 2 and "would replace a file of a run directory" in line, line
+    assert {p: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
 def test_a_data_dir_from_the_config_that_is_gone_is_named_as_such(
         tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
