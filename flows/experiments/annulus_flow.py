@@ -468,6 +468,10 @@ def run_dimension(cfg: Config, d: int, lambda1: Any, ss: np.random.SeedSequence,
     median = lower_median(lq_marg)
     in_shell = (ev.r >= 1) & (ev.r < 1 + float(cfg.Delta))
     idx = np.nonzero(in_shell)[0][: cfg.eval.n_attack]
+    if len(idx) == 0:
+        raise errors.CommandError(
+            f"d={d}: none of the {len(ev.y)} evaluation draws fell in the shell "
+            f"1 <= r < 1 + Delta, so there is no point to attack; raise --n-eval")
     shell = Draws(ev.x[idx], ev.y[idx], ev.r[idx])
     post_x = softmax2(flow_scores(flow, shell.x)[0])
 

@@ -134,3 +134,15 @@ def test_bad_usage_is_one_line_exit_2(tmp_path, argv, capsys) -> None:
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "error" in err
+
+
+def test_no_shell_point_to_attack_is_one_line(tmp_path, capsys) -> None:
+    """Two evaluation draws at d = 2 miss the shell 1 <= r < 1 + Delta (seed 0): one line, exit 1,
+    no result written (it was a traceback from the empty PGD batch)."""
+    out = tmp_path / "o.json"
+    with pytest.raises(SystemExit) as exc:
+        af.main(["--quick", "--quiet", "--dims", "2", "--n-eval", "2", "--out", str(out)])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no point to attack; raise --n-eval" in err
+    assert not out.exists()
