@@ -130,10 +130,10 @@ def score_images(
     return Scores(per_draw=out, log_prior=prior, num_dims=int(model.data_dims))
 
 
-def mean_and_se(v: np.ndarray) -> tuple[float, float]:
-    """Mean and standard error of the mean of a 1-D sample."""
+def mean_and_se(v: np.ndarray) -> tuple[float, float | None]:
+    """Mean and standard error of the mean of a 1-D sample (``None``: one value has none)."""
     v = np.asarray(v, dtype=np.float64)
-    se = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
+    se = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None
     return float(v.mean()), se
 
 

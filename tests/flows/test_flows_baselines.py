@@ -60,3 +60,26 @@ def test_cli_on_a_tiny_dataset(tiny_data_dir: Path, tmp_path: Path) -> None:
     assert res["histogram"]["bits_per_dim"] > 0 and res["gaussian"]["draws"] == 2
     assert res["command"].startswith("python -m flows.baselines --dataset mnist")
     assert "git_commit" in res["provenance"]
+
+
+def test_one_test_image_has_no_standard_error(tmp_path: Path) -> None:
+    """A test set of one image has a mean and no standard error: written as null (it was a NaN
+    that the JSON writer refused, a traceback)."""
+    import json
+
+    from flows_testutils import write_idx_images, write_idx_labels
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "data" / "mnist").mkdir(parents=True)
+    for prefix, n in (("train", 5), ("t10k", 1)):
+        write_idx_images(tmp_path / "data" / "mnist" / f"{prefix}-images-idx3-ubyte.gz",
+                         rng.integers(0, 256, (n, 28, 28)))
+        write_idx_labels(tmp_path / "data" / "mnist" / f"{prefix}-labels-idx1-ubyte.gz",
+                         np.arange(n) % 10)
+    assert baselines.main(["--dataset", "mnist", "--data-dir", str(tmp_path / "data"),
+                           "--out-dir", str(tmp_path / "out"), "--draws", "1"]) == 0
+    res = json.loads((tmp_path / "out" / "mnist.json").read_text())
+    assert res["n_test"] == 1 and res["histogram"]["bits_per_dim"] > 0
+    assert res["histogram"]["bits_per_dim_se"] is None
+    assert res["gaussian"]["bits_per_dim_se"] is None
+    assert res["gaussian"]["bits_per_dim_S_se"] is None
