@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-minutes", type=cli.positive_float, default=None,
                    help="size --epochs and --train-subset to M minutes of this machine (measured "
                         "throughput; see flows.budget); the resolved values are stored")
-    p.add_argument("--lr", type=cli.positive_float, default=1e-3)
+    p.add_argument("--lr", type=cli.float_range(0.0, 1.0, lo_open=True), default=1e-3,
+                   help="Adam's learning rate, in (0, 1] (the paper's: 1e-3)")
     p.add_argument("--lr-schedule", choices=SCHEDULES, default="auto",
                    help="auto: paper from 150 epochs, else anneal (see flows.schedule)")
     p.add_argument("--warmup-steps", type=cli.non_negative_int, default=200)

@@ -271,7 +271,8 @@ def test_evaluate_read_only_run_with_out(tiny_run: Path, tmp_path: Path,
 
 
 @pytest.mark.parametrize("argv", [
-    ["--out", ""], ["--lr", "nan"], ["--lr", "-1"], ["--lr", "0"], ["--batch-size", "0"],
+    ["--out", ""], ["--lr", "nan"], ["--lr", "-1"], ["--lr", "0"], ["--lr", "1e308"],
+    ["--batch-size", "0"],
     ["--max-grad-norm", "-1"], ["--train-subset", "-1"], ["--stop-after", "-1"],
     ["--seed", str(2**64)], ["--device", "meta"], ["--device", "cpu:7"], ["--device", "foo"],
     ["--beta", "inf"], ["--epochs", "1e3"], ["--warmup-steps", "-2"], ["--threads", "-1"],
