@@ -66,19 +66,46 @@ def phase(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
             "history": invocations[-1]["history"]}  # each invocation's history is cumulative
 
 
+def phase_problem(p: Any) -> str | None:
+    """Why ``p`` is not a phase record as :func:`trace_from` writes them (``None`` if it is): a
+    dict with a ``run`` name and either a ``missing`` reason or the ``weights`` (file, sha256)
+    and the ``history`` (epoch records whose numbers are numbers)."""
+    if not isinstance(p, dict) or not isinstance(p.get("run"), str):
+        return "a phase is not a record with a run name"
+    if "missing" in p:
+        return None if isinstance(p["missing"], str) else f"{p['run']}: 'missing' is not text"
+    w = p.get("weights")
+    if not (isinstance(w, dict) and isinstance(w.get("file"), str)
+            and isinstance(w.get("sha256"), str)):
+        return f"{p['run']}: no weights file and sha256"
+    history = p.get("history")
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        return f"{p['run']}: history is not a list of epoch records"
+    for h in history:
+        for k, v in h.items():
+            if isinstance(v, bool) or not (v is None or isinstance(v, (int, float))):
+                return f"{p['run']}: history value {k}={v!r} is not a number"
+    return None
+
+
 def _recorded(folder: Path) -> list[dict[str, Any]] | None:
-    """The phases of ``folder/lineage.json`` when it is there and well formed, else ``None``."""
+    """The phases of ``folder/lineage.json``, ``None`` when it is not there; a file that is
+    there but unreadable or not a list of phase records (:func:`phase_problem`) is a
+    :class:`~flows.runs.RunError` (it is never silently replaced by a re-trace)."""
     path = folder / LINEAGE_NAME
     if not path.is_file():
         return None
     try:
         data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RunError(f"{path}: cannot read it ({errors.one_line(exc)[:200]})") from None
     phases = data.get("phases") if isinstance(data, dict) else None
-    ok = isinstance(phases, list) and all(isinstance(p, dict) and isinstance(p.get("run"), str)
-                                           for p in phases)
-    return phases if ok else None
+    if not isinstance(phases, list):
+        raise RunError(f"{path}: malformed (no list of phases)")
+    for p in phases:
+        if why := phase_problem(p):
+            raise RunError(f"{path}: malformed ({why})")
+    return phases
 
 
 def trace(folder: Path) -> list[dict[str, Any]]:

@@ -393,3 +393,26 @@ def test_package_and_evaluate_record_the_phases_before_the_run(
     assert json.loads((m1 / LINEAGE_NAME).read_text())["phases"] == [first]  # base long gone
     assert fpackage.main(["--run", str(ft), "--out", str(m1), *data]) == 0
     assert not (m1 / "eval.json").exists()
+
+
+@pytest.mark.parametrize("phases", [
+    [{"run": "x"}], [{"run": "x", "weights": "zz", "history": []}],
+    [{"run": "x", "weights": {"file": "checkpoint.pt", "sha256": "0" * 64}, "history": [1]}],
+    [{"run": "x", "weights": {"file": "checkpoint.pt", "sha256": "0" * 64},
+      "history": [{"epoch": 1, "bpd": "abc"}]}],
+    [{"run": "x", "missing": 3}], "phases", None,
+])
+def test_a_malformed_lineage_is_one_line(phases: object, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A ``lineage.json`` that parses but is not a list of phase records is refused in one line
+    (exit 1) by the CLI and as a RunError by ``phases_of``, never a traceback nor silently
+    re-traced."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / LINEAGE_NAME).write_text(json.dumps({"phases": phases}))
+    with pytest.raises(flineage.RunError, match="lineage.json: malformed"):
+        flineage.phases_of(folder)
+    with pytest.raises(SystemExit) as exc:
+        flineage.main(["--run", str(folder)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 1 and len(err) == 1 and "malformed" in err[0], err
