@@ -17,6 +17,7 @@ import torch
 from flows.config import OBJECTIVES, PRESETS, ModelConfig
 from flows.data import DATASETS, num_channels
 from flows.schedule import SCHEDULES
+from flows.weights import non_finite_tensors
 from foundation.cli import MAX_INT, MAX_SEED
 
 __all__ = [
@@ -99,6 +100,12 @@ def checkpoint_problem(state: dict[str, Any]) -> str | None:
         if not (isinstance(opt, dict) and isinstance(opt.get("state"), dict)
                 and isinstance(opt.get("param_groups"), list)):
             return "'optimizer' is not an optimizer state dict ('state' and 'param_groups')"
+        for i, entry in opt["state"].items():
+            if not (isinstance(entry, dict)
+                    and all(isinstance(v, torch.Tensor) for v in entry.values())):
+                return f"'optimizer' state {i} is not a dict of tensors"
+            if bad := non_finite_tensors(entry):  # saved only after finite updates: damage
+                return f"'optimizer' state {i}: non-finite values in {', '.join(bad)}"
     return None
 
 

@@ -148,8 +148,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
                     keys: Iterable[str] = ("model",)) -> dict[str, Any]:
     """``torch.load(path, weights_only=True)``, checked to be a dict holding ``keys``.
 
-    Pickled code is refused, never run; a truncated, empty or non-torch file, or one without the
-    expected keys, raises :class:`RunError` naming ``path``.
+    Pickled code is refused, never run; a truncated, empty or non-torch file, one without the
+    expected keys, non-finite weights or optimizer moments (a checkpoint is saved only after
+    finite updates) or malformed progress entries (:func:`~flows.run_checks.checkpoint_problem`)
+    raise :class:`RunError` naming ``path``.
     """
     path = Path(path)
     if not path.exists():
@@ -181,6 +183,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     if "model" in state and not (isinstance(state["model"], dict) and all(
             isinstance(v, torch.Tensor) for v in state["model"].values())):
         raise RunError(f"{path}: 'model' is not a state dict of tensors")
+    if "model" in state and (bad := non_finite_tensors(state["model"])):
+        raise RunError(f"{path}: non-finite values in {', '.join(bad[:5])}")
     if why := checkpoint_problem(state):
         raise RunError(f"{path}: {why}")
     return state
@@ -219,9 +223,6 @@ def load_run_state(run_dir: str | Path, map_location: str | torch.device = "cpu"
                                f"{WEIGHTS_NAME} (a model folder)")
     else:
         state = load_checkpoint(ckpt_path, map_location, keys=("model", *keys))
-        bad = non_finite_tensors(state["model"])
-        if bad:
-            raise RunError(f"{ckpt_path}: non-finite values in {', '.join(bad[:5])}")
         state["weights"] = {"file": CHECKPOINT_NAME, "sha256": sha256_file(ckpt_path)}
     try:
         model = build_model(config)

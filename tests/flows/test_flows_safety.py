@@ -130,6 +130,10 @@ def _corrupt(run: Path, how: str) -> None:
         state["model"] = {k: v.half() if v.is_floating_point() else v
                           for k, v in state["model"].items()}
         torch.save(state, ckpt)
+    elif how in DAMAGE:
+        state = torch.load(ckpt, weights_only=True)
+        DAMAGE[how](state)
+        torch.save(state, ckpt)
     elif how in PROGRESS:
         state = torch.load(ckpt, weights_only=True)
         key, value = PROGRESS[how]
@@ -142,6 +146,22 @@ def _corrupt(run: Path, how: str) -> None:
 
 PROGRESS = {"epoch-text": ("epoch", "one"), "epoch-negative": ("epoch", -5),
             "history-not-list": ("history", 5), "history-nan": ("loss", float("nan"))}
+
+
+def _first_weight(state: dict) -> torch.Tensor:
+    return next(v for v in state["model"].values() if v.is_floating_point())
+
+
+def _set_moment(state: dict, value: object) -> None:
+    next(iter(state["optimizer"]["state"].values()))["exp_avg"] = value
+
+
+DAMAGE = {  # checkpoints of a finished step can hold none of these (found by fuzzing)
+    "weights-nan": lambda s: _first_weight(s).view(-1).__setitem__(0, float("nan")),
+    "optimizer-entry-text": lambda s: s["optimizer"]["state"].__setitem__(0, "x"),
+    "optimizer-moment-int": lambda s: _set_moment(s, 5),
+    "optimizer-moment-inf": lambda s: _set_moment(s, torch.full((3,), float("inf"))),
+}
 
 
 CORRUPTIONS = {  # how -> (the file the line must name, what it must say)
@@ -162,6 +182,10 @@ CORRUPTIONS = {  # how -> (the file the line must name, what it must say)
     "history-not-list": ("checkpoint.pt", "'history' is int, expected a list"),
     "history-nan": ("checkpoint.pt", "history[0].loss = nan is not a finite number"),
     "weights-half": ("checkpoint.pt", "torch.float16, the model's is torch.float32"),
+    "weights-nan": ("checkpoint.pt", "non-finite values in"),
+    "optimizer-entry-text": ("checkpoint.pt", "'optimizer' state 0 is not a dict of tensors"),
+    "optimizer-moment-int": ("checkpoint.pt", "is not a dict of tensors"),
+    "optimizer-moment-inf": ("checkpoint.pt", "non-finite values in exp_avg"),
 }
 
 
@@ -181,7 +205,7 @@ def test_corrupt_run_is_one_line(how: str, tiny_run: Path, tmp_path: Path,
     assert (run / "eval.json").exists() == before
 
 
-@pytest.mark.parametrize("how", [*sorted(PROGRESS), "weights-half"])
+@pytest.mark.parametrize("how", [*sorted(PROGRESS), *sorted(DAMAGE), "weights-half"])
 def test_resume_from_a_corrupt_checkpoint_is_one_line(how: str, tiny_run: Path,
                                                       tiny_data_dir: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -195,6 +219,22 @@ def test_resume_from_a_corrupt_checkpoint_is_one_line(how: str, tiny_run: Path,
     assert exc.value.code == 1
     line = _err_line(capsys)
     assert "checkpoint.pt" in line and CORRUPTIONS[how][1] in line, line
+
+
+@pytest.mark.parametrize("how", sorted(DAMAGE))
+def test_packing_a_damaged_checkpoint_is_one_line(how: str, tiny_run: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """``flows.resume_state pack`` checks the checkpoint as ``--resume`` does (a text optimizer
+    entry or an integer moment was a traceback; NaN weights made a folder unpack refused)."""
+    from flows import resume_state
+
+    run = _copy(tiny_run, tmp_path)
+    _corrupt(run, how)
+    with pytest.raises(SystemExit) as exc:
+        resume_state.main(["pack", "--run", str(run), "--out", str(tmp_path / "state")])
+    assert exc.value.code == 1
+    assert CORRUPTIONS[how][1] in _err_line(capsys)
+    assert not (tmp_path / "state").exists()
 
 
 def test_evaluate_out_is_never_a_file_of_the_run(tiny_run: Path, tmp_path: Path,
