@@ -26,6 +26,8 @@ WEIGHTS_NAME = "model.safetensors"
 SHA_NAME = "model.sha256"
 REFERENCE_NAME = "reference.json"
 LINEAGE_NAME = "lineage.json"
+RESUME_TENSORS_NAME = "resume.safetensors"  # a resume folder (flows.resume_state) holds these
+RESUME_STATE_NAME = "resume.json"
 
 # Every file name a run directory or a model folder holds: no tool writes a result over one.
 RUN_FILE_NAMES = frozenset({CONFIG_NAME, CHECKPOINT_NAME, LAST_GOOD_NAME, EVAL_NAME,

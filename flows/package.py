@@ -32,6 +32,7 @@ from flows.layout import (
     EVAL_NAME,
     LINEAGE_NAME,
     REFERENCE_NAME,
+    RESUME_STATE_NAME,
     SHA_NAME,
     SUMMARY_NAME,
     WEIGHTS_NAME,
@@ -92,6 +93,9 @@ def package(run: Path, out: Path, data_dir: Path | None = None) -> str:
     if folder_kind(out) == "run":
         raise errors.UsageError(f"--out {out} is a run directory of flows.train; choose a new "
                                 "folder or a model folder")
+    if (out / RESUME_STATE_NAME).exists():
+        raise errors.UsageError(f"--out {out} is a resume folder of flows.resume_state; choose "
+                                "a new folder or a model folder")
     model, config, state = load_run_state(run, keys=("epoch",))
     if state["epoch"] != config.get("epochs"):
         raise RunError(f"{run / CHECKPOINT_NAME}: training not finished (epoch {state['epoch']} "

@@ -6,7 +6,8 @@ checkpoint's tensors: ``model.<key>`` and ``optimizer.<index>.<name>``) and ``DI
 with the sha256 of the tensor file), beside a copy of the run's ``train_summary.json`` (and its
 ``lineage.json``, the phases before it, when it has one; :mod:`flows.lineage`).
 ``python -m flows.resume_state unpack --from DIR --out RUN`` checks the sha256 and the state
-(epoch, step, history, config, the model tensors against the config) and writes
+(epoch, step, history, config, the model tensors against the config, the summary against the
+history: :func:`summary_problem`, as ``pack`` does) and writes
 ``RUN/checkpoint.pt``, ``RUN/train_summary.json`` (and ``RUN/lineage.json``) and
 ``RUN/config.json`` (the checkpoint's config, which is what ``flows.train`` writes there) again,
 so that ``flows.train ... --out RUN --resume`` continues the run exactly where it stopped
@@ -33,6 +34,8 @@ from flows.layout import (
     SUMMARY_NAME,
     holds_run_files,
 )
+from flows.layout import RESUME_STATE_NAME as STATE_NAME
+from flows.layout import RESUME_TENSORS_NAME as TENSORS_NAME
 from flows.run_checks import checkpoint_problem, dtype_problem
 from flows.runs import (
     CHECKPOINT_KEYS,
@@ -47,8 +50,6 @@ from foundation import cli, errors
 from foundation.atomic import write_bytes, write_json
 
 PROG = "python -m flows.resume_state"
-TENSORS_NAME = "resume.safetensors"
-STATE_NAME = "resume.json"
 FORMAT = 1
 
 
@@ -119,12 +120,28 @@ def _put_lineage(folder: Path, lineage: Any) -> None:
         write_json(folder / LINEAGE_NAME, lineage)
 
 
+def summary_problem(summary: dict[str, Any], state: dict[str, Any]) -> str | None:
+    """Why ``summary`` (a ``train_summary.json``) is not the record of the run whose checkpoint
+    is ``state``, or ``None``: its last invocation's epoch records must be the checkpoint's
+    first ones (the summary is written just after each epoch's checkpoint, so it may lag by the
+    epoch a kill interrupted, never lead or differ)."""
+    invocations = summary.get("invocations") or [{}]
+    done, history = invocations[-1].get("epochs_done"), invocations[-1].get("history")
+    if not (isinstance(history, list) and history == state["history"][:len(history)]
+            and isinstance(done, int) and done <= state["epoch"]):
+        return (f"its last invocation (epoch {done}) is not the record of this checkpoint "
+                f"(epoch {state['epoch']}): the two come from different runs")
+    return None
+
+
 def pack(run: Path, out: Path) -> str:
     """Write the resume folder ``out`` from the run directory ``run``; return the tensors'
     sha256. Everything is read and checked before ``out`` is touched."""
     _refuse_run_files(out, allowed=frozenset({SUMMARY_NAME, LINEAGE_NAME}))  # as a resume folder
     state = load_checkpoint(run / CHECKPOINT_NAME, keys=CHECKPOINT_KEYS)
     summary = read_summary(run / SUMMARY_NAME)
+    if why := summary_problem(summary, state):
+        raise RunError(f"{run / SUMMARY_NAME}: {why}")
     tensors, rest = split_checkpoint(state)
     data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
     digest = hashlib.sha256(data).hexdigest()
@@ -172,6 +189,8 @@ def unpack(folder: Path, run: Path) -> dict[str, Any]:
         raise RunError(f"{path}: the model tensors do not fit the recorded config: "
                        f"{errors.one_line(exc)[:200]}") from None
     summary = read_summary(folder / SUMMARY_NAME)
+    if why := summary_problem(summary, state):
+        raise RunError(f"{folder / SUMMARY_NAME}: {why}")
     lineage = _read_lineage(folder)
     write_json(run / CONFIG_NAME, state["config"])
     write_json(run / SUMMARY_NAME, summary)

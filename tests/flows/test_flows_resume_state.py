@@ -121,6 +121,43 @@ def test_bad_states_are_refused_before_anything_is_written(
     assert not (tmp_path / "nan").exists()
 
 
+def test_a_summary_of_another_run_is_never_mixed_in(
+        tiny_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """pack and unpack refuse a train_summary.json that is not the checkpoint's run's (an
+    unfinished run's state with a finished run's summary unpacked into a run that said it was
+    done), and flows.package refuses to write a model folder over a resume folder (it replaced
+    the folder's summary); all one line, nothing written (found by fuzzing)."""
+    from flows import package
+
+    part, done = tmp_path / "part", tmp_path / "done"
+    assert ftrain.main(_args(tiny_data_dir, part, "--stop-after", "1")) == 0
+    assert ftrain.main(_args(tiny_data_dir, done, "--seed", "4")) == 0
+    folder = tmp_path / "resume"
+    assert resume_state.main(["pack", "--run", str(part), "--out", str(folder)]) == 0
+    summary = (folder / "train_summary.json").read_bytes()
+    capsys.readouterr()
+
+    def one_line_error(main, argv: list[str], code: int) -> str:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exc.value.code == code and len(err) == 1 and "Traceback" not in err[0], err
+        return err[0]
+
+    assert "is a resume folder" in one_line_error(
+        package.main, ["--run", str(done), "--out", str(folder), "--data-dir",
+                       str(tiny_data_dir)], 2)
+    assert (folder / "train_summary.json").read_bytes() == summary
+    (folder / "train_summary.json").write_bytes((done / "train_summary.json").read_bytes())
+    assert "different runs" in one_line_error(
+        resume_state.main, ["unpack", "--from", str(folder), "--out", str(tmp_path / "u")], 1)
+    assert not (tmp_path / "u").exists()
+    (part / "train_summary.json").write_bytes((done / "train_summary.json").read_bytes())
+    assert "different runs" in one_line_error(
+        resume_state.main, ["pack", "--run", str(part), "--out", str(tmp_path / "p")], 1)
+    assert not (tmp_path / "p").exists()
+
+
 RESUME = Path(__file__).resolve().parents[2] / "resume"
 COMMITTED = sorted(p for p in RESUME.glob("*") if p.is_dir())
 
