@@ -39,7 +39,11 @@ def test_every_committed_cache_is_known_and_fingerprinted() -> None:
     for name, compute in COMPUTE.items():
         fp = _load(name).get("fingerprint")
         assert isinstance(fp, dict) and len(fp.get("sha256", "")) == 64, name
-        assert fp["code"] == theory.fingerprint(compute)["code"], name
+        current = theory.fingerprint(compute)
+        assert fp["code"] == current["code"], name
+        assert fp["sha256"] == current["sha256"], (
+            f"{name} was made by other code: python -m paper_figures refreshes it (and rewrites "
+            f"the tracked file); refresh it and commit it if its values did not move")
 
 
 def test_kl_vs_d_cache_matches_a_fresh_computation() -> None:
