@@ -129,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_size(params, args.dim)
             d = args.dim
         sample_dim = args.sample_dim or d
+        if args.save is not None and args.samples == 0:
+            return _fail("--save writes sampled attacks: it needs --samples > 0")
         if args.samples > 0:
             from annulus.attack import check_sampling_range
             check_sampling_range(params.Delta)
@@ -150,8 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     cert.attack_probability, n=args.samples, seed=args.seed,
                                     dimension=args.sample_dim, max_bytes=args.max_memory,
                                     save=args.save, progress=sys.stderr.isatty())
-        except (ValueError, OSError, MemoryError, ArithmeticError) as exc:
+        except (ValueError, MemoryError, ArithmeticError) as exc:
             return _fail(str(exc))
+        except OSError as exc:  # writing --save failed (disk full, a vanished directory)
+            print(f"python -m annulus.verify: error: {exc}", file=sys.stderr)
+            return RUNTIME_STATUS
     symbolic = None
     if args.symbolic:
         from annulus.symbolic import check_against_exact

@@ -121,6 +121,7 @@ BAD = [
     ["--eps", "0.1", "--delta", "0.1", "--sample-dim", "١٢"],
     ["--eps", "0.1"],
     ["--eps", "0.1", "--delta", "0.1", "--save", "."],  # a directory: refused before any work
+    ["--eps", "0.1", "--delta", "0.1", "--samples", "0", "--save", "x.npz"],  # nothing to save
 ]
 
 
@@ -186,3 +187,21 @@ def test_arbitrary_text_for_eps_never_crashes(text: str) -> None:
         assert exc.code == 2
     else:
         assert code in (0, 1, 3)
+
+
+def test_a_failed_save_is_one_line_and_exit_1(tmp_path, monkeypatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Writing ``--save`` can fail after the work (a full disk): that is not a usage error
+    (exit 1, one line, no file), as a bad ``--save`` path given up front is (exit 2)."""
+    import errno
+
+    from annulus import attack
+
+    def full_disk(*_args: object) -> str:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(attack, "save_demo", full_disk)
+    out = tmp_path / "x.npz"
+    assert main(["--eps", "0.1", "--delta", "0.1", "--samples", "200", "--save", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and not out.exists()
