@@ -593,6 +593,13 @@ def _train(opts: TrainSettings, command: str) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     start_epoch, step, history = _restore_or_initialise(opts, config, model, optimizer, images,
                                                         world, device, memory_format, state)
+    if start_epoch >= opts.epochs:  # --resume of a finished run: no invocation to record
+        if rank == 0:
+            print(f"{PROG}: note: {out} has done all {opts.epochs} epochs; nothing to train "
+                  "(a larger --epochs continues it where the schedule allows)", file=sys.stderr)
+        if world > 1:
+            dist.destroy_process_group()
+        return {"epochs_done": start_epoch, "step": step, "history": history, "finished": True}
     if opts.budget_minutes is not None and not opts.resume:
         ips = budget.measure_images_per_s(
             model, images, labels, opts.objective, opts.batch_size, opts.lr, flip,

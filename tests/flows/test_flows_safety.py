@@ -347,6 +347,18 @@ def test_resume_without_checkpoint_is_refused(tiny_data_dir: Path, tmp_path: Pat
     assert not (tmp_path / "fresh").exists()
 
 
+def test_resuming_a_finished_run_says_so_and_changes_nothing(
+        tiny_run: Path, tiny_data_dir: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``--resume`` of a run that has done all its epochs says so in one note and leaves the
+    checkpoint and summary as they were (it printed nothing and logged an empty invocation)."""
+    run = _copy(tiny_run, tmp_path)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert ftrain.main(_train_args(tiny_data_dir, run, "--resume")) == 0
+    assert "has done all 1 epochs; nothing to train" in _err_line(capsys)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
 def test_out_under_a_file_or_directory_is_refused(tiny_data_dir: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "f").write_text("x")
