@@ -93,6 +93,10 @@ def package(run: Path, out: Path, data_dir: Path | None = None) -> str:
     if folder_kind(out) == "run":
         raise errors.UsageError(f"--out {out} is a run directory of flows.train; choose a new "
                                 "folder or a model folder")
+    if (kind := folder_kind(run)) != "run":
+        also = "; it is a model folder already" if kind == "model" else ""
+        raise errors.UsageError(f"--run {run} is not a run directory of flows.train (it holds no "
+                                f"{CHECKPOINT_NAME}{also})")
     if (out / RESUME_STATE_NAME).exists():
         raise errors.UsageError(f"--out {out} is a resume folder of flows.resume_state; choose "
                                 "a new folder or a model folder")

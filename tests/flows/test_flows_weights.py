@@ -107,6 +107,17 @@ def test_package_refuses_an_unfinished_run(tiny_data_dir: Path, tmp_path: Path) 
         fpackage.main(["--run", str(run), "--out", str(tmp_path / "m")])
 
 
+def test_package_refuses_a_model_folder_as_its_run(folder: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """``--run`` a model folder is named as such (the message named a checkpoint.pt that is not
+    there and 'epoch None'; found by fuzzing): one line, exit 2, nothing written."""
+    with pytest.raises(SystemExit) as exc:
+        fpackage.main(["--run", str(folder), "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "a model folder already" in err[0], err
+    assert not (tmp_path / "m").exists()
+
+
 def test_a_failed_package_leaves_the_model_folder_as_it_was(base_run: Path, folder: Path,
                                                            tmp_path: Path) -> None:
     """Without the data (reference scores) nothing in an existing folder changes."""
