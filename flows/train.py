@@ -607,6 +607,9 @@ def _train(opts: TrainSettings, command: str) -> dict:
         _set_schedule(opts, config, budget.plan(opts.budget_minutes, ips, images.shape[0],
                                                 opts.batch_size * world))
     n_epoch = images_per_epoch_of(config, images.shape[0])
+    if config["train_subset"] > images.shape[0] and rank == 0 and not opts.resume:
+        print(f"{PROG}: note: --train-subset {config['train_subset']} exceeds the "
+              f"{images.shape[0]} training images; an epoch uses all of them", file=sys.stderr)
     steps_per_epoch = steps_per_epoch_of(config, images.shape[0], world)
     if steps_per_epoch == 0:  # before anything is written
         sized = (f" (--budget-minutes {opts.budget_minutes:g} sized it)"

@@ -6,6 +6,7 @@ run) and :mod:`flows.experiments.bg_mnist` (Figure 6); the JSON keys are listed 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,10 @@ def run_interpolation(
     pool = np.flatnonzero((test_scores.pred == labels) & detection.accepted(bpd_test, t_used))
     rng = np.random.default_rng(seed)
     i0, i1 = select_pairs(labels, pool, n_pairs, rng)
+    if len(i0) < n_pairs:
+        print(f"note: --n-pairs {n_pairs}: the {len(pool)} accepted, correctly classified test "
+              f"images give {len(i0)} distinct pairs of different classes; using those",
+              file=sys.stderr)
     alphas = np.linspace(0.0, 1.0, n_alphas)
     curves = interpolate(
         model, x_test[i0], x_test[i1], labels[i0], labels[i1], alphas, draws=draws,

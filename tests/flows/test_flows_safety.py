@@ -359,6 +359,14 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
+def test_a_train_subset_beyond_the_data_is_said(tiny_data_dir: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """``--train-subset`` larger than the training set trains on all of it, and says so."""
+    assert ftrain.main(_train_args(tiny_data_dir, tmp_path / "r", "--train-subset", "1000")) == 0
+    err = capsys.readouterr().err
+    assert "--train-subset 1000 exceeds the 200 training images; an epoch uses all" in err
+
+
 def test_out_under_a_file_or_directory_is_refused(tiny_data_dir: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "f").write_text("x")
