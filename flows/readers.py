@@ -92,9 +92,11 @@ def check_published(path: str | Path, data: bytes, strict: bool = False) -> None
             raise DataFileError(f"{path}: decompressed content differs from the published file "
                                 f"(sha256 {got[:16]}..., expected {digest[:16]}...)")
     elif strict:
+        marked = (f"${STRICT_ENV}=1 asks for the published dataset"
+                  if os.environ.get(STRICT_ENV) == "1"
+                  else f"{MANIFEST_NAME} marks this directory as the published dataset")
         raise DataFileError(f"{path}: {len(data)} bytes after decompression, the published file "
-                            f"has {size} (truncated or not the official file; "
-                            f"{MANIFEST_NAME} marks this directory as the published dataset)")
+                            f"has {size} (truncated or not the official file; {marked})")
 
 
 def _stat_regular(path: Path) -> None:

@@ -244,8 +244,14 @@ def test_published_directory_refuses_a_batch_cut_at_a_record_boundary(tmp_path: 
     (tmp_path / "SHA256SUMS").write_text("")
     assert fdata.is_published_dir(tmp_path)
     with pytest.raises(DataFileError, match=r"test_batch.bin: 15365 bytes after decompression, "
-                                            r"the published file has 30730000"):
+                                            r"the published file has 30730000.*SHA256SUMS marks"):
         read_cifar_batch(d / "test_batch.bin", strict=fdata.is_published_dir(tmp_path))
+    (tmp_path / "SHA256SUMS").unlink()  # the environment variable asks instead: it is named
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ANNULUS_DATA_STRICT", "1")
+        assert fdata.is_published_dir(tmp_path)
+        with pytest.raises(DataFileError, match=r"\$ANNULUS_DATA_STRICT=1 asks for the published"):
+            read_cifar_batch(d / "test_batch.bin", strict=fdata.is_published_dir(tmp_path))
     # a file of the published size but other content is refused everywhere (sha256)
     size, _ = PUBLISHED["mnist/t10k-labels-idx1-ubyte"]
     (tmp_path / "mnist").mkdir()
