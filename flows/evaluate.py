@@ -11,6 +11,7 @@ float32 (no autocast). See :mod:`flows.scoring` for the estimators and why.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -78,6 +79,15 @@ def _checked_metrics(metrics: dict, where: Path) -> dict:
             v = None
         out[k] = v
     return out
+
+
+def _evaluated_images(path: Path) -> int:
+    """The number of test images the ``eval.json`` at ``path`` scored (0 if none or unreadable)."""
+    try:
+        n = json.loads(path.read_text())["metrics"]["n_test"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return 0
+    return n if isinstance(n, int) and not isinstance(n, bool) else 0
 
 
 def _dir_writable(d: Path) -> bool:
@@ -148,7 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         "provenance": provenance(device),
     }
     full = args.n_test == 0 or args.n_test >= n_all
-    if in_run and full:
+    kept = _evaluated_images(run_dir / EVAL_NAME)
+    if in_run and full and kept > n_all:  # e.g. another --data-dir with a smaller test split
+        print(f"{PROG}: note: the run's {EVAL_NAME} covers {kept} test images, this evaluation "
+              f"{n_all}; it is left as it was" + (f", result written to {args.out}" if args.out
+                                                  else " (pass --out FILE to keep the result)"),
+              file=sys.stderr)
+    elif in_run and full:
         write_json(run_dir / EVAL_NAME, result)
     elif in_run:  # a partial evaluation never replaces the run's full one
         print(f"{PROG}: note: --n-test {args.n_test}: a partial evaluation; {EVAL_NAME} of the run "

@@ -282,6 +282,27 @@ def test_experiment_out_is_never_a_file_of_the_run(module: str, tiny_run: Path, 
     assert {p: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
+def test_a_smaller_test_split_never_replaces_the_runs_evaluation(
+        tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A full evaluation on a data directory whose test split is smaller than the one the run's
+    eval.json scored (a toy --data-dir; found by fuzzing) leaves eval.json as it was, says so,
+    and still writes --out."""
+    run = _copy(tiny_run, tmp_path)
+    assert feval.main(["--run", str(run), "--device", "cpu", "--draws", "1"]) == 0
+    result = json.loads((run / "eval.json").read_text())
+    result["metrics"]["n_test"] = 10000  # as if made on the published test set
+    (run / "eval.json").write_text(json.dumps(result))
+    before = (run / "eval.json").read_bytes()
+    capsys.readouterr()
+    out = tmp_path / "small.json"
+    assert feval.main(["--run", str(run), "--device", "cpu", "--draws", "1",
+                       "--out", str(out)]) == 0
+    assert "covers 10000 test images, this evaluation 60; it is left as it was" in \
+        capsys.readouterr().err
+    assert (run / "eval.json").read_bytes() == before
+    assert json.loads(out.read_text())["metrics"]["n_test"] == 60
+
+
 def test_a_data_dir_from_the_config_that_is_gone_is_named_as_such(
         tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
