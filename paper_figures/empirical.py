@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,40 +65,114 @@ def load(path: Path) -> dict[str, Any]:
     return res
 
 
-#: kinds for :func:`require` and what each means
+#: kinds for :func:`require` and what each means; ``KIND?`` (e.g. ``pos?``) also allows null
 _KINDS = {"num": "a number", "str": "a string", "list": "a list", "dict": "an object",
           "nums": "a list of numbers", "pos": "a number > 0", "nonneg": "a number >= 0",
           "count": "an integer >= 1", "share": "a share in [0, 1]",
-          "shares": "a list of shares in [0, 1]"}
+          "shares": "a list of shares in [0, 1]", "items": "a non-empty list",
+          "index": "an integer >= 0", "interval": "an interval [lo, hi] of shares, lo <= hi",
+          "grid": "a table (a non-empty list of equal-length non-empty lists)",
+          "class_grid": "a table (a non-empty list of equal-length non-empty lists), one row per "
+                        "class, of class indices (integers in [0, number of rows))"}
 
 
 def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _is_int(v: Any, lo: int = 0) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+
 def _is_share(v: Any) -> bool:
     return _is_num(v) and 0 <= v <= 1
 
 
+def _is_grid(v: Any) -> bool:
+    """A non-empty list of equal-length non-empty lists."""
+    return (isinstance(v, list) and bool(v) and all(isinstance(r, list) and r for r in v)
+            and len({len(r) for r in v}) == 1)
+
+
+def _list_of(v: Any, ok: Callable[[Any], bool]) -> bool:
+    return isinstance(v, list) and bool(v) and all(ok(x) for x in v)
+
+
+_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "num": _is_num, "str": lambda v: isinstance(v, str), "list": lambda v: isinstance(v, list),
+    "dict": lambda v: isinstance(v, dict), "nums": lambda v: _list_of(v, _is_num),
+    "pos": lambda v: _is_num(v) and v > 0, "nonneg": lambda v: _is_num(v) and v >= 0,
+    "count": lambda v: _is_int(v, 1), "share": _is_share,
+    "shares": lambda v: _list_of(v, _is_share), "items": lambda v: isinstance(v, list) and bool(v),
+    "index": _is_int, "interval": lambda v: (isinstance(v, list) and len(v) == 2
+                                             and all(map(_is_share, v)) and v[0] <= v[1]),
+    "grid": _is_grid,
+    "class_grid": lambda v: _is_grid(v) and all(_is_int(x) and x < len(v) for r in v for x in r),
+}
+
+
+def _at(v: Any, parts: list[str], where: str) -> Iterator[tuple[str, Any]]:
+    """``(path, value)`` for every value a dotted key of :func:`require` names (``where``: the
+    path so far); ``KeyError(key)`` where a required key is missing, ``TypeError(path, what it
+    should be)`` where ``*`` or ``[]`` meets something else."""
+    if not parts:
+        yield where, v
+        return
+    part, rest = parts[0], parts[1:]
+    if part == "*":  # every value of an object
+        if not isinstance(v, dict):
+            raise TypeError(where, "an object")
+        for k, x in v.items():
+            yield from _at(x, rest, f"{where}.{k}")
+        return
+    each = 0  # how many list levels to go down ("x[][]": every element of every element)
+    while part.endswith("[]"):
+        each, part = each + 1, part[:-2]
+    optional, part = part.endswith("?"), part.removesuffix("?")
+    here = f"{where}.{part}" if where else part
+    if not isinstance(v, dict) or part not in v:
+        if optional:
+            return
+        raise KeyError(".".join([here, *rest]))
+    v = v[part]
+    if optional and v is None:
+        return
+    yield from _each(v, each, rest, here)
+
+
+def _each(v: Any, depth: int, rest: list[str], here: str) -> Iterator[tuple[str, Any]]:
+    """:func:`_at` for every element ``depth`` list levels down from ``v`` (at ``here``)."""
+    if depth == 0:
+        yield from _at(v, rest, here)
+        return
+    if not isinstance(v, list):
+        raise TypeError(here, "a list")
+    for i, x in enumerate(v):
+        yield from _each(x, depth - 1, rest, f"{here}[{i}]")
+
+
 def require(res: dict[str, Any], path: Path | str, spec: dict[str, str]) -> dict[str, Any]:
-    """Check that ``res`` has every dotted key of ``spec`` with the given kind (see ``_KINDS``);
-    :class:`ResultError` naming ``path`` and the key otherwise. Returns ``res``."""
+    """Check that ``res`` has every dotted key of ``spec`` with the given kind (see ``_KINDS``;
+    ``KIND?`` also allows null); :class:`ResultError` naming ``path`` and the key otherwise.
+    Returns ``res``.
+
+    A part of a key may be ``*`` (every value of an object), end in ``[]`` (every element of a
+    list; an empty list has none; ``[][]``: of every element) or in ``?`` (skipped when absent
+    or null), e.g. ``"settings.*.boundary?.trajectory?.l2[][]": "nonneg?"``."""
     for key, kind in spec.items():
-        v: Any = res
-        for part in key.split("."):
-            if not isinstance(v, dict) or part not in v:
-                raise ResultError(f"{path}: missing {key!r}")
-            v = v[part]
-        ok = {"num": _is_num(v), "str": isinstance(v, str), "list": isinstance(v, list),
-              "dict": isinstance(v, dict),
-              "nums": isinstance(v, list) and bool(v) and all(_is_num(x) for x in v),
-              "pos": _is_num(v) and v > 0, "nonneg": _is_num(v) and v >= 0,
-              "count": isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-              "share": _is_share(v),
-              "shares": isinstance(v, list) and bool(v) and all(_is_share(x) for x in v)}[kind]
-        if not ok:
-            raise ResultError(f"{path}: {key!r} is {type(v).__name__} {str(v)[:40]!r}, "
-                              f"expected {_KINDS[kind]}")
+        nullable, base = kind.endswith("?"), kind.removesuffix("?")
+        check = _CHECKS[base]
+        try:
+            found = list(_at(res, key.split("."), ""))
+        except KeyError as exc:
+            raise ResultError(f"{path}: missing {exc.args[0]!r}") from None
+        except TypeError as exc:
+            raise ResultError(f"{path}: {exc.args[0] or 'top level'!r} is not {exc.args[1]}"
+                              ) from None
+        for where, v in found:
+            if not ((nullable and v is None) or check(v)):
+                raise ResultError(f"{path}: {where!r} is {type(v).__name__} {str(v)[:40]!r}, "
+                                  f"expected {_KINDS[base]}" + (" or null" if nullable else ""))
     return res
 
 
