@@ -253,7 +253,7 @@ def _table3_fallback(ctx: Context) -> list[Path]:
 def _table3(ctx: Context, paths: list[Path]) -> list[Path]:
     if len(paths) == 1 and paths[0].name == "table3.json":
         shown = ctx.show_path(paths[0])
-        res = empirical.require(empirical.load(paths[0]), shown, {"rows": "list"})
+        res = empirical.require(empirical.load(paths[0]), shown, {"rows": "items"})
         rows = []
         for i, r in enumerate(res["rows"]):
             try:

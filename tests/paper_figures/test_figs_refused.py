@@ -4,8 +4,15 @@ line naming the file and the value; never drawn into a figure or table with exit
 
 from __future__ import annotations
 
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+from paper_figures.__main__ import main
 from paper_figures.empirical import ResultError, require
 
 DOC = {"a": {"b": [{"c": 1}, {"c": -1}]}, "s": {"x": {"l": [0, None]}, "y": {"l": [-1]}},
@@ -36,3 +43,44 @@ def test_require_accepts_what_matches() -> None:
                             "q?.r": "pos", "e[].x": "pos", "g": "class_grid"})
     with pytest.raises(ResultError, match="expected a table .* class indices"):
         require({"g": [[0, 2], [1, 1]]}, "F.json", {"g": "class_grid"})  # 2 rows: class 2 of 2
+
+
+# -- the items, on damaged copies of the stored results ------------------------------------
+RESULTS = Path(__file__).resolve().parents[2] / "results"
+
+
+def _stored(tmp_path: Path, *rels: str) -> Path:
+    """A results folder in ``tmp_path`` holding copies of the stored ``rels``."""
+    r = tmp_path / "results"
+    for rel in rels:
+        (r / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(RESULTS / rel, r / rel)
+    return r
+
+
+def _damage(results: Path, rel: str, edit: Callable[[dict], Any]) -> None:
+    data = json.loads((results / rel).read_text())
+    edit(data)
+    (results / rel).write_text(json.dumps(data))
+
+
+def _refused(results: Path, tmp_path: Path, item: str, capsys: pytest.CaptureFixture,
+             *why: str) -> str:
+    """Run ``--only item``: exit 1, the item failed, one line on stderr naming why."""
+    rc = main(["--results", str(results), "--out", str(tmp_path / "out"), "--only", item])
+    out, err = capsys.readouterr()
+    assert rc == 1, out + err
+    assert f"[failed ] {item}" in out and "0/1 made completely" in out, out
+    assert "Traceback" not in err
+    line = next(x for x in err.splitlines() if x.startswith(f"{item}: could not make"))
+    for w in why:
+        assert w in line, line
+    return line
+
+
+def test_table3_with_no_rows_is_refused(tmp_path: Path, capsys) -> None:
+    r = _stored(tmp_path, "bg_mnist/table3.json")
+    _damage(r, "bg_mnist/table3.json", lambda d: d.update(rows=[]))
+    _refused(r, tmp_path, "table3", capsys, "table3.json: 'rows' is list '[]'",
+             "expected a non-empty list")
+    assert not (tmp_path / "out" / "table3.md").exists()
