@@ -140,9 +140,12 @@ GAP_SPEC = {"dataset": "str", "n_test": "count", "accuracy": "share", "histogram
             "gap_histogram.bin_edges": "nums", "gap_histogram.counts": "nums",
             "confidence_margin": "list", "gap.p50": "num", "spread.std_log_px_given_true": "num"}
 INTERP_SPEC = {"dataset": "str", "alphas": "nums", "bpd_mean": "nums", "bpd_p05": "nums",
-               "bpd_p95": "nums", "p_y0_mean": "shares", "p_y1_mean": "shares", "n_pairs": "count",
+               "bpd_p95": "nums", "bpd_mean[]": "pos", "bpd_p05[]": "pos", "bpd_p95[]": "pos",
+               "p_y0_mean": "shares", "p_y1_mean": "shares", "n_pairs": "count",
                "finding": "str"}
-FIG1_SPEC = {"dataset": "str", "alphas": "nums", "examples": "list"}
+FIG1_SPEC = {"dataset": "str", "alphas": "nums", "examples": "list", "examples[].y0": "index",
+             "examples[].y1": "index", "examples[].bpd": "nums", "examples[].bpd[]": "pos",
+             "examples[].p_y0": "shares", "examples[].p_y1": "shares"}
 ROW_SPEC = {"dataset": "str", "accuracy": "share", "bits_per_dim": "pos"}
 BASELINE_SPEC = {"dataset": "str", "histogram.bits_per_dim": "pos", "gaussian.bits_per_dim": "pos"}
 LEARNING_SPEC = {**EVAL_SPEC, "train_history": "list", "metrics.bits_per_dim_se": "nonneg",

@@ -84,3 +84,42 @@ def test_table3_with_no_rows_is_refused(tmp_path: Path, capsys) -> None:
     _refused(r, tmp_path, "table3", capsys, "table3.json: 'rows' is list '[]'",
              "expected a non-empty list")
     assert not (tmp_path / "out" / "table3.md").exists()
+
+
+def _scaled(obj: Any, factor: float) -> Any:
+    """``obj`` with every number multiplied by ``factor``."""
+    if isinstance(obj, dict):
+        return {k: _scaled(v, factor) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_scaled(v, factor) for v in obj]
+    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        return obj * factor
+    return obj
+
+
+INTERP = ("interpolation/mnist-reweighted-cpu.json", "interpolation/cifar10-reweighted-cpu.json")
+
+
+def _set_example(key: str, value: Any) -> Callable[[dict], None]:
+    def edit(d: dict) -> None:
+        d["examples"][1][key] = value
+    return edit
+
+
+@pytest.mark.parametrize("item, edit, why", [
+    ("fig1", lambda d: d.update(_scaled(d, -1e6)), "'examples[0].y0' is float '-8000000.0'"),
+    ("fig1", _set_example("bpd", [1.2, -0.3]), "'examples[1].bpd[1]' is float '-0.3', "
+     "expected a number > 0"),
+    ("fig1", _set_example("p_y1", [0.5, 1.5]), "'examples[1].p_y1' is list"),
+    ("fig1", _set_example("y0", 2.5), "'examples[1].y0' is float '2.5', expected an integer"),
+    ("fig4", lambda d: d.update(_scaled(d, -1e6)), "'"),  # the same file: fig4 refused it
+    ("fig4", lambda d: d["bpd_p05"].__setitem__(3, -1.0), "'bpd_p05[3]' is float '-1.0'"),
+])
+def test_interpolation_figures_refuse_impossible_values(item: str, edit: Callable[[dict], None],
+                                                        why: str, tmp_path: Path,
+                                                        capsys) -> None:
+    r = _stored(tmp_path, *INTERP)
+    for rel in INTERP:
+        _damage(r, rel, edit)
+    _refused(r, tmp_path, item, capsys, "mnist-reweighted-cpu.json: " + why)
+    assert not list((tmp_path / "out").glob("fig*"))
