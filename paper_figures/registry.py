@@ -301,10 +301,21 @@ def _bg(ctx: Context, paths: list[Path], key: str) -> dict:
     return res
 
 
+#: The samples of ``bg_mnist`` (Figure 5): one row per conditioning class, the same shape.
+SAMPLES_SPEC = {"samples.bits_per_dim_of_samples": "grid",
+                "samples.bits_per_dim_of_samples[][]": "pos",
+                "samples.pred_of_samples": "class_grid"}
+
+
 def _fig5(ctx: Context, paths: list[Path]) -> list[Path]:
     res = _bg(ctx, paths, "samples")
-    empirical.require(res, ctx.show_path(paths[0]), {
-        "samples.bits_per_dim_of_samples": "list", "samples.pred_of_samples": "list"})
+    shown = ctx.show_path(paths[0])
+    s = empirical.require(res, shown, SAMPLES_SPEC)["samples"]
+    bpd, pred = s["bits_per_dim_of_samples"], s["pred_of_samples"]
+    if (len(bpd), len(bpd[0])) != (len(pred), len(pred[0])):
+        raise empirical.ResultError(
+            f"{shown}: samples.bits_per_dim_of_samples is {len(bpd)} x {len(bpd[0])} (classes x "
+            f"samples), samples.pred_of_samples {len(pred)} x {len(pred[0])}")
     return empirical.plot_fig5(res, ctx.out, ctx.results)
 
 

@@ -123,3 +123,29 @@ def test_interpolation_figures_refuse_impossible_values(item: str, edit: Callabl
         _damage(r, rel, edit)
     _refused(r, tmp_path, item, capsys, "mnist-reweighted-cpu.json: " + why)
     assert not list((tmp_path / "out").glob("fig*"))
+
+
+def _samples(key: str, row: int, col: int, value: Any) -> Callable[[dict], None]:
+    def edit(d: dict) -> None:
+        d["samples"][key][row][col] = value
+    return edit
+
+
+@pytest.mark.parametrize("edit, why", [
+    (_samples("bits_per_dim_of_samples", 2, 3, -5), "'samples.bits_per_dim_of_samples[2][3]' "
+     "is int '-5', expected a number > 0"),
+    (_samples("pred_of_samples", 4, 0, 99), "'samples.pred_of_samples' is list"),
+    (_samples("pred_of_samples", 4, 0, -1), "'samples.pred_of_samples' is list"),
+    (lambda d: d["samples"]["pred_of_samples"].pop(), "samples.bits_per_dim_of_samples is "
+     "10 x 8 (classes x samples), samples.pred_of_samples 9 x 8"),
+    (lambda d: d["samples"].update(pred_of_samples=[r[:-1] for r in
+                                                    d["samples"]["pred_of_samples"]]),
+     "samples.bits_per_dim_of_samples is 10 x 8 (classes x samples), "
+     "samples.pred_of_samples 10 x 7"),
+])
+def test_fig5_refuses_impossible_samples(edit: Callable[[dict], None], why: str,
+                                         tmp_path: Path, capsys) -> None:
+    r = _stored(tmp_path, "bg_mnist/table3.json")
+    _damage(r, "bg_mnist/table3.json", edit)
+    _refused(r, tmp_path, "fig5", capsys, "table3.json: " + why)
+    assert not list((tmp_path / "out").glob("fig5*"))
