@@ -222,8 +222,16 @@ def _table2(ctx: Context, paths: list[Path]) -> list[Path]:
                         "table2")
 
 
-ATTACK_CURVE_SPEC = {**ATTACK_SPEC, "eps_l2": "num", "T_used_bpd": "num",
-                     "threshold_used": "str", "settings": "dict", "thresholds": "dict"}
+ATTACK_CURVE_SPEC = {**ATTACK_SPEC, "eps_l2": "pos", "T_used_bpd": "pos",
+                     "threshold_used": "str", "settings": "dict", "thresholds": "dict",
+                     "thresholds.*.T_bpd": "pos?", "settings.*.per_image.l2": "items",
+                     "settings.*.per_image.l2[]": "nonneg?",  # null: no adversarial found
+                     "settings.*.per_image.bpd_adv": "items",
+                     "settings.*.per_image.bpd_adv[]": "pos?",
+                     "settings.*.per_image.label[]": "index",
+                     "settings.*.per_image.pred_adv[]": "index",
+                     "settings.*.boundary?.trajectory?.step[]": "index",
+                     "settings.*.boundary?.trajectory?.l2[][]": "nonneg?"}
 
 
 def _attack_curves(ctx: Context, paths: list[Path]) -> list[Path]:

@@ -149,3 +149,34 @@ def test_fig5_refuses_impossible_samples(edit: Callable[[dict], None], why: str,
     _damage(r, "bg_mnist/table3.json", edit)
     _refused(r, tmp_path, "fig5", capsys, "table3.json: " + why)
     assert not list((tmp_path / "out").glob("fig5*"))
+
+
+ATTACKS = ("attacks/mnist-reweighted-cpu.json", "attacks/mnist-reweighted-cpu.boundary.json")
+
+
+def _negate_trajectory(d: dict) -> None:
+    t = d["settings"]["boundary"]["boundary"]["trajectory"]
+    t["l2"] = _scaled(t["l2"], -1)
+
+
+@pytest.mark.parametrize("edit, why", [
+    (lambda d: d.update(_scaled(d, -1)), "'eps_l2' is float '-1.5', expected a number > 0"),
+    (lambda d: d["settings"]["boundary"]["per_image"]["l2"].__setitem__(7, -0.2),
+     "'settings.boundary.per_image.l2[7]' is float '-0.2', expected a number >= 0 or null"),
+    (lambda d: d["settings"]["boundary-det"]["per_image"]["bpd_adv"].__setitem__(0, -1.0),
+     "'settings.boundary-det.per_image.bpd_adv[0]' is float '-1.0'"),
+    (_negate_trajectory, "'settings.boundary.boundary.trajectory.l2[0][0]' is float"),
+])
+def test_attack_curves_refuse_a_negated_result(edit: Callable[[dict], None], why: str,
+                                               tmp_path: Path, capsys) -> None:
+    """The damaged result's panel is refused (named, with the value); the other is made (the
+    six results not copied are reported missing)."""
+    r = _stored(tmp_path, *ATTACKS)
+    _damage(r, ATTACKS[1], edit)
+    rc = main(["--results", str(r), "--out", str(tmp_path / "out"), "--only", "attack_curves"])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "[partial] attack_curves" in out, out + err
+    assert "Traceback" not in err and "log-scaled" not in err
+    line = next(x for x in err.splitlines() if "could not make the panel" in x)
+    assert "mnist-reweighted-cpu.boundary.json: " + why in line, line
+    assert (tmp_path / "out" / "attack_curves.png").is_file()
