@@ -20,6 +20,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import binomtest
 
+from foundation.intervals import Z95, wilson_interval
+from foundation.percent import share_text
+
 
 def _floats(values: list[Any]) -> np.ndarray:
     """JSON numbers with ``null`` (a non-finite value on write) read as ``+inf``."""
@@ -57,6 +60,28 @@ def outcomes(result: dict[str, Any], setting: str, threshold: str) -> Outcomes:
                          f"re-counted, {stored} stored")
     l2 = np.where(found, l2, np.inf)
     return Outcomes(np.asarray(pi.get("index", range(len(found)))), found, fooled, accepted, u, l2)
+
+
+def _share(k: int, n: int) -> dict[str, Any]:
+    """``{"k", "n", "pct", "wilson95_pct"}`` of ``k / n`` as ``flows.experiments.detection.pct_ci``
+    records it (95% Wilson interval, its ends clamped to the estimate)."""
+    lo, hi = wilson_interval(k, n, z=Z95)
+    pct = 100.0 * k / n
+    return {"k": k, "n": n, "pct": pct,
+            "wilson95_pct": [min(100.0 * lo, pct), max(100.0 * hi, pct)]}
+
+
+def table2_cell(result: dict[str, Any], setting: str, threshold: str) -> str:
+    """The Table-2 cell of ``setting`` under ``threshold`` re-counted from its per-image outcomes,
+    as ``flows.experiments.attacks`` writes it (``"4% [2, 10] (98% [93, 99]) n=100"``: undetected
+    within eps, in parentheses fooled within eps, with 95% Wilson intervals)."""
+    o = outcomes(result, setting, threshold)
+    n = len(o.found)
+    if n == 0:
+        return "- (n=0)"
+    u = int(o.undetected_within_eps.sum())
+    f = int((o.fooled & (o.l2 <= float(result["eps_l2"]))).sum())
+    return f"{share_text(_share(u, n))} ({share_text(_share(f, n))}) n={n}"
 
 
 def final_check_breakdown(result: dict[str, Any], setting: str) -> dict[str, int]:

@@ -134,7 +134,7 @@ BASELINE_DATASETS = ("mnist", "cifar10", "bg-mnist-5", "bg-mnist-1", "bg-mnist-0
 #: Fields each kind of result must have (dotted keys; see :func:`paper_figures.empirical.require`).
 EVAL_SPEC = {"config.dataset": "str", "config.objective": "str", "metrics.accuracy": "share",
              "metrics.bits_per_dim": "pos"}
-ATTACK_SPEC = {"dataset": "str", "table2": "dict"}
+ATTACK_SPEC = {"dataset": "str", "table2": "dict", "table2.*": "dict", "table2.*.*": "str"}
 GAP_SPEC = {"dataset": "str", "n_test": "count", "accuracy": "share", "histogram.bin_edges": "nums",
             "histogram.counts_true": "nums", "histogram.counts_wrong": "nums",
             "gap_histogram.bin_edges": "nums", "gap_histogram.counts": "nums",
@@ -217,11 +217,6 @@ def _learning(ctx: Context, paths: list[Path]) -> list[Path]:
     return learning.plot_learning_curves(loaded, _baselines(ctx), ctx.out)
 
 
-def _table2(ctx: Context, paths: list[Path]) -> list[Path]:
-    return tables.write(tables.table2(_loaded(ctx, paths, ATTACK_SPEC, "column")), ctx.out,
-                        "table2")
-
-
 ATTACK_CURVE_SPEC = {**ATTACK_SPEC, "eps_l2": "pos", "T_used_bpd": "pos",
                      "threshold_used": "str", "settings": "dict", "thresholds": "dict",
                      "thresholds.*.T_bpd": "pos?", "settings.*.per_image.l2": "items",
@@ -234,23 +229,42 @@ ATTACK_CURVE_SPEC = {**ATTACK_SPEC, "eps_l2": "pos", "T_used_bpd": "pos",
                      "settings.*.boundary?.trajectory?.l2[][]": "nonneg?"}
 
 
-def _attack_curves(ctx: Context, paths: list[Path]) -> list[Path]:
+def _attack_results(ctx: Context, paths: list[Path], what: str) -> list[dict]:
+    """The usable ``flows.experiments.attacks`` results among ``paths`` (:func:`_loaded` with
+    :data:`ATTACK_CURVE_SPEC`), each re-counted from its per-image outcomes: every setting under
+    the threshold the run used (:func:`paper_figures.paired.outcomes`) and every stored Table-2
+    cell (:func:`paper_figures.paired.table2_cell`), which must be what the outcomes give."""
     loaded = []
     for p in paths:
+        shown = ctx.show_path(p)
         try:
-            res = empirical.require(empirical.load(p), ctx.show_path(p), ATTACK_CURVE_SPEC)
+            res = empirical.require(empirical.load(p), shown, ATTACK_CURVE_SPEC)
             for name in res["settings"]:  # re-counted as Table 2 counts, checked against it
                 paired.outcomes(res, name, res["threshold_used"])
+            for th, cells in res["table2"].items():
+                for name, cell in cells.items():
+                    if cell != (want := paired.table2_cell(res, name, th)):
+                        raise empirical.ResultError(
+                            f"{shown}: table2.{th}.{name} is {cell[:40]!r}, its per-image "
+                            f"outcomes give {want!r}")
         except empirical.ResultError as exc:
-            ctx.problem(f"could not make the panel from {exc}")
+            ctx.problem(f"could not make the {what} from {exc}")
             continue
         except (KeyError, TypeError, ValueError) as exc:
-            ctx.problem(f"could not make the panel from {ctx.show_path(p)}: "
-                        f"{type(exc).__name__}: {exc}")
+            ctx.problem(f"could not make the {what} from {shown}: {type(exc).__name__}: {exc}")
             continue
         loaded.append(res)
     if not loaded:
         raise NoUsableInput(f"none of its {len(paths)} input(s) is usable")
+    return loaded
+
+
+def _table2(ctx: Context, paths: list[Path]) -> list[Path]:
+    return tables.write(tables.table2(_attack_results(ctx, paths, "column")), ctx.out, "table2")
+
+
+def _attack_curves(ctx: Context, paths: list[Path]) -> list[Path]:
+    loaded = _attack_results(ctx, paths, "panel")
     return (attack_curves.plot_attack_curves(loaded, ctx.out)
             + attack_curves.plot_boundary_trajectories(loaded, ctx.out))
 

@@ -52,24 +52,32 @@ def interpolation(dataset: str) -> dict[str, Any]:
             "examples": [ex, ex | {"y0": 5, "y1": 2}], "provenance": _prov(dataset)}
 
 
+#: The fixture's 10 attacked images per setting: (undetected, fooled) within eps under the
+#: quantile threshold (T 4.9); under the paper's (T 1.4) no adversarial is accepted.
+ATTACK_COUNTS = {"cw": (0, 10), "boundary": (4, 8), "cw-det": (1, 10), "boundary-det": (0, 0)}
+#: ``foundation.percent.share_text`` of k of 10 (95% Wilson interval).
+SHARE_OF_10 = {0: "0% [0, 28]", 1: "10% [2, 40]", 4: "40% [17, 69]", 8: "80% [49, 94]",
+               10: "100% [72, 100]"}
+
+
 def attacks(dataset: str, objective: str, names: tuple[str, ...]) -> dict[str, Any]:
     """One attacks JSON with the Table-2 cells of ``names`` (CW and boundary come in two)."""
-    cells = {"cw": "0% (100%)", "boundary": "40% (80%)", "cw-det": "10% (100%)",
-             "boundary-det": "0% (0%)"}
-    t2 = {k: v for k, v in cells.items() if k in names}
-    settings = {}
-    for name in names:  # 10 images whose per-image outcomes give the cell above
-        undetected, fooled = (int(c.strip("()%")) // 10 for c in cells[name].split())
+    settings: dict[str, Any] = {}
+    t2: dict[str, dict[str, str]] = {"paper": {}, "quantile": {}}
+    for name in names:  # 10 images whose per-image outcomes give the cells
+        undetected, fooled = ATTACK_COUNTS[name]
         per_image = {"index": list(range(10)), "label": [1] * 10, "found": [True] * 10,
                      "pred_adv": [0] * fooled + [1] * (10 - fooled),
                      "l2": [0.5 + 0.1 * i for i in range(10)],
                      "bpd_adv": [4.0] * undetected + [6.0] * (10 - undetected)}
-        settings[name] = {"per_image": per_image, "table2": {"quantile": {
-            "undetected_within_eps": {"k": undetected}}}}
+        settings[name] = {"per_image": per_image, "table2": {
+            "quantile": {"undetected_within_eps": {"k": undetected}},
+            "paper": {"undetected_within_eps": {"k": 0}}}}
+        for th, u in (("quantile", undetected), ("paper", 0)):
+            t2[th][name] = f"{SHARE_OF_10[u]} ({SHARE_OF_10[fooled]}) n=10"
     return {"experiment": "attacks", "dataset": dataset, "n_images": 10, "eps_l2": 1.5,
             "T_used_bpd": 4.9, "threshold_used": "quantile", "thresholds": _thresholds(),
-            "settings": settings, "table2": {"paper": t2, "quantile": t2},
-            "provenance": _prov(dataset, objective)}
+            "settings": settings, "table2": t2, "provenance": _prov(dataset, objective)}
 
 
 def evaluate(dataset: str, objective: str) -> dict[str, Any]:

@@ -180,3 +180,54 @@ def test_attack_curves_refuse_a_negated_result(edit: Callable[[dict], None], why
     line = next(x for x in err.splitlines() if "could not make the panel" in x)
     assert "mnist-reweighted-cpu.boundary.json: " + why in line, line
     assert (tmp_path / "out" / "attack_curves.png").is_file()
+
+
+ALL_ATTACKS = tuple(f"attacks/{d}-{o}-cpu{b}.json" for d in ("mnist", "cifar10")
+                    for o in ("reweighted", "split") for b in ("", ".boundary"))
+CW_CELL = "4% [2, 10] (98% [93, 99]) n=100"  # stored: mnist-reweighted-cpu, CW, T quantile
+
+
+def _cell(value: str) -> Callable[[dict], None]:
+    def edit(d: dict) -> None:
+        assert d["table2"]["quantile"]["cw"] == CW_CELL
+        d["table2"]["quantile"]["cw"] = value
+    return edit
+
+
+def _per_image(key: str, value: Callable[[Any], Any]) -> Callable[[dict], None]:
+    def edit(d: dict) -> None:
+        for s in d["settings"].values():
+            s["per_image"][key] = [value(v) for v in s["per_image"][key]]
+    return edit
+
+
+def _pred_is_label(d: dict) -> None:
+    for s in d["settings"].values():
+        s["per_image"]["pred_adv"] = s["per_image"]["label"]
+
+
+@pytest.mark.parametrize("edit, why", [
+    (_cell("banana"), f"table2.quantile.cw is 'banana', its per-image outcomes give {CW_CELL!r}"),
+    (_cell("x% [x, x] (x% [x, x]) n=x"), "table2.quantile.cw is 'x% [x, x] (x% [x, x]) n=x'"),
+    (_cell("-4% [-2, -10] (-98% [-93, -99]) n=-100"), "table2.quantile.cw is '-4% [-2, -10]"),
+    (_cell("5% [2, 10] (98% [93, 99]) n=100"), "table2.quantile.cw is '5% [2, 10] (98% [93, 99]) "
+     f"n=100', its per-image outcomes give {CW_CELL!r}"),
+    (_per_image("l2", lambda v: "x"), "'settings.cw.per_image.l2[0]' is str 'x'"),
+    (lambda d: d.update(_scaled(d, -1)), "'eps_l2' is float '-1.5', expected a number > 0"),
+    (_pred_is_label, "ValueError: cw (quantile): 0 undetected within eps re-counted, 4 stored"),
+])
+def test_table2_refuses_cells_its_outcomes_do_not_give(edit: Callable[[dict], None], why: str,
+                                                       tmp_path: Path, capsys) -> None:
+    """The damaged result's column is refused (named, with the cell); the rest is made."""
+    r = _stored(tmp_path, *ALL_ATTACKS)
+    _damage(r, "attacks/mnist-reweighted-cpu.json", edit)
+    rc = main(["--results", str(r), "--out", str(tmp_path / "out"), "--only", "table2"])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "[partial] table2" in out, out + err
+    line = next(x for x in err.splitlines() if "could not make the column" in x)
+    assert "mnist-reweighted-cpu.json: " + why in line, line
+    md = (tmp_path / "out" / "table2.md").read_text()
+    assert "banana" not in md and "x%" not in md and "-4%" not in md and "5% [2, 10]" not in md
+    cw = next(row for row in md.splitlines() if row.startswith("| MNIST | CW-L2 |"))
+    assert cw.split(" | ")[2:4] == ["-", "-"]  # reweighted, ours: not made
+    assert "| MNIST | Boundary |" in md and "CIFAR-10" in md  # the other results are used
