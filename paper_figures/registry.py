@@ -156,14 +156,38 @@ class NoUsableInput(Exception):
     """Every input of an item was malformed (each one was reported already)."""
 
 
-def _theory(cache: str, compute: Callable[[], dict], plot: Callable) -> Builder:
+#: What the theory caches (``results/theory/*.json``) must hold for their figures.
+MIN_DIMENSION_SPEC = {"series": "items", "series[].eps": "str", "series[].delta": "str",
+                      "series[].rows": "items", "series[].rows[].Delta": "pos",
+                      "series[].rows[].search": "count", "series[].rows[].closed_form": "count",
+                      "series[].rows[].exact": "count"}
+KL_SPEC = {"params.eps": "str", "params.delta": "str", "params.Delta": "str", "d_star": "count",
+           "rows": "items", "rows[].d": "count", "rows[].kl_q_p_joint": "nonneg",
+           "rows[].kl_p_q_joint": "nonneg", "rows[].lemma2_joint": "pos",
+           "rows[].lemma3_joint": "pos"}
+MC_ATTACK_SPEC = {"params.Delta": "str", "n": "count", "d_star": "count", "lambda1": "share",
+                  "lambda2": "share", "rows": "items", "rows[].d": "count",
+                  "rows[].success_rate": "share", "rows[].ci99": "interval",
+                  "rows[].exact_probability": "share"}
+TV_SPEC = {"eps": "str", "delta": "str", "series": "items", "series[].Delta": "str",
+           "series[].d_star": "count", "series[].rows": "items", "series[].rows[].d": "count",
+           "series[].rows[].log10_tv": "num", "series[].rows[].lower_bound": "pos"}
+
+
+def _theory(cache: str, compute: Callable[[], dict], plot: Callable,
+            spec: dict[str, str]) -> Builder:
     def build(ctx: Context, _paths: list[Path]) -> list[Path]:
         path = ctx.results / "theory" / cache
         data = theory.cached(path, compute, ctx.recompute)
+        shown = ctx.show("theory/" + cache)
         try:
+            empirical.require(data, shown, spec)
             return plot(data, ctx.out)
+        except empirical.ResultError as exc:
+            raise empirical.ResultError(f"{exc}: malformed theory cache; rerun with --recompute"
+                                        ) from None
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise empirical.ResultError(f"{ctx.show('theory/' + cache)}: malformed theory cache "
+            raise empirical.ResultError(f"{shown}: malformed theory cache "
                                         f"({type(exc).__name__}: {exc}); rerun with --recompute"
                                         ) from None
 
@@ -374,16 +398,18 @@ ITEMS: tuple[Item, ...] = (
          "decision regions, attack arrows (d = 201, eps 0.1, delta 1e-3, Delta 0.1)", _fig2),
     Item("theory_min_dimension", "figure", "beyond the paper",
          "minimal dimension vs. Delta for several (eps, delta): search, closed form, exact",
-         _theory("min_dimension.json", theory.compute_min_dimension, theory.plot_min_dimension)),
+         _theory("min_dimension.json", theory.compute_min_dimension, theory.plot_min_dimension,
+                 MIN_DIMENSION_SPEC)),
     Item("theory_kl", "figure", "beyond the paper",
          "exact joint KLs vs. the Lemma 2/3 bounds as functions of d",
-         _theory("kl_vs_d.json", theory.compute_kl_vs_d, theory.plot_kl_vs_d)),
+         _theory("kl_vs_d.json", theory.compute_kl_vs_d, theory.plot_kl_vs_d, KL_SPEC)),
     Item("theory_mc_attack", "figure", "beyond the paper",
          "Monte Carlo attack success (99% intervals) vs. the exact probability, as a function of d",
-         _theory("mc_attack.json", theory.compute_mc_attack, theory.plot_mc_attack)),
+         _theory("mc_attack.json", theory.compute_mc_attack, theory.plot_mc_attack,
+                 MC_ATTACK_SPEC)),
     Item("theory_tv", "figure", "beyond the paper",
          "total variation of the data density vs. d",
-         _theory("tv_vs_d.json", theory.compute_tv, theory.plot_tv)),
+         _theory("tv_vs_d.json", theory.compute_tv, theory.plot_tv, TV_SPEC)),
     Item("annulus_flow", "figure", "beyond the paper",
          "trained conditional flow (zuko MAF) on the Appendix-D data vs. the theorem's q and the "
          "Bayes classifier: attack success, undetectable share, KL vs. d", _annulus_flow,

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from paper_figures import theory
 from paper_figures.__main__ import main
 from paper_figures.empirical import ResultError, require
 
@@ -231,3 +232,61 @@ def test_table2_refuses_cells_its_outcomes_do_not_give(edit: Callable[[dict], No
     cw = next(row for row in md.splitlines() if row.startswith("| MNIST | CW-L2 |"))
     assert cw.split(" | ")[2:4] == ["-", "-"]  # reweighted, ours: not made
     assert "| MNIST | Boundary |" in md and "CIFAR-10" in md  # the other results are used
+
+
+def _emptied(obj: Any) -> Any:
+    """``obj`` with every list emptied."""
+    if isinstance(obj, dict):
+        return {k: _emptied(v) for k, v in obj.items()}
+    return [] if isinstance(obj, list) else obj
+
+
+def _xed(obj: Any) -> Any:
+    """``obj`` with every number replaced by ``"x"`` (the fingerprint kept)."""
+    if isinstance(obj, dict):
+        return {k: v if k == "fingerprint" else _xed(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_xed(v) for v in obj]
+    return "x" if isinstance(obj, (int, float)) and not isinstance(obj, bool) else obj
+
+
+def _row(key: str, value: Any) -> Callable[[dict], dict]:
+    def edit(d: dict) -> dict:
+        rows = d["rows"] if "rows" in d else d["series"][1]["rows"]
+        rows[3][key] = value
+        return d
+    return edit
+
+
+@pytest.mark.parametrize("item, cache, compute, edit, why", [
+    ("theory_mc_attack", "mc_attack.json", theory.compute_mc_attack, _emptied,
+     "'rows' is list '[]', expected a non-empty list"),
+    ("theory_mc_attack", "mc_attack.json", theory.compute_mc_attack, _row("ci99", [0.2, 0.1]),
+     "'rows[3].ci99' is list '[0.2, 0.1]', expected an interval [lo, hi] of shares"),
+    ("theory_mc_attack", "mc_attack.json", theory.compute_mc_attack,
+     _row("success_rate", -0.5), "'rows[3].success_rate' is float '-0.5'"),
+    ("theory_min_dimension", "min_dimension.json", theory.compute_min_dimension, _xed,
+     "'series[0].rows[0].Delta' is str 'x', expected a number > 0"),
+    ("theory_min_dimension", "min_dimension.json", theory.compute_min_dimension,
+     _row("search", 0), "'series[1].rows[3].search' is int '0', expected an integer >= 1"),
+    ("theory_kl", "kl_vs_d.json", theory.compute_kl_vs_d, _row("lemma2_joint", -1.0),
+     "'rows[3].lemma2_joint' is float '-1.0', expected a number > 0"),
+    ("theory_tv", "tv_vs_d.json", theory.compute_tv, _emptied,
+     "'series' is list '[]', expected a non-empty list"),
+    ("theory_tv", "tv_vs_d.json", theory.compute_tv, _row("lower_bound", "x"),
+     "'series[1].rows[3].lower_bound' is str 'x'"),
+])
+def test_theory_figures_refuse_a_malformed_cache_of_the_current_code(
+        item: str, cache: str, compute: Callable[[], dict], edit: Callable[[dict], dict],
+        why: str, tmp_path: Path, capsys) -> None:
+    """A cache whose fingerprint is current (so it is not recomputed) but whose numbers cannot
+    be drawn is refused, saying how to remake it; the cache is left as it is."""
+    r = _stored(tmp_path, "theory/" + cache)
+    data = json.loads((r / "theory" / cache).read_text())
+    data["fingerprint"] = theory.fingerprint(compute)
+    (r / "theory" / cache).write_text(json.dumps(edit(data)))
+    before = (r / "theory" / cache).read_text()
+    line = _refused(r, tmp_path, item, capsys, f"theory/{cache}: {why}",
+                    "malformed theory cache; rerun with --recompute")
+    assert "STALE" not in line and (r / "theory" / cache).read_text() == before
+    assert not list((tmp_path / "out").glob("theory*"))
