@@ -13,6 +13,8 @@ from decimal import ROUND_HALF_UP, Decimal, localcontext
 from fractions import Fraction
 from typing import Any
 
+from foundation.intervals import Z95, wilson_interval
+
 
 def exact_share(share: float, n: int | None = None) -> Fraction:
     """The exact value of a recorded share: ``k / n`` when ``share`` is a count over ``n`` (as
@@ -37,9 +39,22 @@ def percent(share: float | Fraction, digits: int = 1, n: int | None = None) -> s
         return str(dec.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
 
 
+def pct_ci(k: int, n: int) -> dict[str, Any]:
+    """``{"k", "n", "pct", "wilson95_pct": [lo, hi]}`` for a share ``k / n`` (95% Wilson), the
+    record every experiment stores and :func:`share_text` prints."""
+    k, n = int(k), int(n)
+    if n == 0:
+        return {"k": 0, "n": 0, "pct": None, "wilson95_pct": None}
+    lo, hi = wilson_interval(k, n, z=Z95)
+    pct = 100.0 * k / n
+    # clamp rounding noise (k = 0 or n give an end of the interval at the estimate itself)
+    return {"k": k, "n": n, "pct": pct,
+            "wilson95_pct": [min(100.0 * lo, pct), max(100.0 * hi, pct)]}
+
+
 def share_text(c: dict[str, Any] | None, digits: int = 0) -> str:
     """``"12% [7, 20]"`` from a ``{"k", "n", "pct", "wilson95_pct"}`` share (95% Wilson bounds,
-    ``flows.experiments.detection.pct_ci``); ``"-"`` for none or ``n = 0``. The estimate is
+    :func:`pct_ci`); ``"-"`` for none or ``n = 0``. The estimate is
     rounded from ``k / n`` exactly (:func:`percent`); the bounds, irrational, as floats."""
     if not c or c.get("pct") is None:
         return "-"

@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import binomtest
 
-from foundation.intervals import Z95, wilson_interval
-from foundation.percent import share_text
+from foundation.percent import pct_ci, share_text
 
 
 def _floats(values: list[Any]) -> np.ndarray:
@@ -62,15 +61,6 @@ def outcomes(result: dict[str, Any], setting: str, threshold: str) -> Outcomes:
     return Outcomes(np.asarray(pi.get("index", range(len(found)))), found, fooled, accepted, u, l2)
 
 
-def _share(k: int, n: int) -> dict[str, Any]:
-    """``{"k", "n", "pct", "wilson95_pct"}`` of ``k / n`` as ``flows.experiments.detection.pct_ci``
-    records it (95% Wilson interval, its ends clamped to the estimate)."""
-    lo, hi = wilson_interval(k, n, z=Z95)
-    pct = 100.0 * k / n
-    return {"k": k, "n": n, "pct": pct,
-            "wilson95_pct": [min(100.0 * lo, pct), max(100.0 * hi, pct)]}
-
-
 def table2_cell(result: dict[str, Any], setting: str, threshold: str) -> str:
     """The Table-2 cell of ``setting`` under ``threshold`` re-counted from its per-image outcomes,
     as ``flows.experiments.attacks`` writes it (``"4% [2, 10] (98% [93, 99]) n=100"``: undetected
@@ -81,7 +71,7 @@ def table2_cell(result: dict[str, Any], setting: str, threshold: str) -> str:
         return "- (n=0)"
     u = int(o.undetected_within_eps.sum())
     f = int((o.fooled & (o.l2 <= float(result["eps_l2"]))).sum())
-    return f"{share_text(_share(u, n))} ({share_text(_share(f, n))}) n={n}"
+    return f"{share_text(pct_ci(u, n))} ({share_text(pct_ci(f, n))}) n={n}"
 
 
 def final_check_breakdown(result: dict[str, Any], setting: str) -> dict[str, int]:

@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from foundation import errors, paper_numbers
-from foundation.intervals import Z95, wilson_interval
-from foundation.percent import share_text
+from foundation.percent import pct_ci, share_text
 
 PAPER_THRESHOLD_BPD: dict[str, float] = paper_numbers.THRESHOLD_BPD
 """Paper App. B detection thresholds in bits/dim."""
@@ -37,18 +36,6 @@ MAX_QUANTILE = 0.99
 def accepted(bpd: np.ndarray | torch.Tensor | float, threshold_bpd: float) -> Any:
     """Detection rule: accepted as a real image iff ``bits/dim <= T``."""
     return bpd <= threshold_bpd
-
-
-def pct_ci(k: int, n: int) -> dict[str, Any]:
-    """``{"k", "n", "pct", "wilson95_pct": [lo, hi]}`` for a share ``k / n`` (95% Wilson)."""
-    k, n = int(k), int(n)
-    if n == 0:
-        return {"k": 0, "n": 0, "pct": None, "wilson95_pct": None}
-    lo, hi = wilson_interval(k, n, z=Z95)
-    pct = 100.0 * k / n
-    # clamp rounding noise (k = 0 or n give an end of the interval at the estimate itself)
-    return {"k": k, "n": n, "pct": pct,
-            "wilson95_pct": [min(100.0 * lo, pct), max(100.0 * hi, pct)]}
 
 
 def fmt_ci(c: dict[str, Any]) -> str:
