@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import tempfile
@@ -67,18 +66,6 @@ def evaluate_model(model: torch.nn.Module, images: torch.Tensor, labels: torch.T
     scores = scoring.score_images(model, images, draws=draws, seed=seed, batch_size=batch_size,
                                   device=device, desc=desc)
     return scoring.metrics(scores, labels)
-
-
-def _checked_metrics(metrics: dict, where: Path) -> dict:
-    """Refuse non-finite metrics (a broken model); an undefined standard error becomes null."""
-    out = {}
-    for k, v in metrics.items():
-        if isinstance(v, float) and not math.isfinite(v):
-            if not k.endswith("_se"):
-                raise RunError(f"{where}: the model gives a non-finite {k} ({v}) on the test set")
-            v = None
-        out[k] = v
-    return out
 
 
 def _evaluated_images(path: Path) -> int:
@@ -138,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         images, labels = images[:args.n_test], labels[:args.n_test]
     metrics = evaluate_model(model, images, labels, args.batch_size, device, args.draws,
                              args.seed, desc="scoring")
-    metrics = _checked_metrics(metrics, run_dir / ckpt["weights"]["file"])
+    metrics = scoring.checked_metrics(metrics, run_dir / ckpt["weights"]["file"])
     history = ckpt["history"]  # checked (run_checks.checkpoint_problem, runs.read_summary)
     train_summary = run_dir / SUMMARY_NAME
     result = {

@@ -28,6 +28,7 @@ scores are reproducible for a given seed, batch size and thread count.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,7 @@ from tqdm import tqdm
 
 from flows.pixels import bin_point, bits_per_dim
 from flows.preprocess import pad_to_32
+from flows.runs import RunError
 from foundation.intervals import Z95, logmeanexp, logsumexp, wilson_interval
 
 DEFAULT_DRAWS = 8
@@ -165,3 +167,17 @@ def metrics(scores: Scores, labels: torch.Tensor | np.ndarray) -> dict:
                      "bound averaged over the S draws; bits_per_dim_S: the S-draw logmeanexp "
                      "bound (flows.scoring)",
     }
+
+
+def checked_metrics(metrics: dict, where: str | os.PathLike[str]) -> dict:
+    """:func:`metrics` of a usable model: a non-finite metric (a broken model, e.g. weights
+    whose scores overflow) is a :class:`flows.runs.RunError` naming ``where`` (the weights);
+    an undefined standard error becomes null."""
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            if not k.endswith("_se"):
+                raise RunError(f"{where}: the model gives a non-finite {k} ({v}) on the test set")
+            v = None
+        out[k] = v
+    return out

@@ -199,7 +199,10 @@ class ScoringSettings:
 
 def load_scored_run(run_dir: str, settings: ScoringSettings,
                     dataset: str | None = None) -> ScoredRun:
-    """Load ``run_dir``, its test split and its (cached) scores."""
+    """Load ``run_dir``, its test split and its (cached) scores. A model whose test metrics are
+    not finite (broken weights) is refused as :mod:`flows.evaluate` refuses it
+    (:func:`flows.scoring.checked_metrics`: a :class:`flows.runs.RunError`, exit 1), before any
+    result is made from its scores."""
     model, config = load_run_checked(run_dir, settings.device)
     name = dataset_of(config, dataset)
     k, y = load_test_images(name, n=settings.n_test, data_dir=settings.data_dir, config=config)
@@ -207,6 +210,9 @@ def load_scored_run(run_dir: str, settings: ScoringSettings,
                           n=settings.n_test, draws=settings.draws, seed=settings.seed,
                           cache_dir=settings.cache_dir, batch_size=settings.batch_size,
                           device=settings.device)
+    if len(k):
+        weights = Path(run_dir) / config["weights"]["file"]
+        scoring.checked_metrics(scoring.metrics(scores, y), weights)
     return ScoredRun(model, config, name, k, y, scores, settings.draws, settings.seed)
 
 

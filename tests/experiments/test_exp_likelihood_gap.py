@@ -60,3 +60,21 @@ def test_bad_input_one_line_and_nonzero(tmp_path, run_cli) -> None:
     rc, err = run_cli(likelihood_gap.main, ["--run", str(tmp_path), "--out", str(tmp_path / "o"),
                                             "--png-dir", str(tmp_path)])
     assert rc == 2 and len(err) == 1 and "--png-dir" in err[0]
+
+
+def test_model_with_non_finite_scores_is_refused(tiny_model_state, make_run_dir, data_dir,
+                                                  tmp_path, run_cli) -> None:
+    """Weights whose scores overflow (all multiplied by 1e30: finite weights, NaN scores) are
+    refused as flows.evaluate refuses them: one line, exit 1, no result (it was written with
+    empty summaries, then a KeyError traceback)."""
+    cfg, state = tiny_model_state
+    big = {k: v * 1e30 if v.is_floating_point() else v for k, v in state.items()}
+    run = make_run_dir(tmp_path, "overflowing", "mnist", cfg, big)
+    out = tmp_path / "gap.json"
+    rc, err = run_cli(likelihood_gap.main, ["--run", str(run), "--out", str(out),
+                                            "--data-dir", str(data_dir), "--n-test", "3",
+                                            "--draws", "1"])
+    err = [e for e in err if "scoring" not in e]  # the progress bar of the scoring above
+    assert rc == 1 and len(err) == 1, err
+    assert "non-finite bits_per_dim" in err[0] and "checkpoint.pt" in err[0]
+    assert not out.exists()
