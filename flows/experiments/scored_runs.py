@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,11 +240,49 @@ def _cache_key(run_dir: str | os.PathLike[str], dataset: str, split: str, n: int
     return hashlib.sha1(raw.encode()).hexdigest()[:16]
 
 
+def _cache_problem(scores: Scores, model: nn.Module, n: int, draws: int) -> str | None:
+    """What makes ``scores`` unusable as the scores of ``n`` images with ``draws`` draws by
+    ``model`` (None: nothing): float arrays of the shapes asked for, finite values, the model's
+    ``num_dims``."""
+    c = int(model.num_classes)
+    for name, a, shape in (("per_draw", scores.per_draw, (n, draws, c)),
+                           ("log_prior", scores.log_prior, (c,))):
+        if not np.issubdtype(a.dtype, np.floating) or a.shape != shape:
+            return f"{name} is {a.dtype} {a.shape}, expected float {shape}"
+        if not np.isfinite(a).all():
+            return f"{name} holds non-finite values"
+    if not isinstance(scores.num_dims, int) or scores.num_dims != int(model.data_dims):
+        return f"num_dims is {scores.num_dims!r}, expected {int(model.data_dims)}"
+    return None
+
+
+def _read_cache(path: Path, model: nn.Module, n: int, draws: int) -> Scores | None:
+    """The scores cached at ``path``, or None (saying why on stderr, one line) when they cannot
+    be read or are not valid scores for this request (:func:`_cache_problem`)."""
+    try:
+        with np.load(path) as z:
+            scores = Scores(z["per_draw"], z["log_prior"], z["num_dims"].item())
+        problem = _cache_problem(scores, model, n, draws)
+    except Exception as exc:  # damaged bytes raise anything from zipfile or numpy (BadZipFile,
+        problem = errors.one_line(exc)  # EOFError, ValueError, KeyError, RuntimeError, ...)
+    if problem is None:
+        return Scores(scores.per_draw.astype(np.float64), scores.log_prior.astype(np.float64),
+                      scores.num_dims)
+    print(f"note: {path}: unusable score cache ({problem}); recomputing", file=sys.stderr,
+          flush=True)
+    return None
+
+
 def score_cached(model: nn.Module, images: torch.Tensor, *, run_dir: str | os.PathLike[str],
                  dataset: str, split: str, n: int | None, draws: int, seed: int,
                  cache_dir: str | os.PathLike[str] | None, batch_size: int = 250,
                  device: str = "cpu") -> Scores:
-    """:func:`score`, stored as ``.npz`` under ``cache_dir`` (keyed by run, data, draws, seed)."""
+    """:func:`score`, stored as ``.npz`` under ``cache_dir`` (keyed by run, data, draws, seed).
+
+    The cache only ever saves work: one that cannot be read, or whose contents are not valid
+    scores of these images (:func:`_cache_problem`), is recomputed and replaced atomically,
+    with a note on stderr; scores that are not valid (a broken model) are not cached.
+    """
     from foundation import atomic
 
     path = None
@@ -251,15 +290,12 @@ def score_cached(model: nn.Module, images: torch.Tensor, *, run_dir: str | os.Pa
         key = _cache_key(run_dir, dataset, split, n, draws, seed, batch_size)
         path = Path(cache_dir) / f"scores-{key}.npz"
         if path.exists():
-            try:
-                z = np.load(path)
-                if z["per_draw"].shape[:2] == (len(images), draws):
-                    return Scores(z["per_draw"], z["log_prior"], int(z["num_dims"]))
-            except (OSError, ValueError, KeyError):
-                pass  # unreadable cache: recompute
+            cached = _read_cache(path, model, len(images), draws)
+            if cached is not None:
+                return cached
     s = score(model, images, draws=draws, seed=seed, batch_size=batch_size, device=device,
               desc=f"scoring {dataset}/{split} (S={draws})")
-    if path is not None:
+    if path is not None and _cache_problem(s, model, len(images), draws) is None:
         atomic.atomic_write_bytes(path, lambda f: np.savez(
             f, per_draw=s.per_draw, log_prior=s.log_prior, num_dims=s.num_dims))
     return s

@@ -78,3 +78,18 @@ def test_model_with_non_finite_scores_is_refused(tiny_model_state, make_run_dir,
     assert rc == 1 and len(err) == 1, err
     assert "non-finite bits_per_dim" in err[0] and "checkpoint.pt" in err[0]
     assert not out.exists()
+
+
+def test_damaged_score_cache_is_recomputed(tiny_run, data_dir, tmp_path, run_cli) -> None:
+    """An empty score cache (it was an EOFError traceback) is recomputed with a one-line note;
+    the result is the one without a cache."""
+    argv = ["--run", str(tiny_run), "--data-dir", str(data_dir), "--n-test", "5", "--draws", "1",
+            "--cache-dir", str(tmp_path / "cache")]
+    assert run_cli(likelihood_gap.main, [*argv, "--out", str(tmp_path / "a.json")])[0] == 0
+    [cache] = (tmp_path / "cache").iterdir()
+    cache.write_bytes(b"")
+    rc, err = run_cli(likelihood_gap.main, [*argv, "--out", str(tmp_path / "b.json")])
+    err = [e for e in err if "scoring" not in e]
+    assert rc == 0 and len(err) == 1 and f"{cache}: unusable score cache" in err[0], err
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "ab")
+    assert b["gap"] == a["gap"] and b["bits_per_dim"] == a["bits_per_dim"]

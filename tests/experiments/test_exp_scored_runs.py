@@ -3,6 +3,7 @@ loading (the 8-bit grid and bits/dim: tests/flows/test_flows_pixels.py)."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +172,76 @@ def test_a_loaded_model_samples_the_same_before_and_after_scoring(tiny_run: Path
     before = samples(model)
     scored_runs.score(model, pixels.to_grid(before.flatten(0, 1)), draws=1, seed=1)
     assert torch.equal(samples(model), before)
+
+
+def _cached_scores(model: nn.Module, k: torch.Tensor, run: Path, cache: Path):
+    return scored_runs.score_cached(model, k, run_dir=run, dataset="mnist", split="test",
+                                    n=len(k), draws=2, seed=0, cache_dir=cache)
+
+
+def _npz(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **{name: a for name, a in arrays.items() if a is not None})
+    return buf.getvalue()
+
+
+def test_unusable_score_cache_is_recomputed_and_replaced(tmp_path: Path, capsys,
+                                                         monkeypatch) -> None:
+    """A score cache that cannot be read, or does not hold valid scores of the request (shapes,
+    float dtype, finite values, the model's num_dims), is recomputed and replaced atomically,
+    with a one-line note naming it (found by fuzzing: an empty or truncated cache was an
+    EOFError or BadZipFile traceback; NaN scores or num_dims=0 made likelihood_gap write empty
+    summaries and fail with a KeyError)."""
+    k = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8,
+                      generator=torch.Generator().manual_seed(0))
+    cache = tmp_path / "cache"
+    fresh = _cached_scores(_KnownDensity(), k, tmp_path, cache)
+    [path] = cache.iterdir()
+    good = path.read_bytes()
+    capsys.readouterr()
+    valid = {"per_draw": fresh.per_draw, "log_prior": fresh.log_prior,
+             "num_dims": fresh.num_dims}
+    damaged = {
+        "empty": b"",
+        "truncated": good[:len(good) // 2],
+        "not a zip": b"\x93NUMPY garbage",
+        "NaN scores": _npz(**{**valid, "per_draw": fresh.per_draw * np.nan}),
+        "inf prior": _npz(**{**valid, "log_prior": fresh.log_prior - np.inf}),
+        "num_dims 0": _npz(**{**valid, "num_dims": 0}),
+        "num_dims an array": _npz(**{**valid, "num_dims": np.array([1024, 1024])}),
+        "fewer images": _npz(**{**valid, "per_draw": fresh.per_draw[:2]}),
+        "integer scores": _npz(**{**valid, "per_draw": fresh.per_draw.astype(np.int64)}),
+        "no prior": _npz(**{**valid, "log_prior": None}),
+    }
+    for what, data in damaged.items():
+        path.write_bytes(data)
+        s = _cached_scores(_KnownDensity(), k, tmp_path, cache)
+        np.testing.assert_array_equal(s.per_draw, fresh.per_draw)
+        np.testing.assert_array_equal(s.log_prior, fresh.log_prior)
+        assert s.num_dims == fresh.num_dims
+        err = [e for e in capsys.readouterr().err.splitlines() if e.strip() and "scoring" not in e]
+        assert len(err) == 1 and f"{path}: unusable score cache" in err[0], (what, err)
+        with np.load(path) as z:  # replaced by the recomputed scores
+            np.testing.assert_array_equal(z["per_draw"], fresh.per_draw)
+            assert int(z["num_dims"]) == fresh.num_dims
+    assert [p.name for p in cache.iterdir()] == [path.name]  # no temporary left
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("a valid cache is not recomputed")
+
+    monkeypatch.setattr(scored_runs, "score", not_again)
+    s = _cached_scores(_KnownDensity(), k, tmp_path, cache)
+    np.testing.assert_array_equal(s.per_draw, fresh.per_draw)
+    assert capsys.readouterr().err == ""
+
+
+def test_scores_that_are_not_valid_are_not_cached(tmp_path: Path) -> None:
+    """A broken model's NaN scores are returned (for load_scored_run to refuse) but not cached."""
+    class _Broken(_KnownDensity):
+        def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+            return super().forward(x, noise) * np.nan
+
+    k = torch.zeros((2, 1, 28, 28), dtype=torch.uint8)
+    s = _cached_scores(_Broken(), k, tmp_path, tmp_path / "cache")
+    assert np.isnan(s.per_draw).all()
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
