@@ -73,7 +73,7 @@ import argparse
 import contextlib
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,7 @@ from tqdm.auto import tqdm
 
 from flows import pixels
 from flows.experiments import detection, png_files, runner, scored_runs
-from flows.experiments.cw import CWCriterion, CWSettings, cw_l2
+from flows.experiments.cw import MAX_CONST, CWCriterion, CWSettings, cw_l2
 from foundation import cli, errors
 from foundation.intervals import logsumexp
 from foundation.percent import share_text
@@ -96,6 +96,21 @@ MODULE = "flows.experiments.attacks"
 
 PAPER_EPS_L2: dict[str, float] = {"mnist": 1.5, "cifar10": 33.0 / 255.0}
 """Table 2 L2 budgets (pixel scale [0, 1], equal to our [-0.5, 0.5] model-input scale)."""
+
+# Upper bounds of the float flags: each value is used in float32 (the CW constant and loss, the
+# logits, the detection term), where a larger one overflows to inf or means nothing.
+MAX_STEPSIZE = 10.0
+"""``--cw-stepsize``: an Adam step in CW's tanh space, where a pixel's whole range spans
+``2 atanh(0.999999) = 14.5``."""
+MAX_DET_WEIGHT = 1e6
+"""``--det-weight``: beside a larger ``w_det`` the float32 loss no longer resolves the hinge."""
+MAX_MARGIN_NATS = 1e5
+"""``--margin-nats``: more than all the nats of a 32x32x3 image at 8 bits/dim (17,035)."""
+MAX_MARGIN_BPD = 1e3
+"""``--margin-bpd``: far beyond any threshold (8 bits/dim is the uniform model); a margin that
+large already rejects every image."""
+MAX_EPS_L2 = math.sqrt(3 * 32 * 32)
+"""``--eps``: no two 32x32x3 images are further apart (L2, pixel scale [0, 1])."""
 
 
 class GridDecision(nn.Module):
@@ -380,11 +395,16 @@ def _plot_examples(k: torch.Tensor, advs: dict[str, torch.Tensor], path: Path, n
     plt.close(fig)
 
 
-def _margin(value: str) -> float | None:
-    """``auto`` -> None, else a finite number >= 0 (argparse type)."""
-    if str(value).strip().lower() == "auto":
-        return None
-    return cli.non_negative_float(value)
+def _margin(hi: float) -> Callable[[str], float | None]:
+    """Argument type: ``auto`` -> None, else a finite number in ``[0, hi]``."""
+    number = cli.float_range(0.0, hi)
+
+    def parse(value: str) -> float | None:
+        if str(value).strip().lower() == "auto":
+            return None
+        return number(value)
+
+    return parse
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -397,11 +417,16 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--threshold", default="quantile", choices=("quantile", "paper"))
     p.add_argument("--cw-steps", type=runner.count, default=100)
     p.add_argument("--cw-binary-steps", type=cli.int_range(1, 100), default=5)
-    p.add_argument("--cw-initial-const", type=cli.positive_float, default=1e-2)
-    p.add_argument("--cw-stepsize", type=cli.positive_float, default=1e-2)
-    p.add_argument("--det-weight", type=cli.positive_float, default=1.0)
-    p.add_argument("--margin-nats", type=_margin, default=None, help="kappa: 'auto' or nats >= 0")
-    p.add_argument("--margin-bpd", type=_margin, default=None, help="m: 'auto' or bits/dim >= 0")
+    p.add_argument("--cw-initial-const", type=cli.float_range(0.0, MAX_CONST, lo_open=True),
+                   default=1e-2)
+    p.add_argument("--cw-stepsize", type=cli.float_range(0.0, MAX_STEPSIZE, lo_open=True),
+                   default=1e-2)
+    p.add_argument("--det-weight", type=cli.float_range(0.0, MAX_DET_WEIGHT, lo_open=True),
+                   default=1.0)
+    p.add_argument("--margin-nats", type=_margin(MAX_MARGIN_NATS), default=None,
+                   help=f"kappa: 'auto' or nats in [0, {MAX_MARGIN_NATS:g}]")
+    p.add_argument("--margin-bpd", type=_margin(MAX_MARGIN_BPD), default=None,
+                   help=f"m: 'auto' or bits/dim in [0, {MAX_MARGIN_BPD:g}]")
     p.add_argument("--boundary-steps", type=runner.count, default=2000)
     p.add_argument("--boundary-window", type=runner.count, default=500)
     p.add_argument("--boundary-rtol", type=cli.float_range(0.0, 1.0), default=0.01)
@@ -409,7 +434,7 @@ def build_parser() -> cli.ArgumentParser:
                    help="no convergence before this step (foolbox adapts its spherical step "
                         "size only from step 1000 on)")
     p.add_argument("--boundary-record-every", type=runner.count, default=50)
-    p.add_argument("--eps", type=cli.positive_float, default=None,
+    p.add_argument("--eps", type=cli.float_range(0.0, MAX_EPS_L2, lo_open=True), default=None,
                    help="L2 budget (default: the paper's)")
     return p
 

@@ -89,6 +89,12 @@ class _Adam:
         return self.stepsize * m_hat / (torch.sqrt(v_hat) + self.eps)
 
 
+MAX_CONST = 1e10
+"""Largest constant ``c`` (foolbox caps the last round of a long search at it): at ``c = 1e10``
+the float32 resolution of ``c * hinge`` is already ~1e3, far above the squared L2 distance the
+attack minimises; and ``c``, cast to float32, must stay below 3.4e38 (a larger one is inf)."""
+
+
 @dataclass(frozen=True)
 class CWSettings:
     """The optimisation (``cw``, ``cw-det``, ``cw-cont``): ``steps`` Adam steps of size

@@ -216,6 +216,11 @@ def test_no_usable_start_image_is_recorded_not_a_crash(tiny_run, data_dir, tmp_p
     ("--cw-stepsize", "nan"), ("--det-weight", "nan"), ("--cw-steps", "-3"),
     ("--boundary-rtol", "inf"), ("--margin-nats", "-1"), ("--draws", "0"), ("--seed", "-1"),
     ("--attacks", "fgsm"), ("--attacks", ","), ("--attacks", "cw,cw"),
+    # finite, but inf in float32 (the CW constant, the loss, the logits) or meaningless: a
+    # constant of 1e300 was cast to inf with exit 0 (found by fuzzing)
+    ("--cw-initial-const", "1e300"), ("--cw-initial-const", "1e11"), ("--cw-stepsize", "1e300"),
+    ("--det-weight", "1e300"), ("--margin-nats", "1e300"), ("--margin-bpd", "1e300"),
+    ("--eps", "1e300"),
 ])
 def test_bad_numbers_are_one_line_usage_errors(tiny_run, data_dir, tmp_path, run_cli, flag,
                                                value) -> None:
