@@ -303,18 +303,20 @@ class _ConstSearch:
         return cls(initial_const * np.ones((n,)), np.zeros((n,)), np.inf * np.ones((n,)))
 
     def consts_for_round(self, bs: int, rounds: int) -> np.ndarray:
-        """``c`` of round ``bs``; with >= 10 rounds the last one uses ``min(upper, 1e10)``."""
+        """``c`` of round ``bs``; with >= 10 rounds the last one uses ``min(upper, MAX_CONST)``."""
         if bs == rounds - 1 and rounds >= 10:
-            self.consts = np.minimum(self.upper, 1e10)
+            self.consts = np.minimum(self.upper, MAX_CONST)
         return self.consts
 
     def update(self, found: np.ndarray) -> None:
         """Success: ``upper = c``, else ``lower = c``; then ``c = (lower + upper) / 2``, or
-        ``10 c`` while ``upper = inf``."""
+        ``10 c`` while ``upper = inf``, at most :data:`MAX_CONST` (foolbox grows ``c`` without
+        bound, to inf in float32 after enough failed rounds)."""
         self.upper = np.where(found, self.consts, self.upper)
         self.lower = np.where(found, self.lower, self.consts)
         self.consts = np.where(
-            np.isinf(self.upper), self.consts * 10, (self.lower + self.upper) / 2
+            np.isinf(self.upper), np.minimum(self.consts * 10, MAX_CONST),
+            (self.lower + self.upper) / 2
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import foolbox
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 
 from flows import pixels
 from flows.experiments import attacks, scored_runs
-from flows.experiments.cw import CWCriterion, CWSettings, cw_l2
+from flows.experiments.cw import MAX_CONST, CWCriterion, CWSettings, cw_l2
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,20 @@ def test_detection_aware_grid_cw_is_constrained(tiny_model, test_set) -> None:
     z = draw.logits_k(res.adv_k).detach().double()
     bpd = pixels.bits_per_dim(torch.logsumexp(z, 1), 1024).numpy()
     assert np.all(bpd[res.found] <= t + 1e-6)
+
+
+def test_cw_constant_stays_finite_in_float32_over_many_failed_rounds(tiny_model,
+                                                                    test_set) -> None:
+    """A search that never succeeds (a margin no image reaches) grows ``c`` tenfold per round
+    up to MAX_CONST and no further: 45 rounds from 1e-2 overflowed float32 (inf, a
+    RuntimeWarning from the cast) with exit 0 (found by fuzzing --cw-binary-steps 60)."""
+    k, y, _ = test_set
+    settings = CWSettings(steps=1, binary_steps=45, initial_const=1e-2, stepsize=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = cw_l2(tiny_model, pixels.bin_centre(k[:2]), y[:2], settings,
+                    CWCriterion(confidence=1e5), abort_early=False)
+    assert not res.found.any() and np.all(res.consts == MAX_CONST)
 
 
 def test_grid_decision_decides_on_the_rounded_image(tiny_model, test_set) -> None:
