@@ -33,6 +33,9 @@ RUNTIME_STATUS = 1
 USAGE_STATUS = 2
 """Exit status of bad command-line input (argparse's own status for usage errors)."""
 
+INTERRUPTED_STATUS = 130
+"""Interrupted (Ctrl-C, SIGINT): the shell's 128 + 2; ``PROG: interrupted`` on stderr."""
+
 
 class UsageError(Exception):
     """Bad command-line input found after parsing (e.g. two flags that exclude each other)."""
@@ -88,7 +91,8 @@ def guard(prog: str, *, usage: tuple[type[BaseException], ...] = (),
     """Decorate ``main(argv) -> int``: expected errors become one line and an exit status.
 
     :class:`UsageError` and ``usage`` types exit 2; :class:`CommandError`, ``OSError`` and
-    ``runtime`` types exit 1. ``SystemExit`` (argparse, ``--help``) passes through.
+    ``runtime`` types exit 1; Ctrl-C (``KeyboardInterrupt``) exits 130 with ``PROG: interrupted``.
+    ``SystemExit`` (argparse, ``--help``) passes through.
     """
     usage_types = (UsageError, *usage)
     runtime_types = (CommandError, OSError, *runtime)
@@ -102,6 +106,9 @@ def guard(prog: str, *, usage: tuple[type[BaseException], ...] = (),
                 exit_with(prog, exc, USAGE_STATUS)
             except runtime_types as exc:
                 exit_with(prog, exc, RUNTIME_STATUS)
+            except KeyboardInterrupt:  # Ctrl-C: one line, not the traceback of wherever it hit
+                print(f"{prog}: interrupted", file=sys.stderr, flush=True)
+                raise CLIExit(f"{prog}: interrupted", INTERRUPTED_STATUS) from None
 
         return wrapped  # type: ignore[return-value]
 

@@ -105,6 +105,9 @@ def test_guard_statuses_and_one_line(capsys: pytest.CaptureFixture[str]) -> None
     assert "/r/x.json: No space left on device" in str(info.value)
     with pytest.raises(ZeroDivisionError):  # a bug is not disguised as an expected failure
         make(ZeroDivisionError())()
+    with pytest.raises(SystemExit) as info:  # Ctrl-C: one line, the shell's status 130
+        make(KeyboardInterrupt())()
+    assert info.value.code == 130 and capsys.readouterr().err == "prog: interrupted\n"
     p = cli.ArgumentParser(prog="prog")
     p.add_argument("--n", type=cli.positive_int)
     with pytest.raises(SystemExit) as info:
