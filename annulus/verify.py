@@ -160,8 +160,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     symbolic = None
     if args.symbolic:
         from annulus.symbolic import check_against_exact
-        symbolic = check_against_exact(cert)
+        try:
+            symbolic = check_against_exact(cert)
+        except ArithmeticError as exc:
+            print(f"python -m annulus.verify: error: --symbolic: {exc}", file=sys.stderr)
+            return RUNTIME_STATUS
     verdict, reason = cert.verdict, cert.verdict_reason()
+    if symbolic is not None and not symbolic["numeric_agrees"]:
+        verdict = NOT_CERTIFIED
+        reason = ("the sympy closed forms and the exact evaluator disagree on a KL beyond half "
+                  "the certificate's digits (see the symbolic check)")
     if sampling is not None and not sampling.consistent:
         verdict = NOT_CERTIFIED
         reason = ("the sampled success count contradicts the exact attack probability "
