@@ -64,6 +64,7 @@ from flows.runs import (
     build_model,
     init_from_run,
     load_checkpoint,
+    read_config,
     read_summary,
     save_checkpoint,
 )
@@ -253,7 +254,8 @@ def check_flags(opts: TrainSettings) -> None:
 
 def check_out_dir(out: Path, resume: bool, rank: int) -> None:
     """Before any work: ``--resume`` needs ``OUT/checkpoint.pt``, a fresh run must not overwrite
-    one, ``train_summary.json`` must be readable; stale temporary files are removed."""
+    one, ``train_summary.json`` and ``config.json`` must be readable (a foreign file of that name
+    is never replaced); stale temporary files are removed."""
     ckpt_path = out / CHECKPOINT_NAME
     if resume and not ckpt_path.is_file():
         raise errors.UsageError(f"--resume: no checkpoint {ckpt_path} to continue from")
@@ -266,6 +268,12 @@ def check_out_dir(out: Path, resume: bool, rank: int) -> None:
             read_summary(summary)
         except RunError as exc:
             raise RunError(f"{exc}; move it away to continue") from None
+    if (out / CONFIG_NAME).exists():  # a run's (killed before its first checkpoint), or foreign
+        try:
+            read_config(out)
+        except RunError as exc:
+            raise RunError(f"{exc}; it is not a flows.train config: move it away to continue"
+                           ) from None
     if rank == 0 and out.is_dir():
         clean_stale_tmp(out)
 

@@ -388,6 +388,22 @@ def test_a_train_subset_beyond_the_data_is_said(tiny_data_dir: Path, tmp_path: P
     assert "--train-subset 1000 exceeds the 200 training images; an epoch uses all" in err
 
 
+def test_a_foreign_config_json_is_never_replaced(tiny_data_dir: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``--out`` a folder holding a ``config.json`` that is not a flows.train config: refused
+    (one line, exit 1, the file as it was), as a foreign ``train_summary.json`` already was; it
+    was silently replaced by the run's config (found by fuzzing)."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "config.json").write_text('{"my": "precious settings"}')
+    with pytest.raises(SystemExit) as exc:
+        ftrain.main(_train_args(tiny_data_dir, out))
+    assert exc.value.code == 1
+    assert "not a flows.train config: move it away" in _err_line(capsys)
+    assert (out / "config.json").read_text() == '{"my": "precious settings"}'
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+
+
 def test_out_under_a_file_or_directory_is_refused(tiny_data_dir: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "f").write_text("x")
