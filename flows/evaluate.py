@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             f"--out {args.out} would replace a file of a run directory or model folder "
             f"({', '.join(sorted(RUN_FILE_NAMES))}); a full evaluation writes the run's "
             f"{EVAL_NAME} itself")
+    if args.out is not None:
+        cli.refuse_out_inside(args.out, args, ("data_dir",))
     in_run = _dir_writable(run_dir)
     if not in_run and args.out is None and not args.n_test:
         raise errors.UsageError(f"--run {run_dir}: directory not writable (cannot write "

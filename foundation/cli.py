@@ -35,11 +35,11 @@ import errno
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from foundation.errors import USAGE_STATUS, exit_with
+from foundation.errors import USAGE_STATUS, UsageError, exit_with
 
 MAX_INT = 2**63 - 1
 """Largest integer accepted by the integer types (torch's int64)."""
@@ -262,3 +262,14 @@ def existing_file(value: str) -> Path:
         raise argparse.ArgumentTypeError(f"{path}: {exc.strerror or exc}") from None
     return path
 
+
+def refuse_out_inside(out: str, args: argparse.Namespace, flags: Sequence[str]) -> None:
+    """``--out`` must not lie inside a directory the command reads or draws into (the data,
+    the score cache, the images): a result written there replaced a dataset file, the cache
+    just read or a figure. A usage error naming the flag."""
+    where = Path(out).absolute().resolve()
+    for flag in flags:
+        d = getattr(args, flag, None)
+        if d is not None and where.is_relative_to(Path(d).absolute().resolve()):
+            raise UsageError(f"--out {out} is inside --{flag.replace('_', '-')} {d}; "
+                             "write the result elsewhere")

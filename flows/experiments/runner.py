@@ -97,6 +97,7 @@ def require_run(args: argparse.Namespace) -> None:
         raise errors.UsageError(
             f"--out {args.out} would replace a file of a run directory or model folder "
             f"({', '.join(sorted(RUN_FILE_NAMES))}); write the result elsewhere")
+    cli.refuse_out_inside(args.out, args, ("data_dir", "cache_dir", "png_dir"))
     from foundation import (
         atomic,
         runlock,  # one writer per output file (a second: exit 1)

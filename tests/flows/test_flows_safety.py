@@ -303,6 +303,32 @@ def test_a_smaller_test_split_never_replaces_the_runs_evaluation(
     assert json.loads(out.read_text())["metrics"]["n_test"] == 60
 
 
+def test_out_is_never_inside_the_data_the_cache_or_the_images(
+        tiny_run: Path, tiny_data_dir: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A result written into the data directory, the score cache or the image folder replaced a
+    dataset file, the cache just read or a figure with exit 0 (found by fuzzing): refused before
+    any work, one line, exit 2, in flows.evaluate and the experiments."""
+    from flows.experiments import likelihood_gap
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data_dir, data)
+    target = data / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    before = target.read_bytes()
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for main, argv in ((feval.main, ["--run", str(tiny_run), "--data-dir", str(data),
+                                     "--out", str(target)]),
+                       (likelihood_gap.main, ["--run", str(tiny_run), "--data-dir", str(data),
+                                              "--out", str(target)]),
+                       (likelihood_gap.main, ["--run", str(tiny_run), "--cache-dir", str(cache),
+                                              "--out", str(cache / "scores-x.npz")])):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2 and "write the result elsewhere" in _err_line(capsys)
+    assert target.read_bytes() == before and not any(cache.iterdir())
+
+
 def test_a_data_dir_from_the_config_that_is_gone_is_named_as_such(
         tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
