@@ -332,6 +332,8 @@ def build_parser() -> cli.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Print (and with ``--out`` write, atomically; one writer per file) the tables."""
     args = build_parser().parse_args(argv)
+    if args.out and Path(args.out).suffix != ".md":  # never over a result JSON or a run's file
+        raise errors.UsageError(f"--out {args.out}: the tables are markdown; name it *.md")
     if args.out:
         runlock.acquire(runlock.file_lock_path(args.out), args.out)
     text = build(Path(args.results))

@@ -48,3 +48,17 @@ def test_a_result_lacking_a_field_is_named_among_good_ones(tiny_run, data_dir, t
     (tmp_path / "none").mkdir()
     rc, err = run_cli(summarize.main, ["--results", str(tmp_path / "none")])
     assert rc == 1 and len(err) == 1 and "no results to tabulate" in err[0], err
+
+
+def test_summary_out_is_markdown(tmp_path, capsys) -> None:
+    """``--out`` names a markdown file: a JSON result or a model's config.json given as --out
+    was replaced by the tables with exit 0 (found by fuzzing); refused, one line, exit 2."""
+    import pytest
+
+    target = tmp_path / "table3.json"
+    target.write_text("{}")
+    with pytest.raises(SystemExit) as exc:
+        summarize.main(["--results", str(tmp_path), "--out", str(target)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "name it *.md" in err[0], err
+    assert target.read_text() == "{}"
