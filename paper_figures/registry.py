@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from paper_figures import annulus_flow, attack_curves, empirical, learning, paired, tables, theory
 
@@ -204,7 +205,8 @@ def _loaded(ctx: Context, paths: list[Path], spec: dict[str, str], what: str) ->
     out = []
     for p in paths:
         try:
-            out.append(empirical.require(empirical.load(p), ctx.show_path(p), spec))
+            res = empirical.require(empirical.load(p), ctx.show_path(p), spec)
+            out.append(_named_as_its_model(ctx, res, p) if "config.dataset" in spec else res)
         except empirical.ResultError as exc:
             ctx.problem(f"could not make the {what} from {exc}")
     if paths and not out:
@@ -222,10 +224,25 @@ def _baselines(ctx: Context) -> dict[str, dict]:
                         f"flows.baselines --dataset {ds} --out-dir {ctx.show('baselines')})")
             continue
         try:
-            out[ds] = empirical.require(empirical.load(p), ctx.show_path(p), BASELINE_SPEC)
+            res = empirical.require(empirical.load(p), ctx.show_path(p), BASELINE_SPEC)
+            if res["dataset"] != ds:  # a file of another dataset under this one's name
+                raise empirical.ResultError(f"{ctx.show_path(p)}: its dataset is "
+                                            f"{res['dataset']!r}, not {ds!r}")
+            out[ds] = res
         except empirical.ResultError as exc:
             ctx.problem(f"could not make the baseline rows from {exc}")
     return out
+
+
+def _named_as_its_model(ctx: Context, res: dict[str, Any], path: Path) -> dict[str, Any]:
+    """An evaluation stored as ``<dataset>-<objective>-...json`` (how the workflow names them)
+    must be of that dataset and objective: a copy under another model's name is refused."""
+    want = f"{res['config']['dataset']}-{res['config']['objective']}-"
+    if path.stem.endswith("-cpu") and not path.stem.startswith(want):
+        raise empirical.ResultError(f"{ctx.show_path(path)}: it evaluates a "
+                                    f"{res['config']['objective']} model of "
+                                    f"{res['config']['dataset']}, not {path.stem}")
+    return res
 
 
 def _table1(ctx: Context, paths: list[Path]) -> list[Path]:

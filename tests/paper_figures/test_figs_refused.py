@@ -290,3 +290,21 @@ def test_theory_figures_refuse_a_malformed_cache_of_the_current_code(
                     "malformed theory cache; rerun with --recompute")
     assert "STALE" not in line and (r / "theory" / cache).read_text() == before
     assert not list((tmp_path / "out").glob("theory*"))
+
+
+def test_a_result_under_another_models_or_datasets_name_is_refused(tmp_path: Path,
+                                                                    capsys) -> None:
+    """Table 1 trusted file names: a CIFAR-10 split evaluation copied to mnist-base-cpu.json
+    made the CIFAR-10 row twice, and cifar10.json copied to baselines/mnist.json gave MNIST the
+    CIFAR-10 histogram (found by fuzzing). Each is refused for its row, the rest is made."""
+    r = _stored(tmp_path, "table1/cifar10-split-cpu.json", "table1/mnist-split-cpu.json",
+                "baselines/cifar10.json")
+    shutil.copyfile(r / "table1" / "cifar10-split-cpu.json", r / "table1" / "mnist-base-cpu.json")
+    shutil.copyfile(r / "baselines" / "cifar10.json", r / "baselines" / "mnist.json")
+    rc = main(["--results", str(r), "--out", str(tmp_path / "out"), "--only", "table1"])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "Traceback" not in err, out + err
+    assert "mnist-base-cpu.json: it evaluates a split model of cifar10, not mnist-base-cpu" in err
+    assert "mnist.json: its dataset is 'cifar10', not 'mnist'" in err
+    table = (tmp_path / "out" / "table1.md").read_text()
+    assert table.count("7.883") <= 1  # CIFAR-10's histogram bits/dim, never on the MNIST row
