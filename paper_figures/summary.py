@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from foundation import atomic, cli, errors, paper_numbers, runlock
 from foundation.percent import share_text
-from paper_figures import paired
+from paper_figures import empirical, paired, registry
 from paper_figures.tables import Table
 
 PAPER_TABLE2 = paper_numbers.TABLE2
@@ -33,10 +33,17 @@ def _no_nan(token: str) -> float:
     raise ValueError(f"non-finite number {token}")
 
 
+#: What each experiment's results must hold (the specs ``python -m paper_figures`` checks).
+SPECS = {"likelihood_gap": registry.GAP_SPEC, "attacks": registry.ATTACK_CURVE_SPEC,
+         "interpolation": registry.INTERP_SPEC,
+         "bg_mnist": {"rows": "items", "rows[].dataset": "str", "rows[].n_test": "count",
+                      "rows[].accuracy": "share", "rows[].bits_per_dim": "pos"}}
+
+
 def _load(d: Path, pattern: str = "*.json") -> list[dict[str, Any]]:
     """Every ``pattern`` file of ``d``: an experiment result (a JSON object whose ``experiment``
-    is the folder's name, finite numbers), else a :class:`foundation.errors.CommandError` naming
-    the file."""
+    is the folder's name, finite numbers, the fields of :data:`SPECS` in range), else a
+    :class:`foundation.errors.CommandError` naming the file."""
     out = []
     for p in sorted(d.glob(pattern)):
         try:
@@ -47,6 +54,10 @@ def _load(d: Path, pattern: str = "*.json") -> list[dict[str, Any]]:
         if not isinstance(res, dict) or res.get("experiment") != d.name:
             raise errors.CommandError(f"{p}: not a {d.name} result (no \"experiment\": "
                                    f"\"{d.name}\" object)")
+        try:
+            empirical.require(res, p, SPECS.get(d.name, {}))
+        except empirical.ResultError as exc:
+            raise errors.CommandError(str(exc)) from None
         out.append(res | {"_file": str(p)})
     return out
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flows.experiments import interpolation, likelihood_gap
 from paper_figures import summary as summarize
 
@@ -44,7 +46,13 @@ def test_a_result_lacking_a_field_is_named_among_good_ones(tiny_run, data_dir, t
     (d / "bad.json").write_text('{"experiment": "likelihood_gap", "draws": 4}')
     rc, err = run_cli(summarize.main, ["--results", str(tmp_path / "results")])
     err = [e for e in err if "scoring" not in e]  # likelihood_gap's progress above
-    assert rc == 1 and len(err) == 1 and "bad.json: lacks what the tables need" in err[0], err
+    assert rc == 1 and len(err) == 1 and "bad.json: missing 'dataset'" in err[0], err
+    # a field in the wrong range is refused as python -m paper_figures refuses it (it was
+    # tabulated: 'n test -5'; found by fuzzing)
+    bad = json.loads((d / "good.json").read_text()) | {"n_test": -5}
+    (d / "bad.json").write_text(json.dumps(bad))
+    rc, err = run_cli(summarize.main, ["--results", str(tmp_path / "results")])
+    assert rc == 1 and len(err) == 1 and "bad.json: 'n_test' is int '-5'" in err[0], err
     (tmp_path / "none").mkdir()
     rc, err = run_cli(summarize.main, ["--results", str(tmp_path / "none")])
     assert rc == 1 and len(err) == 1 and "no results to tabulate" in err[0], err
