@@ -175,7 +175,7 @@ def check_against_exact(cert: Any) -> dict[str, Any]:
     for name, key in (("kl_q_p_joint", "q_p_joint"), ("kl_p_q_joint", "p_q_joint"),
                       ("kl_q_p_class0", "q_p_class0"), ("kl_p_q_class0", "p_q_class0")):
         fn = sp.lambdify(args, getattr(der, name), modules="mpmath")
-        sym_val, work = closed_form_value(fn, inputs, cert.dps)
+        sym_val, work = closed_form_value(fn, inputs, cert.dps + _digits_below_one(cert))
         with mpmath.mp.workdps(work):
             exact = cert.kl[key]
             rel = abs(sym_val - exact) / max(abs(exact), mpmath.mpf(10) ** (-cert.dps - 5))
@@ -186,6 +186,13 @@ def check_against_exact(cert: Any) -> dict[str, Any]:
                                 "working_digits": work}
     out["numeric_agrees"] = agree  # to half the certificate's digits, every KL
     return out
+
+
+def _digits_below_one(cert: Any) -> int:
+    """About ``-log10(Delta)``: the digits ``1 + Delta`` needs before Delta shows in it, added to
+    the starting precision so that no two evaluations agree only because both rounded it to 1."""
+    with mpmath.mp.workdps(30):
+        return max(0, int(-mpmath.floor(mpmath.log10(num(mpmath.mp, cert.params.Delta)))))
 
 
 MAX_WORKING_DIGITS = 20_000
