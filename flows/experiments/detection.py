@@ -94,6 +94,14 @@ def thresholds(bpd_test: np.ndarray, dataset: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+def require_rule(rule: str, dataset: str) -> None:
+    """Before any scoring: ``--threshold paper`` needs a paper value for ``dataset``."""
+    if rule == "paper" and dataset not in PAPER_THRESHOLD_BPD:
+        raise errors.UsageError(
+            f"--threshold paper: the paper gives no likelihood threshold for {dataset} (only "
+            f"for {', '.join(sorted(PAPER_THRESHOLD_BPD))}); use --threshold quantile")
+
+
 def pick_threshold(ths: dict[str, dict[str, Any]], rule: str) -> float:
     """``T`` for ``rule`` in {"paper", "quantile"}; error when the paper gives none."""
     if rule not in ths:

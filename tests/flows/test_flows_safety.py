@@ -329,6 +329,29 @@ def test_out_is_never_inside_the_data_the_cache_or_the_images(
     assert target.read_bytes() == before and not any(cache.iterdir())
 
 
+@pytest.mark.parametrize("module", ["interpolation", "attacks"])
+def test_a_paper_threshold_the_dataset_lacks_is_refused_before_scoring(
+        module: str, tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--threshold paper`` on a dataset the paper gives no threshold for failed only after the
+    whole test set was scored, without naming the dataset (found by fuzzing): now one line,
+    exit 2, before any scoring."""
+    import importlib
+
+    from flows.experiments import scored_runs
+
+    def never(*_a: object, **_k: object) -> None:
+        raise AssertionError("scored before the threshold rule was checked")
+
+    monkeypatch.setattr(scored_runs, "load_scored_run", never)
+    main = importlib.import_module(f"flows.experiments.{module}").main
+    with pytest.raises(SystemExit) as exc:
+        main(["--run", str(tiny_run), "--out", str(tmp_path / "o.json"), "--dataset",
+              "bg-mnist-0", "--threshold", "paper"])
+    assert exc.value.code == 2
+    assert "no likelihood threshold for bg-mnist-0" in _err_line(capsys)
+
+
 def test_a_data_dir_from_the_config_that_is_gone_is_named_as_such(
         tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
