@@ -199,14 +199,16 @@ def _fig2(ctx: Context, _paths: list[Path]) -> list[Path]:
     return theory.plot_figure2(theory.figure2_data(), ctx.out)
 
 
-def _loaded(ctx: Context, paths: list[Path], spec: dict[str, str], what: str) -> list[dict]:
-    """The usable results among ``paths``; each unusable one is reported as the ``what`` (a
-    row or a panel) that could not be made from it. Raises :class:`NoUsableInput` if none is."""
+def _loaded(ctx: Context, paths: list[Path], spec: dict[str, str], what: str,
+            named: bool = False) -> list[dict]:
+    """The usable results among ``paths`` (``named``: each also of the model its file name
+    says, :func:`_named_as_its_model`); each unusable one is reported as the ``what`` (a row or
+    a panel) that could not be made from it. Raises :class:`NoUsableInput` if none is."""
     out = []
     for p in paths:
         try:
             res = empirical.require(empirical.load(p), ctx.show_path(p), spec)
-            out.append(_named_as_its_model(ctx, res, p) if "config.dataset" in spec else res)
+            out.append(_named_as_its_model(ctx, res, p) if named else res)
         except empirical.ResultError as exc:
             ctx.problem(f"could not make the {what} from {exc}")
     if paths and not out:
@@ -247,12 +249,12 @@ def _named_as_its_model(ctx: Context, res: dict[str, Any], path: Path) -> dict[s
 
 def _table1(ctx: Context, paths: list[Path]) -> list[Path]:
     extra = sorted(set((ctx.results / "table1").glob("*.json")) - set(paths))
-    return tables.write(tables.table1(_loaded(ctx, list(paths) + extra, EVAL_SPEC, "row"),
-                                      _baselines(ctx)), ctx.out, "table1")
+    return tables.write(tables.table1(_loaded(ctx, list(paths) + extra, EVAL_SPEC, "row",
+                                              named=True), _baselines(ctx)), ctx.out, "table1")
 
 
 def _learning(ctx: Context, paths: list[Path]) -> list[Path]:
-    loaded = _loaded(ctx, paths, LEARNING_SPEC, "panel")
+    loaded = _loaded(ctx, paths, LEARNING_SPEC, "panel", named=True)
     if not loaded:
         raise MissingResult("no evaluated run to plot")
     return learning.plot_learning_curves(loaded, _baselines(ctx), ctx.out)

@@ -308,3 +308,16 @@ def test_a_result_under_another_models_or_datasets_name_is_refused(tmp_path: Pat
     assert "mnist.json: its dataset is 'cifar10', not 'mnist'" in err
     table = (tmp_path / "out" / "table1.md").read_text()
     assert table.count("7.883") <= 1  # CIFAR-10's histogram bits/dim, never on the MNIST row
+
+
+def test_table3_from_evaluations_needs_no_objective(tmp_path: Path, capsys) -> None:
+    """Table 3's fallback (evaluations, no bg_mnist/table3.json) does not read the objective, so
+    an evaluation without one still makes its row: the file-name check of Table 1 is not applied
+    there (it read config.objective and would fail with a KeyError)."""
+    rel = "table3/bg-mnist-0-reweighted-cpu.json"
+    r = _stored(tmp_path, rel)
+    _damage(r, rel, lambda d: d["config"].pop("objective"))
+    main(["--results", str(r), "--out", str(tmp_path / "out"), "--only", "table3"])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "[partial] table3" in out, out + err
+    assert "bg-mnist-0" in (tmp_path / "out" / "table3.md").read_text().lower()
