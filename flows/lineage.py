@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.layout import LINEAGE_NAME, SUMMARY_NAME, folder_kind
+from flows.run_checks import history_problem
 from flows.runs import RunError, read_config, read_summary
 from flows.weights import sha256_file
 from foundation import cli, errors
@@ -69,7 +70,7 @@ def phase(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
 def phase_problem(p: Any) -> str | None:
     """Why ``p`` is not a phase record as :func:`trace_from` writes them (``None`` if it is): a
     dict with a ``run`` name and either a ``missing`` reason or the ``weights`` (file, sha256)
-    and the ``history`` (epoch records whose numbers are numbers)."""
+    and the ``history`` (:func:`flows.run_checks.history_problem`)."""
     if not isinstance(p, dict) or not isinstance(p.get("run"), str):
         return "a phase is not a record with a run name"
     if "missing" in p:
@@ -78,14 +79,8 @@ def phase_problem(p: Any) -> str | None:
     if not (isinstance(w, dict) and isinstance(w.get("file"), str)
             and isinstance(w.get("sha256"), str)):
         return f"{p['run']}: no weights file and sha256"
-    history = p.get("history")
-    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
-        return f"{p['run']}: history is not a list of epoch records"
-    for h in history:
-        for k, v in h.items():
-            if isinstance(v, bool) or not (v is None or isinstance(v, (int, float))):
-                return f"{p['run']}: history value {k}={v!r} is not a number"
-    return None
+    why = history_problem(p.get("history"))  # as a train_summary.json's history is checked
+    return f"{p['run']}: {why}" if why else None
 
 
 def _recorded(folder: Path) -> list[dict[str, Any]] | None:

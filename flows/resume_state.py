@@ -125,10 +125,9 @@ def summary_problem(summary: dict[str, Any], state: dict[str, Any]) -> str | Non
     is ``state``, or ``None``: its last invocation's epoch records must be the checkpoint's
     first ones (the summary is written just after each epoch's checkpoint, so it may lag by the
     epoch a kill interrupted, never lead or differ)."""
-    invocations = summary.get("invocations") or [{}]
-    done, history = invocations[-1].get("epochs_done"), invocations[-1].get("history")
-    if not (isinstance(history, list) and history == state["history"][:len(history)]
-            and isinstance(done, int) and done <= state["epoch"]):
+    last = summary["invocations"][-1]  # a read_summary: non-empty, typed entries
+    done, history = last["epochs_done"], last["history"]
+    if history != state["history"][:len(history)] or done > state["epoch"]:
         return (f"its last invocation (epoch {done}) is not the record of this checkpoint "
                 f"(epoch {state['epoch']}): the two come from different runs")
     return None

@@ -18,7 +18,7 @@ import torch
 from flows import devices, scoring
 from flows.data import DATASETS
 from flows.experiments import detection, scored_runs
-from flows.layout import CONFIG_NAME, RUN_FILE_NAMES, is_run_file
+from flows.layout import RUN_FILE_NAMES, is_run_file
 from flows.provenance import Provenance, write_result
 from foundation import cli, errors
 
@@ -120,12 +120,11 @@ def start_scored_run(args: argparse.Namespace, argv: Sequence[str] | None, modul
     output (:func:`require_run`), seed, start the provenance clock, and load ``--run`` with its
     test images scored once (:func:`flows.experiments.scored_runs.load_scored_run`)."""
     require_run(args)
-    if getattr(args, "threshold", None) is not None:  # a rule the dataset has, before scoring
+    if getattr(args, "threshold", None) == "paper":  # a rule the dataset has, before scoring
         from flows.runs import read_config
 
-        config = read_config(args.run) if (Path(args.run) / CONFIG_NAME).is_file() else None
-        if config is not None or args.dataset is not None:
-            detection.require_rule(args.threshold, scored_runs.dataset_of(config, args.dataset))
+        detection.require_rule("paper", scored_runs.dataset_of(read_config(args.run),
+                                                                args.dataset))
     set_seed(args.seed)
     prov = Provenance(seed=args.seed, run_dir=args.run, run_config=None, device=args.device,
                       argv=None if argv is None else list(argv), module=module)
