@@ -36,8 +36,8 @@ def _no_nan(token: str) -> float:
 #: What each experiment's results must hold (the specs ``python -m paper_figures`` checks).
 SPECS = {"likelihood_gap": registry.GAP_SPEC, "attacks": registry.ATTACK_CURVE_SPEC,
          "interpolation": registry.INTERP_SPEC,
-         "bg_mnist": {"rows": "items", "rows[].dataset": "str", "rows[].n_test": "count",
-                      "rows[].accuracy": "share", "rows[].bits_per_dim": "pos"}}
+         "bg_mnist": {"rows": "items", "rows[].n_test": "count",
+                      **{f"rows[].{k}": kind for k, kind in registry.ROW_SPEC.items()}}}
 
 
 def _load(d: Path, pattern: str = "*.json") -> list[dict[str, Any]]:
